@@ -1,0 +1,40 @@
+# make test   set up .venv, build the extension, run the test suite (the CI gate)
+# make bench  the same set-up, then every benchmark in benchmarks/
+# make lint   ruff over the package, tests and benchmarks
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+SOURCES := $(shell find csrc -type f) setup.py pyproject.toml
+
+.PHONY: venv build test bench lint clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q "numpy>=1.23" "faiss-cpu>=1.7" "scikit-learn>=1.1" "tqdm>=4.60" \
+	    pyyaml matplotlib ninja "setuptools>=64" wheel pytest hypothesis ruff
+	touch $@
+
+build: $(VENV)/.built
+
+$(VENV)/.built: $(VENV)/.installed $(SOURCES)
+	$(PIP) install --no-build-isolation --no-deps -e .
+	touch $@
+
+test: build
+	$(PY) -m pytest python_tests
+
+bench: build
+	$(PY) benchmarks/bench_ops.py
+
+lint: venv
+	$(VENV)/bin/ruff check hdml_ext python_tests benchmarks setup.py
+
+clean:
+	rm -rf build dist *.egg-info hdml_ext/_C*.so $(VENV)/.built

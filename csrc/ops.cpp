@@ -1,0 +1,41 @@
+// Every operator schema of hdml_ext, in one place. Each backend fills these in from its own
+// file (csrc/<op>/<op>_cpu.cpp, csrc/<op>/<op>_cuda.cu) with TORCH_LIBRARY_IMPL; autograd and
+// fake (meta) kernels are registered from Python in hdml_ext/ops/.
+
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// `import hdml_ext._C` loads this shared library, which runs the static registrations below.
+// The module itself carries no Python functions: the ops live under torch.ops.hdml.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT,
+      "_C",  // name
+      "hdml_ext kernels: registers the torch.ops.hdml operators",
+      -1,  // per-interpreter state size
+      nullptr,  // methods
+  };
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(hdml, m) {
+  // Exact k nearest neighbours (Euclidean). queries=None: the queries are x itself, and each
+  // row excludes itself. dist [M, k] ascending (ties: smaller index first), idx [M, k] int64.
+  m.def("knn(Tensor x, Tensor? queries, int k) -> (Tensor dist, Tensor idx)");
+
+  // F-Graph adjacency: bool [B, k+1, k+1] for the focus nodes (all N when focus is None).
+  m.def("fgraph_adjacency(Tensor knn_idx, Tensor? focus, bool symmetric) -> Tensor");
+
+  // NFA clamped channel gate (paper eq. 6-8): y = x * g', g' = clamp-rule(sigmoid(logits)).
+  m.def("nfa_gate(Tensor x, Tensor logits, float lo, float hi) -> Tensor");
+  m.def(
+      "nfa_gate_backward(Tensor grad_y, Tensor x, Tensor logits, float lo, float hi) "
+      "-> (Tensor grad_x, Tensor grad_logits)");
+
+  // Normalised GCN aggregation per graph: out = D^-1/2 A D^-1/2 z, D = row sums of A.
+  m.def("gcn_aggregate(Tensor adj, Tensor z) -> Tensor");
+  // grad_z = (D^-1/2 A D^-1/2)^T grad_out (adj is structure and gets no gradient).
+  m.def("gcn_aggregate_backward(Tensor grad_out, Tensor adj) -> Tensor");
+}

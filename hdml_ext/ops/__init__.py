@@ -1,0 +1,11 @@
+"""The kernels as torch ops: thin typed wrappers over torch.ops.hdml.*, with autograd and
+fake (meta) registrations so they work under torch.compile. `reference` holds pure-torch
+versions of each, used by the tests."""
+
+from . import reference
+from .fgraph_adjacency import fgraph_adjacency
+from .gcn_aggregate import gcn_aggregate
+from .knn import knn
+from .nfa_gate import nfa_gate
+
+__all__ = ["fgraph_adjacency", "gcn_aggregate", "knn", "nfa_gate", "reference"]

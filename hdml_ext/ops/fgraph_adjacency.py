@@ -1,0 +1,45 @@
+"""Fused F-Graph adjacency: `hdml_ext.ops.fgraph_adjacency` over `torch.ops.hdml.fgraph_adjacency`."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._validate import require_dim, require_index, require_tensor
+
+
+def fgraph_adjacency(knn_idx: Tensor, focus: Tensor | None = None, *, symmetric: bool = True) -> Tensor:
+    """Adjacency of the F-Graphs of `focus` (paper section III-B, Fig. 2).
+
+    Args:
+        knn_idx: [N, k] int64; row i holds the k nearest neighbours of node i (self excluded).
+        focus: [B] int64 node ids, or None for all N nodes (B = N). Repeats are allowed.
+        symmetric: OR the directed relation with its transpose (the paper's edges are undirected).
+
+    Returns:
+        adj: bool [B, k+1, k+1]. The F-Graph of focus f has the nodes
+        [f, knn_idx[f, 0], ..., knn_idx[f, k-1]] (see `hdml_ext.graph.fgraph_nodes`), and
+        adj[b, a, c] is True iff node c is in node a's neighbour list (a != c), OR-ed with the
+        transpose when `symmetric`. The diagonal is False; row 0 (the focus) is True elsewhere.
+
+    One pass per focus over its members' neighbour lists with an O(1) membership test; no
+    [B, k+1, k+1, k] intermediate. Ids outside [0, N) raise an error naming the argument.
+    """
+    require_tensor("knn_idx", knn_idx)
+    require_dim("knn_idx", knn_idx, 2)
+    require_index("knn_idx", knn_idx)
+    if focus is not None:
+        require_tensor("focus", focus)
+        require_dim("focus", focus, 1)
+        require_index("focus", focus)
+    if not isinstance(symmetric, bool):
+        raise TypeError(f"symmetric should be a bool, got {type(symmetric).__name__}")
+    return torch.ops.hdml.fgraph_adjacency.default(knn_idx, focus, symmetric)
+
+
+@torch.library.register_fake("hdml::fgraph_adjacency")
+def _fgraph_adjacency_fake(knn_idx: Tensor, focus: Tensor | None, symmetric: bool) -> Tensor:
+    torch._check(knn_idx.dim() == 2, lambda: f"knn_idx should be 2-D, got {knn_idx.dim()}-D")
+    num_graphs = knn_idx.shape[0] if focus is None else focus.shape[0]
+    n = knn_idx.shape[1] + 1
+    return knn_idx.new_empty((num_graphs, n, n), dtype=torch.bool)

@@ -1,0 +1,80 @@
+"""NFA clamped channel gate (paper eq. 6-8): `hdml_ext.ops.nfa_gate` over `torch.ops.hdml.nfa_gate`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ._validate import require_float, require_floating, require_tensor
+
+
+def nfa_gate(x: Tensor, logits: Tensor, lo: float = 0.3, hi: float = 0.9) -> Tensor:
+    """Scale each channel of `x` by the clamped sigmoid of its logit.
+
+    g = sigmoid(logits); g' = lo where g < lo, 1 where g > hi, g otherwise (the paper's
+    epsilon = 0.3 floor and 0.9 -> 1 rule); y = x * g' broadcast over the spatial dims.
+
+    Args:
+        x: [B, C, *spatial] float16/bfloat16/float32/float64 (spatial may be empty);
+            contiguous or channels_last.
+        logits: [B, C] pre-sigmoid channel scores (the NFA's FC output), same device.
+        lo, hi: the floor and the saturation threshold, 0 <= lo < hi <= 1.
+
+    Returns:
+        y: like x (same shape, dtype and memory format).
+
+    Differentiable in x and logits: dx = dy * g'; dlogits = sum_spatial(dy * x) * g(1 - g)
+    where lo <= g <= hi, else 0 (one fused pass over dy and x).
+    """
+    require_tensor("x", x)
+    require_tensor("logits", logits)
+    require_floating("x", x)
+    require_floating("logits", logits)
+    lo = require_float("lo", lo)
+    hi = require_float("hi", hi)
+    if x.dim() < 2:
+        raise ValueError(f"x should be [B, C, *spatial] (at least 2-D), got shape {tuple(x.shape)}")
+    if tuple(logits.shape) != tuple(x.shape[:2]):
+        raise ValueError(f"logits should have shape [B, C] = {tuple(x.shape[:2])} to match x, "
+                         f"got {tuple(logits.shape)}")
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(f"lo and hi should satisfy 0 <= lo < hi <= 1, got lo={lo}, hi={hi}")
+    return torch.ops.hdml.nfa_gate.default(x, logits, lo, hi)
+
+
+@torch.library.register_fake("hdml::nfa_gate")
+def _nfa_gate_fake(x: Tensor, logits: Tensor, lo: float, hi: float) -> Tensor:
+    torch._check(x.dim() >= 2, lambda: f"x should be at least 2-D, got {x.dim()}-D")
+    torch._check(logits.shape == x.shape[:2],
+                 lambda: f"logits should have shape {tuple(x.shape[:2])}, got {tuple(logits.shape)}")
+    return torch.empty_like(x)
+
+
+@torch.library.register_fake("hdml::nfa_gate_backward")
+def _nfa_gate_backward_fake(grad_y: Tensor, x: Tensor, logits: Tensor, lo: float,
+                            hi: float) -> tuple[Tensor, Tensor]:
+    torch._check(grad_y.shape == x.shape,
+                 lambda: f"grad_y should have x's shape {tuple(x.shape)}, got {tuple(grad_y.shape)}")
+    return torch.empty_like(x), torch.empty_like(logits)
+
+
+def _setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+    x, logits, lo, hi = inputs
+    ctx.save_for_backward(x, logits)
+    ctx.lo, ctx.hi = lo, hi
+
+
+def _backward(ctx: Any, grad_y: Tensor) -> tuple:
+    x, logits = ctx.saved_tensors
+    grad_x, grad_logits = torch.ops.hdml.nfa_gate_backward.default(grad_y, x, logits, ctx.lo, ctx.hi)
+    return (
+        grad_x if ctx.needs_input_grad[0] else None,
+        grad_logits if ctx.needs_input_grad[1] else None,
+        None,
+        None,
+    )
+
+
+torch.library.register_autograd("hdml::nfa_gate", _backward, setup_context=_setup_context)
