@@ -218,7 +218,7 @@ def test_rank_metrics_rejects_all_queries_without_match():
 
 def test_rank_metrics_from_order_rejects_non_permutation():
     order = np.array([[0, 1, 2, 3, 4, 4]])
-    with pytest.raises(ValueError, match="order should be a permutation .* row 0"):
+    with pytest.raises(ValueError, match=r"order should be a permutation .* row 0"):
         rank_metrics_from_order(order, Q_PIDS[:1], G_PIDS, Q_CAMS[:1], G_CAMS)
 
 
