@@ -124,6 +124,17 @@ def test_exact_ties_go_to_the_smaller_index(device, dtype, with_queries):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_large_k_self_search(device):
+    # k in the thousands: the CPU self-search then keeps selections per block of rows instead
+    # of for every row; many exact ties (integer coordinates, few distinct values).
+    x = integer_points(5000, 2, low=-20, high=20, duplicates=500).to(device)
+    dist, idx = ops.knn(x, 1700) if device == "cpu" else ops.knn(x, 1000)
+    ref_dist, ref_idx = reference.knn(x.cpu(), idx.shape[1])
+    assert torch.equal(idx.cpu(), ref_idx)
+    assert_same_distances(dist, ref_dist)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_all_points_identical(device):
     # Every distance is 0: the neighbours are the smallest indices other than the query's own.
     x = torch.ones(40, 4, device=device)

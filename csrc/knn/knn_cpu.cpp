@@ -1,18 +1,29 @@
 // Exact kNN on the CPU: GEMM tiles into one reused buffer, a pruned running selection per
 // query row, then an exact refinement of the selected candidates.
 //
-// For each block of query rows, at::mm_out writes the products q.x_j with (up to
-// kTileElements / rows) points into one tile buffer, allocated once; BLAS runs outside any
-// parallel region. Then, in parallel over the block's rows, each row's scores
-// s_j = ||x_j||^2 - 2 q.x_j (the squared distance less the row constant ||q||^2; x and q
-// centred, see knn.h) stream past a threshold: eight at a time (AVX2 where the CPU has it),
-// one compare and a movemask reject most of the row. A score below the threshold is appended
-// to the row's candidate buffer; when the buffer is full, nth_element keeps the best
-// c = k + margin and the threshold becomes the c-th best score. Points arrive in increasing
-// index order, so a score equal to the threshold loses its tie and the strict `<` is exact.
-// When a row has seen every point, its c candidates' squared distances are recomputed by
-// direct differences in double, ordered by (distance, index), and the first k written out, in
-// the same parallel pass. Memory: the tile, [rows, capacity] candidate buffers, norms of x.
+// Scores: s_j = ||x_j||^2 - 2 q.x_j, the squared distance less the row constant ||q||^2, with x
+// and the queries centred (knn.h). The products come from at::mm_out into one tile buffer of
+// kTileQueries x kTileColumns, allocated once and small enough to stay cached between the GEMM
+// that writes it and the scans that read it; BLAS always runs outside the parallel regions.
+//
+// Selection, per query row: scores stream past a threshold sixteen at a time (AVX2 where the
+// CPU has it), so most of a tile row costs one compare and one test. A score below the
+// threshold is appended to the row's candidate buffer (as an order-preserving integer key, with
+// its index); when the buffer is full, it is compacted to the best c = k + margin by a
+// vectorised bisection on the keys, and the threshold becomes the c-th best score. Every row
+// sees the points in increasing index order, so a score equal to the threshold loses its tie
+// and the strict `<` is exact.
+//
+// Two schedules feed the selections:
+// - queries given (or too many points for the next one): blocks of query rows, each against
+//   the points one tile at a time; selections for one block.
+// - queries = x: the matrix of scores is symmetric, so a block of rows is multiplied only with
+//   the points from its own first row on (half the GEMM work); the block's rows scan the tile's
+//   rows, and the rows of later points take the block's points from the tile's columns.
+//   Selections for all rows.
+// When a row has seen every point, its c candidates' squared distances are recomputed by direct
+// differences in double, ordered by (distance, index), and the first k written out, in the same
+// parallel pass.
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -21,9 +32,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -40,14 +51,16 @@ namespace {
 
 using namespace knn_detail;
 
-// At most this many query rows per block, and this many tile elements (rows x points): a
-// float32 tile of 256 x 20,000 points (20 MB) serves a whole block in one GEMM.
-constexpr int64_t kTileQueries = 256;
-constexpr int64_t kTileElements = int64_t{1} << 23;
+// Tile: query rows per block x points per GEMM (4 MiB in float32).
+constexpr int64_t kTileQueries = 512;
+constexpr int64_t kTileColumns = 2048;
 // Candidate buffer per row: c kept plus at least this much room before each compaction.
 constexpr int64_t kMinSlack = 64;
 // Query rows per parallel task.
 constexpr int64_t kRowGrain = 4;
+// The symmetric self-search keeps selections for all n rows, up to this many candidate slots
+// (n x capacity; 12 bytes each for float32).
+constexpr int64_t kMaxSymmetricCandidates = int64_t{1} << 24;
 
 #ifdef HDML_KNN_AVX2
 bool cpu_has_avx2() {
@@ -56,36 +69,32 @@ bool cpu_has_avx2() {
 }
 #endif
 
-inline int64_t tune(const char* name, int64_t fallback) {
-  const char* v = std::getenv(name);
-  return v ? static_cast<int64_t>(std::atoll(v)) : fallback;
-}
-
 // Scores as integers of the same order: the float's bits, with the magnitude bits of negative
 // values flipped (one-to-one, order-preserving for every non-NaN value but -0, which no score
 // takes: a difference that is exactly 0 rounds to +0).
 template <typename T>
-using key_t = std::conditional_t<std::is_same_v<T, float>, int32_t, int64_t>;
+using score_key_t = std::conditional_t<std::is_same_v<T, float>, int32_t, int64_t>;
 
 template <typename T>
-inline key_t<T> score_key(T score) {
-  key_t<T> bits;
+inline score_key_t<T> score_key(T score) {
+  score_key_t<T> bits;
   std::memcpy(&bits, &score, sizeof(T));
-  return bits >= 0 ? bits : bits ^ std::numeric_limits<key_t<T>>::max();
+  return bits >= 0 ? bits : bits ^ std::numeric_limits<score_key_t<T>>::max();
 }
 
 template <typename T>
-inline T key_score(key_t<T> key) {
-  const key_t<T> bits = key >= 0 ? key : key ^ std::numeric_limits<key_t<T>>::max();
+inline T key_score(score_key_t<T> key) {
+  const score_key_t<T> bits = key >= 0 ? key : key ^ std::numeric_limits<score_key_t<T>>::max();
   T score;
   std::memcpy(&score, &bits, sizeof(T));
   return score;
 }
 
-// Keeps the `keep` best of the keys[0, count) (and their ids), in their order, and returns the
-// worst key kept. The keep-th smallest key t is found by bisection on the key range, each step
-// one branch-free count (vectorised); then a stable pass keeps every key below t and, of those
-// equal to t, the earliest (the smallest indices). count < 2^31.
+// Keeps the `keep` best of keys[0, count) (and their ids), in their order, and returns the worst
+// key kept, t: every key dropped is >= t, and of the keys equal to t the earliest (smallest
+// indices) are kept, so later keys >= t can be rejected. t, the keep-th smallest key, is found by
+// bisection on the key range, each step one branch-free (vectorised) count; a stable pass then
+// moves the kept entries down. count < 2^31.
 template <typename K>
 inline __attribute__((always_inline)) K compact_keys_impl(K* keys, int64_t* ids, int64_t count, int64_t keep) {
   K lo = keys[0];
@@ -144,11 +153,11 @@ K compact_keys(K* keys, int64_t* ids, int64_t count, int64_t keep) {
 
 // One row's running selection: (keys, ids)[0, count) are candidates in increasing index order,
 // all with an index below every point still to come. Once the buffer has been compacted,
-// threshold_key is the keep-th best key and `threshold` its score (+inf before): later points
-// are accepted only below it. A view into per-block arrays, valid for one tile.
+// `threshold` is the keep-th best score (+inf before): later points are accepted only below it.
+// A view into a SelectionStore's arrays.
 template <typename T>
 struct RowSelection {
-  using K = key_t<T>;
+  using K = score_key_t<T>;
   K* keys;
   int64_t* ids;
   int64_t count;
@@ -274,45 +283,175 @@ inline double squared_distance(const T* a, const T* b, int64_t d) {
   return squared_distance_scalar(a, b, d);
 }
 
-template <typename T, typename out_t>
-void knn_kernel(const KnnOperands& operands, bool exclude_self, int64_t k, at::Tensor& dist, at::Tensor& idx) {
-  const at::Tensor& xe = operands.x_exp;
-  const at::Tensor& qe = operands.q_exp;
-  const int64_t n = xe.size(0);
-  const int64_t d = xe.size(1);
-  const int64_t m = qe.size(0);
-  const int64_t keep = knn_num_candidates(n, exclude_self, k);
-  const int64_t capacity = keep + std::max(keep, tune("KS", kMinSlack));
-  const T* x_ref = operands.x.data_ptr<T>();
-  const T* q_ref = operands.queries.data_ptr<T>();
-  const T* xe_p = xe.data_ptr<T>();
+// Per-row selection state for a range of rows: keys and ids [rows, capacity], counts, thresholds.
+// The candidate arrays are left uninitialised: only entries below a row's count are ever read.
+template <typename T>
+struct SelectionStore {
+  int64_t keep;
+  int64_t capacity;
+  std::unique_ptr<score_key_t<T>[]> keys;
+  std::unique_ptr<int64_t[]> ids;
+  std::vector<int64_t> counts;
+  std::vector<T> thresholds;
 
-  // ||x_j||^2 of the centred points, once (double accumulation, rounded to T).
+  SelectionStore(int64_t rows, int64_t keep_, int64_t capacity_)
+      : keep(keep_),
+        capacity(capacity_),
+        keys(new score_key_t<T>[static_cast<size_t>(rows * capacity_)]),
+        ids(new int64_t[static_cast<size_t>(rows * capacity_)]),
+        counts(static_cast<size_t>(rows)),
+        thresholds(static_cast<size_t>(rows)) {
+    reset();
+  }
+
+  void reset() {
+    std::fill(counts.begin(), counts.end(), 0);
+    std::fill(thresholds.begin(), thresholds.end(), std::numeric_limits<T>::infinity());
+  }
+
+  RowSelection<T> load(int64_t r) {
+    return {keys.get() + r * capacity, ids.get() + r * capacity, counts[r], keep, capacity, thresholds[r]};
+  }
+
+  void store(int64_t r, const RowSelection<T>& sel) {
+    counts[r] = sel.count;
+    thresholds[r] = sel.threshold;
+  }
+
+  // Appends a candidate that beat row r's threshold to row r's selection.
+  void push(int64_t r, T score, int64_t index) {
+    RowSelection<T> sel = load(r);
+    sel.push(score, index);
+    store(r, sel);
+  }
+};
+
+// Offers tile columns to the selections of their rows: for every tile row i in [0, rows) and
+// column c in [c_begin, c_end), the score row_norms[i] - 2 tile[i * ld + c] of point row0 + i
+// goes to the selection of row j0 + c. The tile is read row by row (a stream, not a strided
+// walk); tile rows come in increasing order, so each selection still sees increasing indices.
+template <typename T>
+void scan_columns_scalar(const T* tile, int64_t ld, int64_t rows, const T* row_norms, int64_t row0,
+                         int64_t c_begin, int64_t c_end, int64_t j0, SelectionStore<T>& store) {
+  T* thr = store.thresholds.data() + j0;
+  for (int64_t i = 0; i < rows; ++i) {
+    const T* t = tile + i * ld;
+    const T n = row_norms[i];
+    for (int64_t c = c_begin; c < c_end; ++c) {
+      const T s = n - T(2) * t[c];
+      if (s < thr[c]) store.push(j0 + c, s, row0 + i);
+    }
+  }
+}
+
+#ifdef HDML_KNN_AVX2
+// The same with AVX2, sixteen columns per step.
+__attribute__((target("avx2,fma"))) void scan_columns_avx2(const float* tile, int64_t ld, int64_t rows,
+                                                            const float* row_norms, int64_t row0, int64_t c_begin,
+                                                            int64_t c_end, int64_t j0,
+                                                            SelectionStore<float>& store) {
+  const float* thr = store.thresholds.data() + j0;
+  const __m256 two = _mm256_set1_ps(2.0f);
+  alignas(32) float scores[16];
+  const int64_t c_vec_end = c_begin + (c_end - c_begin) / 16 * 16;
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* t = tile + i * ld;
+    const __m256 n = _mm256_set1_ps(row_norms[i]);
+    for (int64_t c = c_begin; c < c_vec_end; c += 16) {
+      const __m256 s0 = _mm256_fnmadd_ps(two, _mm256_loadu_ps(t + c), n);
+      const __m256 s1 = _mm256_fnmadd_ps(two, _mm256_loadu_ps(t + c + 8), n);
+      const __m256 lt0 = _mm256_cmp_ps(s0, _mm256_loadu_ps(thr + c), _CMP_LT_OQ);
+      const __m256 lt1 = _mm256_cmp_ps(s1, _mm256_loadu_ps(thr + c + 8), _CMP_LT_OQ);
+      if (_mm256_testz_ps(_mm256_or_ps(lt0, lt1), _mm256_or_ps(lt0, lt1))) continue;
+      _mm256_store_ps(scores, s0);
+      _mm256_store_ps(scores + 8, s1);
+      unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(lt0)) |
+                      (static_cast<unsigned>(_mm256_movemask_ps(lt1)) << 8);
+      while (mask != 0) {
+        const int b = __builtin_ctz(mask);
+        mask &= mask - 1;
+        store.push(j0 + c + b, scores[b], row0 + i);
+      }
+    }
+  }
+  if (c_vec_end < c_end) scan_columns_scalar(tile, ld, rows, row_norms, row0, c_vec_end, c_end, j0, store);
+}
+#endif
+
+template <typename T>
+inline void scan_columns(const T* tile, int64_t ld, int64_t rows, const T* row_norms, int64_t row0,
+                         int64_t c_begin, int64_t c_end, int64_t j0, SelectionStore<T>& store) {
+#ifdef HDML_KNN_AVX2
+  if constexpr (std::is_same_v<T, float>) {
+    if (cpu_has_avx2()) {
+      scan_columns_avx2(tile, ld, rows, row_norms, row0, c_begin, c_end, j0, store);
+      return;
+    }
+  }
+#endif
+  scan_columns_scalar(tile, ld, rows, row_norms, row0, c_begin, c_end, j0, store);
+}
+
+// A row that has seen every point: its best `keep` candidates' squared distances recomputed by
+// direct differences (double), ordered by (distance, index); the first k are written out.
+// `refined` is scratch of `keep` entries.
+template <typename T, typename out_t>
+void finish_row(RowSelection<T>& sel, const T* q, const T* x_ref, int64_t d, int64_t k, double inv_scale,
+                std::pair<double, int64_t>* refined, out_t* drow, int64_t* irow) {
+  if (sel.count > sel.keep) sel.compact();
+  const int64_t keep = sel.keep;
+  // The candidates' rows are scattered over x: request them all before reading any.
+  for (int64_t c = 0; c < keep; ++c) {
+    const char* row = reinterpret_cast<const char*>(x_ref + sel.ids[c] * d);
+    for (int64_t o = 0; o < d * static_cast<int64_t>(sizeof(T)); o += 64) __builtin_prefetch(row + o);
+  }
+  for (int64_t c = 0; c < keep; ++c) {
+    const int64_t j = sel.ids[c];
+    refined[c] = {squared_distance(q, x_ref + j * d, d), j};
+  }
+  std::sort(refined, refined + keep);
+  for (int64_t c = 0; c < k; ++c) {
+    drow[c] = static_cast<out_t>(std::sqrt(refined[c].first) * inv_scale);
+    irow[c] = refined[c].second;
+  }
+}
+
+// ||x_j||^2 of every row of the contiguous [n, d] xe (double accumulation, rounded to T).
+template <typename T>
+std::vector<T> squared_norms(const T* xe, int64_t n, int64_t d) {
   std::vector<T> norms(static_cast<size_t>(n));
   at::parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
     for (int64_t j = begin; j < end; ++j) {
-      const T* row = xe_p + j * d;
+      const T* row = xe + j * d;
       double acc = 0.0;
       for (int64_t l = 0; l < d; ++l) acc += static_cast<double>(row[l]) * static_cast<double>(row[l]);
       norms[static_cast<size_t>(j)] = static_cast<T>(acc);
     }
   });
+  return norms;
+}
 
-  const int64_t tile_rows = std::min(tune("KQ", kTileQueries), m);
-  const int64_t tile_cols = std::min(n, std::max<int64_t>(1024, tune("KE", kTileElements) / tile_rows));
+// Any queries: blocks of query rows against tiles of points, selections per block.
+template <typename T, typename out_t>
+void knn_blocked(const KnnOperands& operands, bool exclude_self, int64_t k, int64_t keep, int64_t capacity,
+                 out_t* dist_p, int64_t* idx_p) {
+  const at::Tensor& xe = operands.x_exp;
+  const at::Tensor& qe = operands.q_exp;
+  const int64_t n = xe.size(0);
+  const int64_t d = xe.size(1);
+  const int64_t m = qe.size(0);
+  const T* x_ref = operands.x.data_ptr<T>();
+  const T* q_ref = operands.queries.data_ptr<T>();
+  const std::vector<T> norms = squared_norms(xe.data_ptr<T>(), n, d);
+
+  const int64_t tile_rows = std::min(kTileQueries, m);
+  const int64_t tile_cols = std::min(kTileColumns, n);
   at::Tensor tile = at::empty({tile_rows * tile_cols}, xe.options());
-  std::vector<key_t<T>> keys(static_cast<size_t>(tile_rows * capacity));
-  std::vector<int64_t> ids(static_cast<size_t>(tile_rows * capacity));
-  std::vector<int64_t> counts(static_cast<size_t>(tile_rows));
-  std::vector<T> thresholds(static_cast<size_t>(tile_rows));
-
-  out_t* dist_p = dist.data_ptr<out_t>();
-  int64_t* idx_p = idx.data_ptr<int64_t>();
+  SelectionStore<T> store(tile_rows, keep, capacity);
 
   for (int64_t q0 = 0; q0 < m; q0 += tile_rows) {
     const int64_t rows = std::min(tile_rows, m - q0);
-    std::fill(counts.begin(), counts.end(), 0);
-    std::fill(thresholds.begin(), thresholds.end(), std::numeric_limits<T>::infinity());
+    store.reset();
     const at::Tensor q_block = qe.narrow(0, q0, rows);
     for (int64_t c0 = 0; c0 < n; c0 += tile_cols) {
       const int64_t cols = std::min(tile_cols, n - c0);
@@ -327,35 +466,95 @@ void knn_kernel(const KnnOperands& operands, bool exclude_self, int64_t k, at::T
           const int64_t self = q0 + r - c0;
           // A query never lists itself: its score becomes +inf, which beats no threshold.
           if (exclude_self && self >= 0 && self < cols) prow[self] = -std::numeric_limits<T>::infinity();
-          RowSelection<T> sel{keys.data() + r * capacity, ids.data() + r * capacity, counts[r], keep, capacity,
-                              thresholds[r]};
+          RowSelection<T> sel = store.load(r);
           scan_row(prow, norms.data() + c0, c0, cols, sel);
-          counts[r] = sel.count;
-          thresholds[r] = sel.threshold;
-          if (!last_tile) continue;
-          // Refinement: exact squared distances of the best `keep`, ordered by (distance, index).
-          if (sel.count > keep) sel.compact();
-          const T* q = q_ref + (q0 + r) * d;
-          // The candidates' rows are scattered over x: request them all before reading any.
-          for (int64_t c = 0; c < keep; ++c) {
-            const char* row = reinterpret_cast<const char*>(x_ref + sel.ids[c] * d);
-            for (int64_t o = 0; o < d * static_cast<int64_t>(sizeof(T)); o += 64) __builtin_prefetch(row + o);
-          }
-          for (int64_t c = 0; c < keep; ++c) {
-            const int64_t j = sel.ids[c];
-            refined[static_cast<size_t>(c)] = {squared_distance(q, x_ref + j * d, d), j};
-          }
-          std::sort(refined.begin(), refined.end());
-          out_t* drow = dist_p + (q0 + r) * k;
-          int64_t* irow = idx_p + (q0 + r) * k;
-          for (int64_t c = 0; c < k; ++c) {
-            const auto& [d2, j] = refined[static_cast<size_t>(c)];
-            drow[c] = static_cast<out_t>(std::sqrt(d2) * operands.inv_scale);
-            irow[c] = j;
+          store.store(r, sel);
+          if (last_tile) {
+            finish_row(sel, q_ref + (q0 + r) * d, x_ref, d, k, operands.inv_scale, refined.data(),
+                       dist_p + (q0 + r) * k, idx_p + (q0 + r) * k);
           }
         }
       });
     }
+  }
+}
+
+// The part [begin, end) of [0, total) that task t of num_tasks takes.
+inline std::pair<int64_t, int64_t> task_share(int64_t total, int64_t t, int64_t num_tasks) {
+  return {total * t / num_tasks, total * (t + 1) / num_tasks};
+}
+
+// queries = x: the distance matrix is symmetric, so each block of rows I computes its products
+// with the points from I's first row on only (half the GEMM work in all), one slab of
+// kTileColumns points at a time. The block's rows scan the slab's rows; the rows of the slab's
+// later points (past the block) take the block's points as candidates from the slab's columns.
+// Each row sees its candidates in increasing index order: earlier blocks' points through the
+// columns, then its own block's slabs through the rows; after the block's last slab it has seen
+// every point and is finished. Selections are kept for all n rows. Each parallel task takes an
+// equal share of the block's rows and of the slab's later columns.
+template <typename T, typename out_t>
+void knn_symmetric(const KnnOperands& operands, int64_t k, int64_t keep, int64_t capacity, out_t* dist_p,
+                   int64_t* idx_p) {
+  const at::Tensor& xe = operands.x_exp;
+  const int64_t n = xe.size(0);
+  const int64_t d = xe.size(1);
+  const T* x_ref = operands.x.data_ptr<T>();
+  const std::vector<T> norms = squared_norms(xe.data_ptr<T>(), n, d);
+  const int64_t block = std::min(kTileQueries, n);
+  const int64_t slab = std::min(kTileColumns, n);
+
+  at::Tensor tile = at::empty({block * slab}, xe.options());
+  SelectionStore<T> store(n, keep, capacity);
+  const int64_t num_tasks = at::get_num_threads();
+
+  for (int64_t i0 = 0; i0 < n; i0 += block) {
+    const int64_t rows = std::min(block, n - i0);
+    const at::Tensor block_points = xe.narrow(0, i0, rows);
+    for (int64_t c0 = i0; c0 < n; c0 += slab) {
+      const int64_t cols = std::min(slab, n - c0);
+      const bool last_slab = c0 + cols == n;
+      at::Tensor prod = tile.narrow(0, 0, rows * cols).view({rows, cols});
+      at::mm_out(prod, block_points, xe.narrow(0, c0, cols).t());
+      T* prod_p = prod.data_ptr<T>();
+      // Slab columns [first_later, cols) are points past the block.
+      const int64_t first_later = std::min(cols, std::max<int64_t>(0, i0 + rows - c0));
+      at::parallel_for(0, num_tasks, 1, [&](int64_t task_begin, int64_t task_end) {
+        std::vector<std::pair<double, int64_t>> refined(static_cast<size_t>(keep));
+        for (int64_t t = task_begin; t < task_end; ++t) {
+          const auto [c_begin, c_end] = task_share(cols - first_later, t, num_tasks);
+          scan_columns(prod_p, cols, rows, norms.data() + i0, i0, first_later + c_begin, first_later + c_end, c0,
+                       store);
+          const auto [r_begin, r_end] = task_share(rows, t, num_tasks);
+          for (int64_t r = r_begin; r < r_end; ++r) {
+            const int64_t i = i0 + r;
+            T* prow = prod_p + r * cols;
+            // The point itself: its score becomes +inf, which beats no threshold.
+            if (i >= c0 && i < c0 + cols) prow[i - c0] = -std::numeric_limits<T>::infinity();
+            RowSelection<T> sel = store.load(i);
+            scan_row(prow, norms.data() + c0, c0, cols, sel);
+            store.store(i, sel);
+            if (last_slab) {
+              finish_row(sel, x_ref + i * d, x_ref, d, k, operands.inv_scale, refined.data(), dist_p + i * k,
+                         idx_p + i * k);
+            }
+          }
+        }
+      });
+    }
+  }
+}
+
+template <typename T, typename out_t>
+void knn_kernel(const KnnOperands& operands, bool exclude_self, int64_t k, at::Tensor& dist, at::Tensor& idx) {
+  const int64_t n = operands.x_exp.size(0);
+  const int64_t keep = knn_num_candidates(n, exclude_self, k);
+  const int64_t capacity = keep + std::max(keep, kMinSlack);
+  out_t* dist_p = dist.data_ptr<out_t>();
+  int64_t* idx_p = idx.data_ptr<int64_t>();
+  if (exclude_self && n * capacity <= kMaxSymmetricCandidates) {
+    knn_symmetric<T, out_t>(operands, k, keep, capacity, dist_p, idx_p);
+  } else {
+    knn_blocked<T, out_t>(operands, exclude_self, k, keep, capacity, dist_p, idx_p);
   }
 }
 
