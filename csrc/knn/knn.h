@@ -29,15 +29,16 @@ namespace hdml {
 //   idx:  int64 row indices into x; among equal distances the smaller index comes first.
 //
 // Both kernels work on tiles of the distance matrix and never hold an [M, N] matrix:
-//   1. squared distances by the expansion ||q||^2 + ||x||^2 - 2 q.x, the products by a GEMM
-//      (at::mm into one reused tile buffer), the norms computed once;
+//   1. scores by the expansion ||x_j||^2 - 2 q.x_j (the squared distance less ||q||^2), the
+//      products by a GEMM (at::mm into one reused tile buffer), the norms computed once, on
+//      copies of x and the queries centred by expansion_center (below);
 //   2. a running selection of the k + kKnnMargin best candidates per query row across tiles;
-//   3. a refinement: the candidates' squared distances recomputed exactly by direct differences
-//      (in double, or float64's own precision), then ordered by (distance, index), the first k
+//   3. a refinement: the candidates' squared distances recomputed by direct differences of the
+//      original values (accumulated in double), ordered by (distance, index), the first k
 //      kept. The margin keeps a true neighbour that the expansion's rounding ranked a little
 //      too far; the refinement makes the returned distances accurate and ties deterministic.
-//   Before the expansion, x and queries are scaled by one power of two (exact) when their
-//   largest magnitude would make squared norms overflow or underflow.
+//   x and queries are first scaled by one power of two (exact) when their largest magnitude
+//   would make squared norms overflow or underflow.
 //
 // Errors (c10::Error, i.e. RuntimeError in Python), each naming the argument: x not 2-D or not
 // floating point, queries not 2-D, dtype or device differing from x, D different from x's,

@@ -411,7 +411,12 @@ void finish_row(RowSelection<T>& sel, const T* q, const T* x_ref, int64_t d, int
   }
   std::sort(refined, refined + keep);
   for (int64_t c = 0; c < k; ++c) {
-    drow[c] = static_cast<out_t>(std::sqrt(refined[c].first) * inv_scale);
+    const double value = std::sqrt(refined[c].first) * inv_scale;
+    if constexpr (std::is_same_v<out_t, double>) {
+      drow[c] = value;
+    } else {
+      drow[c] = static_cast<out_t>(static_cast<float>(value));
+    }
     irow[c] = refined[c].second;
   }
 }
