@@ -34,7 +34,12 @@ def assert_knn_matches(x: torch.Tensor, k: int, queries: torch.Tensor | None, di
     assert dist.shape == (num_queries, k) and idx.shape == (num_queries, k)
     assert dist.dtype == x.dtype and idx.dtype == torch.int64
     assert dist.device == x.device and idx.device == x.device
-    ref_dist, ref_idx = reference.knn(x.cpu(), k, queries=None if queries is None else queries.cpu())
+    # One reference call with one more neighbour than asked, when there is one: its first k
+    # columns are the reference for k, and the extra distance tells ties across the cut.
+    limit = x.shape[0] - 1 if queries is None else x.shape[0]
+    ext_dist, ext_idx = reference.knn(x.cpu(), min(k + 1, limit),
+                                      queries=None if queries is None else queries.cpu())
+    ref_dist, ref_idx = ext_dist[:, :k], ext_idx[:, :k]
     dist, idx = dist.cpu(), idx.cpu()
     torch.testing.assert_close(dist, ref_dist, **_dist_tol(x.dtype))
     if num_queries == 0:
@@ -49,9 +54,6 @@ def assert_knn_matches(x: torch.Tensor, k: int, queries: torch.Tensor | None, di
     torch.testing.assert_close(actual.to(x.dtype), ref_dist, **_dist_tol(x.dtype))
     # Where the indices differ, the reference distance must be tied with a neighbour in the
     # sorted order (including the first distance beyond k, when there is one).
-    limit = x.shape[0] - 1 if queries is None else x.shape[0]
-    ext_dist, _ = reference.knn(x.cpu(), min(k + 1, limit),
-                                queries=None if queries is None else queries.cpu())
     ext = ext_dist.double()
     close = (ext[:, 1:] - ext[:, :-1]) <= TIE_RTOL * ext[:, 1:].abs().clamp_min(1e-30)
     tied = torch.zeros_like(ext, dtype=torch.bool)
@@ -99,10 +101,11 @@ def test_matches_reference_random(device, dtype, with_queries, k):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_spans_several_tiles(device, dtype):
-    # More rows and points than one CPU tile (512 x 2048) holds, and k above the CUDA round size.
+    # More query rows and points than one CPU tile (1024 x 4096) holds, and k above the CUDA
+    # round size: several blocks, several tiles per block, both CPU schedules.
     torch.manual_seed(1)
-    x = torch.randn(2500, 5, dtype=dtype, device=device)
-    queries = torch.randn(600, 5, dtype=dtype, device=device)
+    x = torch.randn(4200, 3, dtype=dtype, device=device)
+    queries = torch.randn(1100, 3, dtype=dtype, device=device)
     for k, q in ((3, None), (300, queries)):
         dist, idx = ops.knn(x, k, queries=q)
         assert_knn_matches(x, k, q, dist, idx)
@@ -127,8 +130,8 @@ def test_exact_ties_go_to_the_smaller_index(device, dtype, with_queries):
 def test_large_k_self_search(device):
     # k in the thousands: the CPU self-search then keeps selections per block of rows instead
     # of for every row; many exact ties (integer coordinates, few distinct values).
-    x = integer_points(5000, 2, low=-20, high=20, duplicates=500).to(device)
-    dist, idx = ops.knn(x, 1700) if device == "cpu" else ops.knn(x, 1000)
+    x = integer_points(4200, 2, low=-20, high=20, duplicates=500).to(device)
+    dist, idx = ops.knn(x, 2000) if device == "cpu" else ops.knn(x, 1000)
     ref_dist, ref_idx = reference.knn(x.cpu(), idx.shape[1])
     assert torch.equal(idx.cpu(), ref_idx)
     assert_same_distances(dist, ref_dist)
