@@ -176,12 +176,16 @@ __global__ void __launch_bounds__(kSelectThreads)
     // count is the same in every thread, so the whole block takes the branch or none does.
     // Without a flush the buffer keeps count <= kBuffer - kRound, room for one more round.
     if (count > kBuffer - kRound || (last && count > 0)) {
-      for (int i = count + tid; i < kBuffer; i += kSelectThreads) {
+      // Sort only as much of the buffer as holds candidates, but at least cap entries (the
+      // merge reads cap of them): a power of two in [cap, kBuffer].
+      int sort_size = cap;
+      while (sort_size < count) sort_size <<= 1;
+      for (int i = count + tid; i < sort_size; i += kSelectThreads) {
         s_buf_val[i] = positive_infinity<T>();
         s_buf_idx[i] = kNoIndex;
       }
       __syncthreads();
-      bitonic_sort(s_buf_val, s_buf_idx, kBuffer);
+      bitonic_sort(s_buf_val, s_buf_idx, sort_size);
       // list ascending, buffer ascending: min(list[i], buf[cap - 1 - i]) are the cap best of
       // both, in a bitonic order.
       for (int i = tid; i < cap; i += kSelectThreads) {
