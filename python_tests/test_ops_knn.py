@@ -162,6 +162,31 @@ def test_non_contiguous_inputs(device, dtype):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_inputs_are_left_unchanged(device):
+    torch.manual_seed(8)
+    x = torch.randn(300, 7, device=device)
+    queries = torch.randn(20, 7, device=device)
+    x_before, queries_before = x.clone(), queries.clone()
+    ops.knn(x, 5)
+    ops.knn(x, 5, queries=queries)
+    assert torch.equal(x, x_before) and torch.equal(queries, queries_before)
+
+
+def test_same_result_for_any_thread_count():
+    torch.manual_seed(9)
+    x = torch.randn(1500, 6)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = ops.knn(x, 10)
+        torch.set_num_threads(max(2, threads))
+        multi = ops.knn(x, 10)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(single[0], multi[0]) and torch.equal(single[1], multi[1])
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_no_queries_gives_empty_outputs(device, dtype):
     x = torch.randn(10, 3, dtype=dtype, device=device)
@@ -176,7 +201,7 @@ def test_smallest_inputs(device):
     dist, idx = ops.knn(x, 1)
     assert idx.cpu().tolist() == [[1], [0]]
     assert dist.cpu().tolist() == [[5.0], [5.0]]
-    dist, idx = ops.knn(x[:1], 1, queries=x[1:])
+    dist, idx = ops.knn(x[:1], 1, queries=x[1:])  # N = 1
     assert idx.cpu().tolist() == [[0]] and dist.cpu().tolist() == [[5.0]]
 
 
