@@ -5,7 +5,7 @@ themselves (each row excludes itself), the F-Graph building case:
 - faiss.IndexFlatL2 (exact, BLAS + heap), searched with k + 1 and the query itself dropped,
   squared distances turned into distances, as torch tensors: what a faiss user writes.
   Same threads: faiss.omp_set_num_threads(torch.get_num_threads()).
-- torch.cdist + topk over row blocks of BLOCK queries (a plain torch user blocks the rows
+- torch.cdist + topk over row blocks of CPU_BLOCK queries (a plain torch user blocks the rows
   to stay clear of an N x N matrix), the query's own column set to inf.
 plus a case with separate queries (M = 5,000) against faiss.
 

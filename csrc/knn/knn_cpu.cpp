@@ -38,9 +38,17 @@
 #include <utility>
 #include <vector>
 
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__GNUC__) || defined(__clang__)
+#define HDML_KNN_ALWAYS_INLINE inline __attribute__((always_inline))
+#define HDML_KNN_PREFETCH(address) __builtin_prefetch(address)
+#if defined(__x86_64__)
+// AVX2 paths, chosen at run time (the extension is built for the baseline instruction set).
 #define HDML_KNN_AVX2 1
 #include <immintrin.h>
+#endif
+#else
+#define HDML_KNN_ALWAYS_INLINE inline
+#define HDML_KNN_PREFETCH(address) static_cast<void>(address)
 #endif
 
 #include "knn.h"
@@ -98,9 +106,9 @@ inline T key_score(score_key_t<T> key) {
 // bisection on the key range, each step one branch-free (vectorised) count; a stable pass then
 // moves the kept entries down. count < 2^31.
 template <typename K>
-inline __attribute__((always_inline)) K compact_keys_impl(K* keys, int64_t* ids, int64_t count, int64_t keep) {
+HDML_KNN_ALWAYS_INLINE K compact_keys_impl(K* keys, int64_t* ids, int64_t count, int64_t keep) {
   // The ids are only read by the final pass: request them now, the bisection hides the latency.
-  for (int64_t i = 0; i < count; i += 64 / static_cast<int64_t>(sizeof(int64_t))) __builtin_prefetch(ids + i);
+  for (int64_t i = 0; i < count; i += 64 / static_cast<int64_t>(sizeof(int64_t))) HDML_KNN_PREFETCH(ids + i);
   K lo = keys[0];
   K hi = keys[0];
   for (int64_t i = 1; i < count; ++i) {
@@ -407,7 +415,7 @@ void finish_row(RowSelection<T>& sel, const T* q, const T* x_ref, int64_t d, int
   // The candidates' rows are scattered over x: request them all before reading any.
   for (int64_t c = 0; c < keep; ++c) {
     const char* row = reinterpret_cast<const char*>(x_ref + sel.ids[c] * d);
-    for (int64_t o = 0; o < d * static_cast<int64_t>(sizeof(T)); o += 64) __builtin_prefetch(row + o);
+    for (int64_t o = 0; o < d * static_cast<int64_t>(sizeof(T)); o += 64) HDML_KNN_PREFETCH(row + o);
   }
   for (int64_t c = 0; c < keep; ++c) {
     const int64_t j = sel.ids[c];
