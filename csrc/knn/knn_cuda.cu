@@ -12,11 +12,13 @@
 // overflow in the next round, or at the end of the row, the block sorts the buffer (bitonic),
 // merges it with the list (the elementwise min of the list and the reversed buffer holds the
 // cap best and is bitonic, so one bitonic merge sorts it) and tightens the threshold.
-// Scores are s_j = ||x_j||^2 - 2 q.x_j (the squared distance less the row constant ||q||^2);
-// pairs compare by (score, index), so ties go to the smaller index whatever order threads run.
-// Finally refine_kernel recomputes the c candidates' squared distances by direct differences
-// (one warp per candidate, double accumulation), sorts them by (distance, index) and writes
-// the first k.
+// Scores are s_j = ||x_j||^2 - 2 q.x_j (the squared distance less the row constant ||q||^2; x
+// and the queries centred, see knn.h); pairs compare by (score, index), so ties go to the
+// smaller index whatever order threads run in. Finally refine_kernel recomputes the c
+// candidates' squared distances from the original values by direct differences (one warp per
+// candidate, double accumulation), sorts them by (distance, index) and writes the first k.
+// at::NoTF32Guard keeps TF32 out of the products on the cuBLAS path; a cuBLASLt path that
+// ignores the guard would only make the candidate selection coarser, never the distances.
 
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
