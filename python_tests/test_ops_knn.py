@@ -235,6 +235,22 @@ def test_far_from_origin_float32(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_queries", [False, True])
+def test_tight_clusters_far_apart(device, dtype, with_queries):
+    # 20 clusters of 100 near-duplicates (spread 1e-5) far from each other and from the centre:
+    # the expansion's rounding (~1e-4 on squared distances of ~1e-9) cannot order a cluster, so
+    # the first selection is not certified and the rows are searched again with more candidates.
+    gen = torch.Generator().manual_seed(10)
+    centers = 10 * torch.randn(20, 16, generator=gen, dtype=torch.float64)
+    x = centers.repeat_interleave(100, 0) + 1e-5 * torch.randn(2000, 16, generator=gen, dtype=torch.float64)
+    x = x.to(dtype).to(device)
+    queries = x[::7] + 1e-6 if with_queries else None
+    dist, idx = ops.knn(x, 30, queries=queries)
+    assert_knn_matches(x, 30, queries, dist, idx)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_inputs(device, dtype):
     # Computed in float32 from the exactly representable half values; returned in x's dtype.

@@ -36,7 +36,12 @@ namespace hdml {
 //   3. a refinement: the candidates' squared distances recomputed by direct differences of the
 //      original values (accumulated in double), ordered by (distance, index), the first k
 //      kept. The margin keeps a true neighbour that the expansion's rounding ranked a little
-//      too far; the refinement makes the returned distances accurate and ties deterministic.
+//      too far; the refinement makes the returned distances accurate and ties deterministic;
+//   4. a certificate: a worst-case bound on the expansion's rounding error shows that no point
+//      outside the candidates can be closer than the k-th; rows where it fails (points too
+//      close together for the expansion to order, e.g. clusters of near-duplicates) are
+//      searched again with more candidates (CPU: 4x, until every point is one; CUDA: up to
+//      kKnnCudaMaxCandidates, then by direct differences).
 //   x and queries are first scaled by one power of two (exact) when their largest magnitude
 //   would make squared norms overflow or underflow.
 //

@@ -22,7 +22,8 @@
 //   Selections for all rows.
 // When a row has seen every point, its c candidates' squared distances are recomputed by direct
 // differences in double, ordered by (distance, index), and the first k written out, in the same
-// parallel pass.
+// parallel pass, once a rounding-error bound certifies that no other point can be closer than
+// the k-th (finish_row). Rows that fail it are searched again with four times the candidates.
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -404,34 +405,22 @@ inline void scan_columns(const T* tile, int64_t ld, int64_t rows, const T* row_n
   scan_columns_scalar(tile, ld, rows, row_norms, row0, c_begin, c_end, j0, store);
 }
 
-// A row that has seen every point: its best `keep` candidates' squared distances recomputed by
-// direct differences (double), ordered by (distance, index); the first k are written out.
-// `refined` is scratch of `keep` entries.
-template <typename T, typename out_t>
-void finish_row(RowSelection<T>& sel, const T* q, const T* x_ref, int64_t d, int64_t k, double inv_scale,
-                std::pair<double, int64_t>* refined, out_t* drow, int64_t* irow) {
-  if (sel.count > sel.keep) sel.compact();
-  const int64_t keep = sel.keep;
-  // The candidates' rows are scattered over x: request them all before reading any.
-  for (int64_t c = 0; c < keep; ++c) {
-    const char* row = reinterpret_cast<const char*>(x_ref + sel.ids[c] * d);
-    for (int64_t o = 0; o < d * static_cast<int64_t>(sizeof(T)); o += 64) HDML_KNN_PREFETCH(row + o);
-  }
-  for (int64_t c = 0; c < keep; ++c) {
-    const int64_t j = sel.ids[c];
-    refined[c] = {squared_distance(q, x_ref + j * d, d), j};
-  }
-  std::sort(refined, refined + keep);
-  for (int64_t c = 0; c < k; ++c) {
-    const double value = std::sqrt(refined[c].first) * inv_scale;
-    if constexpr (std::is_same_v<out_t, double>) {
-      drow[c] = value;
-    } else {
-      drow[c] = static_cast<out_t>(static_cast<float>(value));
-    }
-    irow[c] = refined[c].second;
-  }
-}
+// The points, as both schedules and finish_row use them, with the constants of the
+// certificate in finish_row.
+template <typename T>
+struct Points {
+  const T* x_ref;           // [n, d] the points, scaled like the queries (for exact distances)
+  const T* x_exp;           // [n, d] the points centred (for the expansion)
+  at::Tensor x_exp_tensor;  // the same as a tensor, for at::mm
+  std::vector<T> norms;     // ||x~_j||^2, rounded to T
+  int64_t n;
+  int64_t d;
+  int64_t k;
+  double inv_scale;  // undoes the power-of-two scale on the distances
+  double unit;       // unit roundoff of T, inflated to cover the double-precision steps
+  double gamma;      // bound on the relative error of a d-term dot product in T (any order)
+  double max_norm;   // an upper bound on ||x~_j|| over all points
+};
 
 // ||x_j||^2 of every row of the contiguous [n, d] xe (double accumulation, rounded to T).
 template <typename T>
@@ -448,47 +437,131 @@ std::vector<T> squared_norms(const T* xe, int64_t n, int64_t d) {
   return norms;
 }
 
+template <typename T>
+Points<T> make_points(const KnnOperands& operands, int64_t k) {
+  Points<T> p;
+  p.x_ref = operands.x.data_ptr<T>();
+  p.x_exp_tensor = operands.x_exp;
+  p.x_exp = operands.x_exp.data_ptr<T>();
+  p.n = operands.x.size(0);
+  p.d = operands.x.size(1);
+  p.k = k;
+  p.inv_scale = operands.inv_scale;
+  p.norms = squared_norms(p.x_exp, p.n, p.d);
+  p.unit = std::ldexp(1.0, -std::numeric_limits<T>::digits) * 1.01 + static_cast<double>(p.d) * 0x1p-52;
+  const double du = static_cast<double>(p.d) * p.unit;
+  p.gamma = du < 0.5 ? du / (1.0 - du) : std::numeric_limits<double>::infinity();
+  double max_norm2 = 0.0;
+  for (const T v : p.norms) max_norm2 = std::max(max_norm2, static_cast<double>(v));
+  p.max_norm = std::sqrt(max_norm2 * (1.0 + 4.0 * p.unit));
+  return p;
+}
+
+// A set of query rows: original (scaled like x) and centred, the point each row skips (or
+// none), and where its results go. failed[r] is set for a row whose result could not be
+// certified; nothing is written to its outputs then.
+template <typename T, typename out_t>
+struct QuerySet {
+  at::Tensor q_exp_tensor;  // [m, d] centred, contiguous, for at::mm
+  const T* q_ref;           // [m, d]
+  const T* q_exp;           // [m, d]
+  const int64_t* self;      // [m] the point each row skips, or nullptr: none
+  int64_t m;
+  out_t* dist;              // [m, k]
+  int64_t* idx;             // [m, k]
+  uint8_t* failed;          // [m]
+};
+
+// A row that has seen every point: its best `keep` candidates' squared distances recomputed by
+// direct differences (double), ordered by (distance, index), the first k written out. Returns
+// false, writing nothing, when that cannot be certified to be the exact answer:
+//
+// Every point that is not a candidate had an expansion score of at least the row's final
+// threshold thr. Expansion scores are within e = u (|thr| + R^2) + 2 gamma |q~| R of the true
+// centred scores |x~_j - q~|^2 - |q~|^2 (u: unit roundoff, R >= every |x~_j|, gamma: the
+// worst-case relative error of a d-term dot product in any summation order), and the centred
+// points are within u (R + |q~|) of the true differences. That bounds the distance of every
+// non-candidate from below; when the k-th candidate is strictly closer, the candidates hold the
+// exact answer. It fails when points are too close together, relative to their distance from
+// the centre, for the expansion's rounding to order them (e.g. tight clusters far apart); the
+// caller then searches those rows again with more candidates. q_exp is the centred query.
+template <typename T, typename out_t>
+bool finish_row(RowSelection<T>& sel, const T* q, const T* q_exp, const Points<T>& pts,
+                std::pair<double, int64_t>* refined, out_t* drow, int64_t* irow) {
+  if (sel.count > sel.keep) sel.compact();
+  const int64_t keep = sel.keep;
+  const int64_t d = pts.d;
+  // The candidates' rows are scattered over x: request them all before reading any.
+  for (int64_t c = 0; c < keep; ++c) {
+    const char* row = reinterpret_cast<const char*>(pts.x_ref + sel.ids[c] * d);
+    for (int64_t o = 0; o < d * static_cast<int64_t>(sizeof(T)); o += 64) HDML_KNN_PREFETCH(row + o);
+  }
+  for (int64_t c = 0; c < keep; ++c) {
+    const int64_t j = sel.ids[c];
+    refined[c] = {squared_distance(q, pts.x_ref + j * d, d), j};
+  }
+  std::sort(refined, refined + keep);
+
+  if (!std::isinf(sel.threshold)) {  // +inf: every point is a candidate
+    double q_norm2 = 0.0;
+    for (int64_t l = 0; l < d; ++l) q_norm2 += static_cast<double>(q_exp[l]) * static_cast<double>(q_exp[l]);
+    const double q_norm = std::sqrt(q_norm2);
+    const double thr = static_cast<double>(sel.threshold);
+    const double r = pts.max_norm;
+    const double e = pts.unit * (std::abs(thr) + r * r) + 2.0 * pts.gamma * q_norm * r;
+    const double lower2 = thr - e + q_norm2;
+    const double lower = (lower2 > 0.0 ? std::sqrt(lower2) : 0.0) - pts.unit * (r + q_norm);
+    const double kth = std::sqrt(refined[pts.k - 1].first);
+    if (!(kth * (1.0 + 4.0 * pts.unit) < lower * (1.0 - 4.0 * pts.unit))) return false;
+  }
+  for (int64_t c = 0; c < pts.k; ++c) {
+    const double value = std::sqrt(refined[c].first) * pts.inv_scale;
+    if constexpr (std::is_same_v<out_t, double>) {
+      drow[c] = value;
+    } else {
+      drow[c] = static_cast<out_t>(static_cast<float>(value));
+    }
+    irow[c] = refined[c].second;
+  }
+  return true;
+}
+
 // Any queries: blocks of query rows against tiles of points, selections per block.
 template <typename T, typename out_t>
-void knn_blocked(const KnnOperands& operands, bool exclude_self, int64_t k, int64_t keep, int64_t capacity,
-                 out_t* dist_p, int64_t* idx_p) {
-  const at::Tensor& xe = operands.x_exp;
-  const at::Tensor& qe = operands.q_exp;
-  const int64_t n = xe.size(0);
-  const int64_t d = xe.size(1);
-  const int64_t m = qe.size(0);
-  const T* x_ref = operands.x.data_ptr<T>();
-  const T* q_ref = operands.queries.data_ptr<T>();
-  const std::vector<T> norms = squared_norms(xe.data_ptr<T>(), n, d);
-
+void knn_blocked(const Points<T>& pts, const QuerySet<T, out_t>& qs, int64_t keep, int64_t capacity) {
+  const int64_t n = pts.n;
+  const int64_t d = pts.d;
+  const int64_t k = pts.k;
+  const int64_t m = qs.m;
   const int64_t tile_rows = std::min(kTileQueries, m);
   const int64_t tile_cols = std::min(kTileColumns, n);
-  at::Tensor tile = at::empty({tile_rows * tile_cols}, xe.options());
+  at::Tensor tile = at::empty({tile_rows * tile_cols}, pts.x_exp_tensor.options());
   SelectionStore<T> store(tile_rows, keep, capacity);
 
   for (int64_t q0 = 0; q0 < m; q0 += tile_rows) {
     const int64_t rows = std::min(tile_rows, m - q0);
     store.reset();
-    const at::Tensor q_block = qe.narrow(0, q0, rows);
+    const at::Tensor q_block = qs.q_exp_tensor.narrow(0, q0, rows);
     for (int64_t c0 = 0; c0 < n; c0 += tile_cols) {
       const int64_t cols = std::min(tile_cols, n - c0);
       const bool last_tile = c0 + cols == n;
       at::Tensor prod = tile.narrow(0, 0, rows * cols).view({rows, cols});
-      at::mm_out(prod, q_block, xe.narrow(0, c0, cols).t());
+      at::mm_out(prod, q_block, pts.x_exp_tensor.narrow(0, c0, cols).t());
       T* prod_p = prod.data_ptr<T>();
       at::parallel_for(0, rows, kRowGrain, [&](int64_t begin, int64_t end) {
         std::vector<std::pair<double, int64_t>> refined(static_cast<size_t>(keep));
         for (int64_t r = begin; r < end; ++r) {
+          const int64_t i = q0 + r;
           T* prow = prod_p + r * cols;
-          const int64_t self = q0 + r - c0;
-          // A query never lists itself: its score becomes +inf, which beats no threshold.
-          if (exclude_self && self >= 0 && self < cols) prow[self] = -std::numeric_limits<T>::infinity();
+          // The point a row skips gets the score +inf, which beats no threshold.
+          const int64_t self = qs.self != nullptr ? qs.self[i] - c0 : -1;
+          if (self >= 0 && self < cols) prow[self] = -std::numeric_limits<T>::infinity();
           RowSelection<T> sel = store.load(r);
-          scan_row(prow, norms.data() + c0, c0, cols, sel);
+          scan_row(prow, pts.norms.data() + c0, c0, cols, sel);
           store.store(r, sel);
           if (last_tile) {
-            finish_row(sel, q_ref + (q0 + r) * d, x_ref, d, k, operands.inv_scale, refined.data(),
-                       dist_p + (q0 + r) * k, idx_p + (q0 + r) * k);
+            qs.failed[i] = !finish_row(sel, qs.q_ref + i * d, qs.q_exp + i * d, pts, refined.data(), qs.dist + i * k,
+                                       qs.idx + i * k);
           }
         }
       });
@@ -510,13 +583,12 @@ inline std::pair<int64_t, int64_t> task_share(int64_t total, int64_t t, int64_t 
 // every point and is finished. Selections are kept for all n rows. Each parallel task takes an
 // equal share of the block's rows and of the slab's later columns.
 template <typename T, typename out_t>
-void knn_symmetric(const KnnOperands& operands, int64_t k, int64_t keep, int64_t capacity, out_t* dist_p,
-                   int64_t* idx_p) {
-  const at::Tensor& xe = operands.x_exp;
-  const int64_t n = xe.size(0);
-  const int64_t d = xe.size(1);
-  const T* x_ref = operands.x.data_ptr<T>();
-  const std::vector<T> norms = squared_norms(xe.data_ptr<T>(), n, d);
+void knn_symmetric(const Points<T>& pts, const QuerySet<T, out_t>& qs, int64_t keep, int64_t capacity) {
+  const at::Tensor& xe = pts.x_exp_tensor;
+  const int64_t n = pts.n;
+  const int64_t k = pts.k;
+  const int64_t d = pts.d;
+  const std::vector<T>& norms = pts.norms;
   const int64_t block = std::min(kTileQueries, n);
   const int64_t slab = std::min(kTileColumns, n);
 
@@ -551,8 +623,8 @@ void knn_symmetric(const KnnOperands& operands, int64_t k, int64_t keep, int64_t
             scan_row(prow, norms.data() + c0, c0, cols, sel);
             store.store(i, sel);
             if (last_slab) {
-              finish_row(sel, x_ref + i * d, x_ref, d, k, operands.inv_scale, refined.data(), dist_p + i * k,
-                         idx_p + i * k);
+              qs.failed[i] = !finish_row(sel, pts.x_ref + i * d, pts.x_exp + i * d, pts, refined.data(),
+                                         qs.dist + i * k, qs.idx + i * k);
             }
           }
         }
@@ -561,17 +633,58 @@ void knn_symmetric(const KnnOperands& operands, int64_t k, int64_t keep, int64_t
   }
 }
 
+// Candidate buffer capacity for `keep` kept candidates.
+inline int64_t buffer_capacity(int64_t keep) {
+  return keep + std::max(keep, kMinSlack);
+}
+
 template <typename T, typename out_t>
 void knn_kernel(const KnnOperands& operands, bool exclude_self, int64_t k, at::Tensor& dist, at::Tensor& idx) {
-  const int64_t n = operands.x_exp.size(0);
-  const int64_t keep = knn_num_candidates(n, exclude_self, k);
-  const int64_t capacity = keep + std::max(keep, kMinSlack);
-  out_t* dist_p = dist.data_ptr<out_t>();
-  int64_t* idx_p = idx.data_ptr<int64_t>();
-  if (exclude_self && n * capacity <= kMaxSymmetricCandidates) {
-    knn_symmetric<T, out_t>(operands, k, keep, capacity, dist_p, idx_p);
+  const Points<T> pts = make_points<T>(operands, k);
+  const int64_t n = pts.n;
+  const int64_t m = operands.queries.size(0);
+  const int64_t available = exclude_self ? n - 1 : n;
+  int64_t keep = knn_num_candidates(n, exclude_self, k);
+  std::vector<uint8_t> failed(static_cast<size_t>(m), 0);
+  QuerySet<T, out_t> all{operands.q_exp,          operands.queries.data_ptr<T>(), operands.q_exp.data_ptr<T>(),
+                         nullptr,                 m,
+                         dist.data_ptr<out_t>(), idx.data_ptr<int64_t>(),        failed.data()};
+  at::Tensor self_ids;
+  if (exclude_self && n * buffer_capacity(keep) <= kMaxSymmetricCandidates) {
+    knn_symmetric<T, out_t>(pts, all, keep, buffer_capacity(keep));
   } else {
-    knn_blocked<T, out_t>(operands, exclude_self, k, keep, capacity, dist_p, idx_p);
+    if (exclude_self) {
+      self_ids = at::arange(m, at::kLong);
+      all.self = self_ids.data_ptr<int64_t>();
+    }
+    knn_blocked<T, out_t>(pts, all, keep, buffer_capacity(keep));
+  }
+
+  // Rows whose result could not be certified are searched again with four times as many
+  // candidates. With every point a candidate the result is exact, so this ends.
+  for (;;) {
+    std::vector<int64_t> rows;
+    for (int64_t i = 0; i < m; ++i) {
+      if (failed[static_cast<size_t>(i)] != 0) rows.push_back(i);
+    }
+    if (rows.empty()) break;
+    TORCH_INTERNAL_ASSERT(keep < available, "knn: a search with every point a candidate was not certified");
+    keep = std::min(available, 4 * keep);
+    const int64_t f = static_cast<int64_t>(rows.size());
+    const at::Tensor row_ids = at::from_blob(rows.data(), {f}, at::kLong);
+    const at::Tensor q_exp = operands.q_exp.index_select(0, row_ids);
+    const at::Tensor q_ref = operands.queries.index_select(0, row_ids);
+    at::Tensor sub_dist = at::empty({f, k}, dist.options());
+    at::Tensor sub_idx = at::empty({f, k}, idx.options());
+    std::vector<uint8_t> sub_failed(static_cast<size_t>(f), 0);
+    const QuerySet<T, out_t> retry{q_exp, q_ref.data_ptr<T>(), q_exp.data_ptr<T>(), exclude_self ? rows.data() : nullptr,
+                                   f,     sub_dist.data_ptr<out_t>(), sub_idx.data_ptr<int64_t>(), sub_failed.data()};
+    knn_blocked<T, out_t>(pts, retry, keep, buffer_capacity(keep));
+    dist.index_copy_(0, row_ids, sub_dist);
+    idx.index_copy_(0, row_ids, sub_idx);
+    for (int64_t r = 0; r < f; ++r) {
+      failed[static_cast<size_t>(rows[static_cast<size_t>(r)])] = sub_failed[static_cast<size_t>(r)];
+    }
   }
 }
 
