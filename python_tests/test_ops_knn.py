@@ -251,6 +251,19 @@ def test_tight_clusters_far_apart(device, dtype, with_queries):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_one_tight_cluster_larger_than_any_candidate_list(device):
+    # Two clusters of 1500 near-duplicates, far apart (so centring cannot help): no selection
+    # smaller than a cluster is certified (CPU: several retries with 4x the candidates; CUDA:
+    # past its 1024 candidates, a direct search).
+    gen = torch.Generator().manual_seed(11)
+    centers = torch.tensor([[40.0] * 8, [-40.0] * 8], dtype=torch.float64)
+    x = centers.repeat_interleave(1500, 0) + 1e-5 * torch.randn(3000, 8, generator=gen, dtype=torch.float64)
+    x = x.float().to(device)
+    dist, idx = ops.knn(x, 20)
+    assert_knn_matches(x, 20, None, dist, idx)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_inputs(device, dtype):
     # Computed in float32 from the exactly representable half values; returned in x's dtype.

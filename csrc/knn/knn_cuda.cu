@@ -128,13 +128,13 @@ __global__ void row_norms_kernel(const T* __restrict__ x, int64_t n, int64_t d, 
 }
 
 // One block per query row r of the tile: merges the scores of points col0 .. col0 + cols - 1
-// into the row's sorted list (list_val, list_idx)[r * cap, (r + 1) * cap). The threshold is the
+// (but self_ids[r], when given) into the row's sorted list (list_val, list_idx)[r * cap, (r + 1) * cap). The threshold is the
 // list's entry cand - 1; only the first cand entries are ever used.
 template <typename T>
 __global__ void __launch_bounds__(kSelectThreads)
     select_tile_kernel(const T* __restrict__ prod, const T* __restrict__ norms, int64_t cols, int64_t col0,
-                       int64_t self0, T* __restrict__ list_val, int64_t* __restrict__ list_idx, int cap,
-                       int cand) {
+                       const int64_t* __restrict__ self_ids, T* __restrict__ list_val,
+                       int64_t* __restrict__ list_idx, int cap, int cand) {
   extern __shared__ unsigned char smem[];
   int64_t* s_list_idx = reinterpret_cast<int64_t*>(smem);
   int64_t* s_buf_idx = s_list_idx + cap;
@@ -154,8 +154,8 @@ __global__ void __launch_bounds__(kSelectThreads)
   T thr_val = s_list_val[cand - 1];
   int64_t thr_idx = s_list_idx[cand - 1];
 
-  // The query's own index when it must be skipped (queries are x), else -1.
-  const int64_t self = self0 < 0 ? -1 : self0 + r;
+  // The point this row skips (its own, when the queries are x), else -1.
+  const int64_t self = self_ids == nullptr ? -1 : self_ids[r];
   const T* row = prod + r * cols;
   for (int64_t base = 0; base < cols; base += kRound) {
 #pragma unroll
@@ -211,17 +211,30 @@ __global__ void __launch_bounds__(kSelectThreads)
   }
 }
 
+// Constants of the certificate in refine_kernel (see finish_row in knn_cpu.cpp).
+struct Certificate {
+  double unit;      // unit roundoff of the compute type, inflated to cover double steps
+  double gamma;     // bound on the relative error of a d-term dot product (any order)
+  double max_norm;  // an upper bound on the norms of the centred points
+  bool trivial;     // every point is a candidate: nothing to certify
+};
+
 // One block per query row r of the block starting at query q0: the exact squared distances of
 // the row's first cand candidates, sorted by (distance, index); the first k are written out as
-// distances (sqrt, times inv_scale) and indices.
+// distances (sqrt, times inv_scale) and indices. failed[r] becomes 1 when no certificate shows
+// that every other point is farther than the k-th: non-candidates had scores at least the
+// list's entry cand - 1 (thr); scores are within u (|thr| + R^2) + 2 gamma |q~| R of the true
+// centred scores and the centred points within u (R + |q~|) of the true differences.
 template <typename T, typename out_t>
 __global__ void __launch_bounds__(kRefineThreads)
-    refine_kernel(const T* __restrict__ x, const T* __restrict__ queries, int64_t d,
-                  const int64_t* __restrict__ list_idx, int cap, int cand, int64_t k, double inv_scale,
-                  out_t* __restrict__ dist, int64_t* __restrict__ idx) {
+    refine_kernel(const T* __restrict__ x, const T* __restrict__ queries, const T* __restrict__ queries_exp,
+                  int64_t d, const T* __restrict__ list_val, const int64_t* __restrict__ list_idx, int cap, int cand,
+                  int64_t k, double inv_scale, Certificate cert, out_t* __restrict__ dist,
+                  int64_t* __restrict__ idx, uint8_t* __restrict__ failed) {
   extern __shared__ unsigned char smem[];
   int64_t* s_idx = reinterpret_cast<int64_t*>(smem);
   double* s_d2 = reinterpret_cast<double*>(s_idx + cap);
+  __shared__ double s_q_norm2;
 
   const int64_t r = blockIdx.x;
   const int lane = threadIdx.x & 31;
@@ -248,8 +261,31 @@ __global__ void __launch_bounds__(kRefineThreads)
       s_idx[c] = kNoIndex;
     }
   }
+  if (warp == 0) {
+    const T* qe = queries_exp + r * d;
+    double acc = 0.0;
+    for (int64_t l = lane; l < d; l += 32) {
+      const double v = static_cast<double>(qe[l]);
+      acc += v * v;
+    }
+    for (int offset = 16; offset > 0; offset >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, offset);
+    if (lane == 0) s_q_norm2 = acc;
+  }
   __syncthreads();
   bitonic_sort(s_d2, s_idx, cap);
+  if (threadIdx.x == 0) {
+    const double thr = static_cast<double>(list_val[r * cap + cand - 1]);
+    bool ok = cert.trivial || isinf(thr);
+    if (!ok) {
+      const double q_norm = sqrt(s_q_norm2);
+      const double e = cert.unit * (fabs(thr) + cert.max_norm * cert.max_norm) + 2.0 * cert.gamma * q_norm * cert.max_norm;
+      const double lower2 = thr - e + s_q_norm2;
+      const double lower = (lower2 > 0.0 ? sqrt(lower2) : 0.0) - cert.unit * (cert.max_norm + q_norm);
+      const double kth = sqrt(s_d2[k - 1]);
+      ok = kth * (1.0 + 4.0 * cert.unit) < lower * (1.0 - 4.0 * cert.unit);
+    }
+    failed[r] = ok ? 0 : 1;
+  }
   for (int64_t c = threadIdx.x; c < k; c += kRefineThreads) {
     const double value = sqrt(s_d2[c]) * inv_scale;
     if constexpr (std::is_same_v<out_t, double>) {
@@ -267,15 +303,93 @@ int next_power_of_two(int64_t v) {
   return p;
 }
 
+// The points, as every search below uses them.
+struct CudaPoints {
+  at::Tensor x;      // [n, d] scaled like the queries (exact distances)
+  at::Tensor x_exp;  // [n, d] centred (expansion)
+  at::Tensor norms;  // [n] ||x~_j||^2
+  int64_t k;
+  double inv_scale;
+  double unit;
+  double gamma;
+  double max_norm;
+};
+
+// Searches the queries (q, q_exp: [m, d], contiguous) with `cand` candidates per row; self_ids
+// ([m] int64 on the device, or undefined) gives the point each row skips. Writes dist and idx
+// ([m, k]) and failed ([m] uint8: 1 where the result is not certified).
+template <typename T, typename out_t>
+void cuda_search(const CudaPoints& pts, const at::Tensor& q, const at::Tensor& q_exp, const at::Tensor& self_ids,
+                 int64_t cand64, at::Tensor& dist, at::Tensor& idx, at::Tensor& failed) {
+  const at::Tensor& xe = pts.x_exp;
+  const int64_t n = xe.size(0);
+  const int64_t d = xe.size(1);
+  const int64_t m = q.size(0);
+  const int64_t k = pts.k;
+  const int cand = static_cast<int>(cand64);
+  const int cap = next_power_of_two(cand);
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const Certificate cert{pts.unit, pts.gamma, pts.max_norm, cand64 >= (self_ids.defined() ? n - 1 : n)};
+
+  const int64_t tile_rows = std::min(kTileQueries, m);
+  const int64_t tile_cols = std::min(n, std::max<int64_t>(kRound, kTileElements / tile_rows));
+  at::Tensor tile = at::empty({tile_rows * tile_cols}, xe.options());
+  at::Tensor list_val = at::empty({tile_rows * cap}, xe.options());
+  at::Tensor list_idx = at::empty({tile_rows * cap}, xe.options().dtype(at::kLong));
+  const size_t select_smem = static_cast<size_t>(cap + kBuffer) * (sizeof(int64_t) + sizeof(T));
+  const size_t refine_smem = static_cast<size_t>(cap) * (sizeof(int64_t) + sizeof(double));
+  const int64_t* self_p = self_ids.defined() ? self_ids.data_ptr<int64_t>() : nullptr;
+  // Full float32 products: TF32 would round the inputs to 10 mantissa bits.
+  at::NoTF32Guard no_tf32;
+
+  for (int64_t q0 = 0; q0 < m; q0 += tile_rows) {
+    const int64_t rows = std::min(tile_rows, m - q0);
+    list_val.fill_(std::numeric_limits<T>::infinity());
+    list_idx.fill_(kNoIndex);
+    const at::Tensor q_block = q_exp.narrow(0, q0, rows);
+    for (int64_t c0 = 0; c0 < n; c0 += tile_cols) {
+      const int64_t cols = std::min(tile_cols, n - c0);
+      at::Tensor prod = tile.narrow(0, 0, rows * cols).view({rows, cols});
+      at::mm_out(prod, q_block, xe.narrow(0, c0, cols).t());
+      select_tile_kernel<T><<<static_cast<unsigned int>(rows), kSelectThreads, select_smem, stream>>>(
+          prod.data_ptr<T>(), pts.norms.data_ptr<T>(), cols, c0, self_p == nullptr ? nullptr : self_p + q0,
+          list_val.data_ptr<T>(), list_idx.data_ptr<int64_t>(), cap, cand);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    refine_kernel<T, out_t><<<static_cast<unsigned int>(rows), kRefineThreads, refine_smem, stream>>>(
+        pts.x.data_ptr<T>(), q.data_ptr<T>() + q0 * d, q_exp.data_ptr<T>() + q0 * d, d, list_val.data_ptr<T>(),
+        list_idx.data_ptr<int64_t>(), cap, cand, k, pts.inv_scale, cert, dist.data_ptr<out_t>() + q0 * k,
+        idx.data_ptr<int64_t>() + q0 * k, failed.data_ptr<uint8_t>() + q0);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+}
+
+// The exact k nearest of the query rows `rows` ([f] int64, device) by direct differences in
+// float64 (torch.cdist without the matrix-product form) and a stable sort: ties by index.
+// Blocks of rows keep the [rows, n] distance matrix under 2^26 entries.
+template <typename T>
+void brute_force_rows(const CudaPoints& pts, const at::Tensor& q, const at::Tensor& rows, bool exclude_self,
+                      at::Tensor& dist, at::Tensor& idx) {
+  const int64_t n = pts.x.size(0);
+  const int64_t k = pts.k;
+  const at::Tensor x64 = pts.x.to(at::kDouble);
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 26) / n);
+  for (int64_t start = 0; start < rows.size(0); start += chunk) {
+    const at::Tensor part = rows.narrow(0, start, std::min(chunk, rows.size(0) - start));
+    at::Tensor d = at::_cdist_forward(q.index_select(0, part).to(at::kDouble), x64, 2.0, /*compute_mode=*/2);
+    if (exclude_self) d.scatter_(1, part.unsqueeze(1), std::numeric_limits<double>::infinity());
+    auto [values, order] = at::sort(d, /*stable=*/true, /*dim=*/1, /*descending=*/false);
+    dist.index_copy_(0, part, (values.narrow(1, 0, k) * pts.inv_scale).to(dist.scalar_type()));
+    idx.index_copy_(0, part, order.narrow(1, 0, k));
+  }
+}
+
 template <typename T, typename out_t>
 void knn_cuda_impl(const KnnOperands& operands, bool exclude_self, int64_t k, at::Tensor& dist, at::Tensor& idx) {
   const at::Tensor& xe = operands.x_exp;
-  const at::Tensor& qe = operands.q_exp;
   const int64_t n = xe.size(0);
   const int64_t d = xe.size(1);
-  const int64_t m = qe.size(0);
-  const int cand = static_cast<int>(knn_num_candidates(n, exclude_self, k));
-  const int cap = next_power_of_two(cand);
+  const int64_t m = operands.queries.size(0);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
 
   // ||x_j||^2 of the centred points, once.
@@ -286,37 +400,36 @@ void knn_cuda_impl(const KnnOperands& operands, bool exclude_self, int64_t k, at
         xe.data_ptr<T>(), n, d, norms.data_ptr<T>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
+  CudaPoints pts{operands.x, xe, norms, k, operands.inv_scale, 0.0, 0.0, 0.0};
+  pts.unit = std::ldexp(1.0, -std::numeric_limits<T>::digits) * 1.01 + static_cast<double>(d) * 0x1p-52;
+  const double du = static_cast<double>(d) * pts.unit;
+  pts.gamma = du < 0.5 ? du / (1.0 - du) : std::numeric_limits<double>::infinity();
+  pts.max_norm = std::sqrt(norms.max().item<double>() * (1.0 + 4.0 * pts.unit));
 
-  const int64_t tile_rows = std::min(kTileQueries, m);
-  const int64_t tile_cols = std::min(n, std::max<int64_t>(kRound, kTileElements / tile_rows));
-  at::Tensor tile = at::empty({tile_rows * tile_cols}, xe.options());
-  at::Tensor list_val = at::empty({tile_rows * cap}, xe.options());
-  at::Tensor list_idx = at::empty({tile_rows * cap}, xe.options().dtype(at::kLong));
-  const size_t select_smem = static_cast<size_t>(cap + kBuffer) * (sizeof(int64_t) + sizeof(T));
-  const size_t refine_smem = static_cast<size_t>(cap) * (sizeof(int64_t) + sizeof(double));
-  // Full float32 products: TF32 would round the inputs to 10 mantissa bits.
-  at::NoTF32Guard no_tf32;
+  const int64_t available = exclude_self ? n - 1 : n;
+  const int64_t cand = knn_num_candidates(n, exclude_self, k);
+  at::Tensor failed = at::zeros({m}, xe.options().dtype(at::kByte));
+  const at::Tensor self_ids = exclude_self ? at::arange(m, xe.options().dtype(at::kLong)) : at::Tensor();
+  cuda_search<T, out_t>(pts, operands.queries, operands.q_exp, self_ids, cand, dist, idx, failed);
 
-  for (int64_t q0 = 0; q0 < m; q0 += tile_rows) {
-    const int64_t rows = std::min(tile_rows, m - q0);
-    list_val.fill_(std::numeric_limits<T>::infinity());
-    list_idx.fill_(kNoIndex);
-    const at::Tensor q_block = qe.narrow(0, q0, rows);
-    for (int64_t c0 = 0; c0 < n; c0 += tile_cols) {
-      const int64_t cols = std::min(tile_cols, n - c0);
-      at::Tensor prod = tile.narrow(0, 0, rows * cols).view({rows, cols});
-      at::mm_out(prod, q_block, xe.narrow(0, c0, cols).t());
-      select_tile_kernel<T><<<static_cast<unsigned int>(rows), kSelectThreads, select_smem, stream>>>(
-          prod.data_ptr<T>(), norms.data_ptr<T>(), cols, c0, exclude_self ? q0 : -1, list_val.data_ptr<T>(),
-          list_idx.data_ptr<int64_t>(), cap, cand);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
-    refine_kernel<T, out_t><<<static_cast<unsigned int>(rows), kRefineThreads, refine_smem, stream>>>(
-        operands.x.data_ptr<T>(), operands.queries.data_ptr<T>() + q0 * d, d, list_idx.data_ptr<int64_t>(), cap,
-        cand, k, operands.inv_scale,
-        dist.data_ptr<out_t>() + q0 * k, idx.data_ptr<int64_t>() + q0 * k);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  // Rows whose result is not certified: again with as many candidates as the selection keeps,
+  // then, for any still not certified, by brute force.
+  at::Tensor rows = failed.nonzero().squeeze(1);
+  const int64_t retry_cand = std::min(available, kKnnCudaMaxCandidates);
+  if (rows.numel() > 0 && retry_cand > cand) {
+    const int64_t f = rows.size(0);
+    const at::Tensor q = operands.queries.index_select(0, rows);
+    const at::Tensor q_exp = operands.q_exp.index_select(0, rows);
+    at::Tensor sub_dist = at::empty({f, k}, dist.options());
+    at::Tensor sub_idx = at::empty({f, k}, idx.options());
+    at::Tensor sub_failed = at::zeros({f}, failed.options());
+    cuda_search<T, out_t>(pts, q, q_exp, exclude_self ? rows : at::Tensor(), retry_cand, sub_dist, sub_idx,
+                          sub_failed);
+    dist.index_copy_(0, rows, sub_dist);
+    idx.index_copy_(0, rows, sub_idx);
+    rows = rows.index_select(0, sub_failed.nonzero().squeeze(1));
   }
+  if (rows.numel() > 0) brute_force_rows<T>(pts, operands.queries, rows, exclude_self, dist, idx);
 }
 
 }  // namespace
