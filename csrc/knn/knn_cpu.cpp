@@ -671,6 +671,11 @@ void knn_kernel(const KnnOperands& operands, bool exclude_self, int64_t k, at::T
     TORCH_INTERNAL_ASSERT(keep < available, "knn: a search with every point a candidate was not certified");
     keep = std::min(available, 4 * keep);
     const int64_t f = static_cast<int64_t>(rows.size());
+    if (exclude_self && 2 * f > m && n * buffer_capacity(keep) <= kMaxSymmetricCandidates) {
+      // Most rows: the symmetric schedule over all of them is cheaper than the blocked one.
+      knn_symmetric<T, out_t>(pts, all, keep, buffer_capacity(keep));
+      continue;
+    }
     const at::Tensor row_ids = at::from_blob(rows.data(), {f}, at::kLong);
     const at::Tensor q_exp = operands.q_exp.index_select(0, row_ids);
     const at::Tensor q_ref = operands.queries.index_select(0, row_ids);
