@@ -72,6 +72,8 @@ constexpr int64_t kRowGrain = 4;
 // The symmetric self-search keeps selections for all n rows, up to this many candidate slots
 // (n x capacity; 12 bytes each for float32).
 constexpr int64_t kMaxSymmetricCandidates = int64_t{1} << 24;
+// The blocked schedule keeps selections for at most this many candidate slots per block.
+constexpr int64_t kMaxBlockCandidates = int64_t{1} << 22;
 
 #ifdef HDML_KNN_AVX2
 bool cpu_has_avx2() {
@@ -533,7 +535,9 @@ void knn_blocked(const Points<T>& pts, const QuerySet<T, out_t>& qs, int64_t kee
   const int64_t d = pts.d;
   const int64_t k = pts.k;
   const int64_t m = qs.m;
-  const int64_t tile_rows = std::min(kTileQueries, m);
+  // Fewer rows per block when each row keeps many candidates (retries): the block's
+  // selections stay within kMaxBlockCandidates slots.
+  const int64_t tile_rows = std::min({kTileQueries, m, std::max<int64_t>(1, kMaxBlockCandidates / capacity)});
   const int64_t tile_cols = std::min(kTileColumns, n);
   at::Tensor tile = at::empty({tile_rows * tile_cols}, pts.x_exp_tensor.options());
   SelectionStore<T> store(tile_rows, keep, capacity);
