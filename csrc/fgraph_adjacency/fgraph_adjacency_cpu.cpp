@@ -1,0 +1,302 @@
+// CPU kernel of fgraph_adjacency: at::parallel_for over the focus nodes; per focus, a small
+// open-addressing hash of its node list, then one pass over its members' neighbour lists.
+
+#include "fgraph_adjacency.h"
+
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace hdml {
+namespace {
+
+// Node id -> first position in one F-Graph's node list, for O(1) membership tests.
+//
+// Open addressing with linear probing in a power-of-two table at most 1/8 full, but without
+// wrap-around (the arrays are padded by n + kMaxUnrolledWindow slots), so every key lies within
+// `window` slots of its home, where `window` - 1 is the largest displacement among the keys.
+// A lookup then compares a fixed number of slots and selects with conditional moves instead
+// of branching on hit or miss: about half the neighbour-of-neighbour lookups hit, which no
+// branch predictor can learn. Empty slots hold key -1 (ids are >= 0) and value `sink` = n.
+struct NodeLookup {
+  const int64_t* keys;
+  const int64_t* vals;
+  int64_t sink;
+  int64_t window;
+  int shift;
+
+  // Fibonacci hashing: the top bits of id * 2^64 / golden ratio.
+  int64_t home(int64_t id) const {
+    return static_cast<int64_t>((static_cast<uint64_t>(id) * 0x9E3779B97F4A7C15ull) >> shift);
+  }
+
+  // First position of `id`, or sink; compares kWindow >= window slots (window when 0).
+  template <int kWindow>
+  int64_t find(int64_t id) const {
+    const int64_t slot = home(id);
+    const int64_t count = kWindow > 0 ? kWindow : window;
+    int64_t pos = sink;
+    for (int64_t s = 0; s < count; ++s) pos = keys[slot + s] == id ? vals[slot + s] : pos;
+    return pos;
+  }
+};
+
+constexpr int64_t kMaxUnrolledWindow = 4;
+
+// Per-thread scratch for one focus at a time, allocated once per parallel chunk: the node
+// list, its hash (NodeLookup), the first position of each position's id, and the hit marks.
+//
+// Hits are recorded in an (n+1) x (n+1) byte matrix (row and column n are the sink for
+// misses) indexed by first positions: marks[x][y] = 1 when the node at first position y is
+// in the list of the node at first position x (with symmetric, marks[y][x] too). An id that
+// is repeated in the node list has one row and one column there; the output expands them.
+class FocusScratch {
+ public:
+  explicit FocusScratch(int64_t n) : n_(n), nodes_(n), first_(n), slots_(n), marks_((n + 1) * (n + 1), 0) {
+    int bits = 3;
+    while ((int64_t{1} << bits) < 8 * n) ++bits;
+    shift_ = 64 - bits;
+    const int64_t table_size = (int64_t{1} << bits) + n + kMaxUnrolledWindow;
+    keys_.assign(table_size, -1);
+    vals_.assign(table_size, n);
+  }
+
+  // Fills the node list [f, row(0), ..., row(k-1)] and the hash; returns whether some id is
+  // repeated in it.
+  template <typename Row>
+  bool load(int64_t f, int64_t k, const Row& focus_row) {
+    bool repeated = false;
+    window_ = 1;
+    NodeLookup lookup = view();
+    for (int64_t pos = 0; pos <= k; ++pos) {
+      const int64_t id = pos == 0 ? f : focus_row(pos - 1);
+      nodes_[pos] = id;
+      int64_t slot = lookup.home(id);
+      const int64_t home = slot;
+      while (keys_[slot] != -1 && keys_[slot] != id) ++slot;
+      if (keys_[slot] == id) {
+        first_[pos] = vals_[slot];
+        slots_[pos] = -1;
+        repeated = true;
+        continue;
+      }
+      keys_[slot] = id;
+      vals_[slot] = pos;
+      first_[pos] = pos;
+      slots_[pos] = slot;
+      window_ = std::max(window_, slot - home + 1);
+    }
+    return repeated;
+  }
+
+  // Empties the hash (only the slots this focus used) and the marks.
+  void reset() {
+    for (int64_t pos = 0; pos < n_; ++pos) {
+      if (slots_[pos] >= 0) {
+        keys_[slots_[pos]] = -1;
+        vals_[slots_[pos]] = n_;
+      }
+    }
+    std::memset(marks_.data(), 0, marks_.size());
+  }
+
+  NodeLookup view() const { return NodeLookup{keys_.data(), vals_.data(), n_, window_, shift_}; }
+  const int64_t* nodes() const { return nodes_.data(); }
+  const int64_t* first() const { return first_.data(); }
+  uint8_t* marks() { return marks_.data(); }
+
+ private:
+  int64_t n_;
+  std::vector<int64_t> nodes_;
+  std::vector<int64_t> first_;
+  std::vector<int64_t> slots_;
+  std::vector<uint8_t> marks_;
+  std::vector<int64_t> keys_;
+  std::vector<int64_t> vals_;
+  int64_t window_ = 1;
+  int shift_ = 0;
+};
+
+// The members' rows are scattered over knn_idx, which is larger than L2 for realistic N:
+// loading them a few rows ahead hides most of the cache misses, which otherwise dominate.
+constexpr int64_t kPrefetchRows = 3;
+
+template <bool kUnitStride>
+inline void prefetch_row(const int64_t* row, int64_t col_stride, int64_t k) {
+#if defined(__GNUC__) || defined(__clang__)
+  constexpr int64_t kIdsPerLine = 64 / sizeof(int64_t);
+  if (kUnitStride) {
+    for (int64_t j = 0; j < k; j += kIdsPerLine) __builtin_prefetch(row + j);
+    __builtin_prefetch(row + k - 1);
+  } else {
+    for (int64_t j = 0; j < k; ++j) __builtin_prefetch(row + j * col_stride);
+  }
+#else
+  (void)row;
+  (void)col_stride;
+  (void)k;
+#endif
+}
+
+// Raises the error for the first id outside [0, num_nodes) in knn_idx row `node`. Out of line,
+// taking values: the hot loops then keep their variables in registers.
+[[noreturn]] C10_NOINLINE void report_bad_row(const int64_t* row, int64_t col_stride, int64_t node, int64_t k,
+                                              int64_t num_nodes) {
+  for (int64_t j = 0; j < k; ++j) {
+    const int64_t id = row[j * col_stride];
+    TORCH_CHECK(id >= 0 && id < num_nodes, "fgraph_adjacency: knn_idx should hold node ids in [0, ", num_nodes,
+                "), got ", id, " at knn_idx[", node, ", ", j, "]");
+  }
+  TORCH_INTERNAL_ASSERT(false, "fgraph_adjacency: report_bad_row found no bad id");
+}
+
+[[noreturn]] C10_NOINLINE void report_bad_focus(int64_t f, int64_t b, int64_t num_nodes) {
+  TORCH_CHECK(false, "fgraph_adjacency: focus should hold node ids in [0, ", num_nodes, "), got ", f,
+              " at focus[", b, "]");
+}
+
+// Marks the hits of every distinct member's neighbour list (see FocusScratch). Raw pointers
+// in locals: the byte stores to `marks` may alias anything, which would otherwise make the
+// compiler reload every member through `scratch` after each store.
+template <int kWindow, bool kSymmetric, bool kUnitStride>
+void mark_neighbours(const NodeLookup lookup, const int64_t* nodes, const int64_t* first, uint8_t* marks,
+                     const int64_t* knn, int64_t row_stride, int64_t col_stride, int64_t num_nodes, int64_t k) {
+  const int64_t n = k + 1;
+  const int64_t width = n + 1;
+  const uint64_t range = static_cast<uint64_t>(num_nodes);
+  for (int64_t a = 0; a < kPrefetchRows && a < n; ++a) {
+    prefetch_row<kUnitStride>(knn + nodes[a] * row_stride, col_stride, k);
+  }
+  for (int64_t a = 0; a < n; ++a) {
+    if (a + kPrefetchRows < n) {
+      prefetch_row<kUnitStride>(knn + nodes[a + kPrefetchRows] * row_stride, col_stride, k);
+    }
+    if (first[a] != a) continue;  // a repeated id: its row is the first one's
+    const int64_t node = nodes[a];
+    const int64_t* row = knn + node * row_stride;
+    uint8_t* marks_row = marks + a * width;
+    // An out-of-range id finds nothing (it is no key), so the row is checked once, after it
+    // is marked: no branch per id in the inner loop.
+    uint64_t largest = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t id = row[kUnitStride ? j : j * col_stride];
+      largest = std::max(largest, static_cast<uint64_t>(id));
+      const int64_t c = lookup.find<kWindow>(id);
+      marks_row[c] = 1;
+      if (kSymmetric) marks[c * width + a] = 1;
+    }
+    if (C10_UNLIKELY(k > 0 && largest >= range)) report_bad_row(row, col_stride, node, k, num_nodes);
+  }
+}
+
+// Fills adj [B, n, n] for the focus nodes [begin, end). kUnitStride: knn_idx's rows are dense.
+template <bool kSymmetric, bool kUnitStride>
+void fgraph_adjacency_range(const int64_t* knn, int64_t row_stride, int64_t col_stride,
+                            int64_t num_nodes, int64_t k, const int64_t* focus, int64_t focus_stride,
+                            bool* adj, int64_t begin, int64_t end) {
+  const int64_t n = k + 1;
+  const int64_t width = n + 1;
+  const uint64_t range = static_cast<uint64_t>(num_nodes);
+  FocusScratch scratch(n);
+  const int64_t* nodes = scratch.nodes();
+  const int64_t* first = scratch.first();
+  uint8_t* marks = scratch.marks();
+  for (int64_t b = begin; b < end; ++b) {
+    const int64_t f = focus == nullptr ? b : focus[b * focus_stride];
+    if (C10_UNLIKELY(static_cast<uint64_t>(f) >= range)) report_bad_focus(f, b, num_nodes);
+    const int64_t* focus_row = knn + f * row_stride;
+    const bool repeated = scratch.load(f, k, [&](int64_t j) {
+      const int64_t id = focus_row[kUnitStride ? j : j * col_stride];
+      if (C10_UNLIKELY(static_cast<uint64_t>(id) >= range)) report_bad_row(focus_row, col_stride, f, k, num_nodes);
+      return id;
+    });
+
+    const NodeLookup lookup = scratch.view();
+    switch (lookup.window) {
+      case 1:
+        mark_neighbours<1, kSymmetric, kUnitStride>(lookup, nodes, first, marks, knn, row_stride, col_stride,
+                                                    num_nodes, k);
+        break;
+      case 2:
+        mark_neighbours<2, kSymmetric, kUnitStride>(lookup, nodes, first, marks, knn, row_stride, col_stride,
+                                                    num_nodes, k);
+        break;
+      case 3:
+      case kMaxUnrolledWindow:
+        mark_neighbours<kMaxUnrolledWindow, kSymmetric, kUnitStride>(lookup, nodes, first, marks, knn, row_stride,
+                                                                     col_stride, num_nodes, k);
+        break;
+      default:
+        mark_neighbours<0, kSymmetric, kUnitStride>(lookup, nodes, first, marks, knn, row_stride, col_stride,
+                                                    num_nodes, k);
+    }
+
+    // Each output row is written once, completely: marks expanded to positions, diagonal off.
+    bool* block = adj + b * n * n;
+    for (int64_t a = 0; a < n; ++a) {
+      bool* out_row = block + a * n;
+      if (repeated) {
+        const uint8_t* src = marks + first[a] * width;
+        for (int64_t c = 0; c < n; ++c) out_row[c] = src[first[c]] != 0;
+      } else {
+        std::memcpy(out_row, marks + a * width, static_cast<size_t>(n));
+      }
+      out_row[a] = false;
+    }
+    scratch.reset();
+  }
+}
+
+at::Tensor fgraph_adjacency_cpu_impl(const at::Tensor& knn_idx, const std::optional<at::Tensor>& focus,
+                                     bool symmetric) {
+  const int64_t num_graphs = fgraph_adjacency_check_args(knn_idx, focus);
+  TORCH_CHECK(knn_idx.device().is_cpu(), "fgraph_adjacency (CPU kernel): knn_idx should be on the CPU, got ",
+              knn_idx.device());
+  const int64_t num_nodes = knn_idx.size(0);
+  const int64_t k = knn_idx.size(1);
+  const int64_t n = k + 1;
+  at::Tensor adj = at::empty({num_graphs, n, n}, knn_idx.options().dtype(at::kBool));
+  if (num_graphs == 0) return adj;
+
+  const int64_t* knn = knn_idx.const_data_ptr<int64_t>();
+  const int64_t row_stride = knn_idx.stride(0);
+  const int64_t col_stride = knn_idx.stride(1);
+  const int64_t* focus_ptr = focus.has_value() ? focus->const_data_ptr<int64_t>() : nullptr;
+  const int64_t focus_stride = focus.has_value() ? focus->stride(0) : 0;
+  bool* out = adj.mutable_data_ptr<bool>();
+  // About at::internal::GRAIN_SIZE neighbour reads per task.
+  const int64_t grain = std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, n * k));
+
+  const auto run = [&](auto symmetric_tag, auto unit_stride_tag) {
+    constexpr bool kSymmetric = decltype(symmetric_tag)::value;
+    constexpr bool kUnitStride = decltype(unit_stride_tag)::value;
+    at::parallel_for(0, num_graphs, grain, [&](int64_t begin, int64_t end) {
+      fgraph_adjacency_range<kSymmetric, kUnitStride>(knn, row_stride, col_stride, num_nodes, k, focus_ptr,
+                                                      focus_stride, out, begin, end);
+    });
+  };
+  const bool unit_stride = col_stride == 1 || k <= 1;
+  if (symmetric) {
+    unit_stride ? run(std::true_type{}, std::true_type{}) : run(std::true_type{}, std::false_type{});
+  } else {
+    unit_stride ? run(std::false_type{}, std::true_type{}) : run(std::false_type{}, std::false_type{});
+  }
+  return adj;
+}
+
+}  // namespace
+
+at::Tensor fgraph_adjacency_cpu(const at::Tensor& knn_idx, const std::optional<at::Tensor>& focus,
+                                bool symmetric) {
+  return fgraph_adjacency_cpu_impl(knn_idx, focus, symmetric);
+}
+
+TORCH_LIBRARY_IMPL(hdml, CPU, m) {
+  m.impl("fgraph_adjacency", &fgraph_adjacency_cpu);
+}
+
+}  // namespace hdml
