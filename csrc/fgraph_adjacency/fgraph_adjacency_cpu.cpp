@@ -9,46 +9,60 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 namespace hdml {
 namespace {
 
-// Node id -> first position in one F-Graph's node list, for O(1) membership tests.
-//
-// Open addressing with linear probing in a power-of-two table at most 1/8 full, but without
+// Per focus, membership tests map a node id to the first position holding it in the F-Graph's
+// node list, or to the sink position n. Both lookups below select without branching on hit
+// or miss: about half the neighbour-of-neighbour lookups hit, which no branch predictor can
+// learn. An id outside [0, N) finds the sink (it is never a member); the caller checks ranges.
+
+// Direct addressing: pos_of[id] for every id in [0, N], pos_of[N] = sink. One load per lookup;
+// used while the array stays L2-sized (N < kDirectMaxNodes).
+constexpr int64_t kDirectMaxNodes = int64_t{1} << 18;
+
+struct DirectLookup {
+  const int32_t* pos_of;
+  uint64_t num_nodes;
+
+  int64_t find(int64_t id) const { return pos_of[std::min(static_cast<uint64_t>(id), num_nodes)]; }
+};
+
+// Open addressing with linear probing in a power-of-two table at most 1/8 full, without
 // wrap-around (the arrays are padded by n + kMaxUnrolledWindow slots), so every key lies within
-// `window` slots of its home, where `window` - 1 is the largest displacement among the keys.
-// A lookup then compares a fixed number of slots and selects with conditional moves instead
-// of branching on hit or miss: about half the neighbour-of-neighbour lookups hit, which no
-// branch predictor can learn. Empty slots hold key -1 (ids are >= 0) and value `sink` = n.
-struct NodeLookup {
+// `window` slots of its home, where `window` - 1 is the largest displacement among this focus's
+// keys. A lookup compares kWindow >= window slots (window slots when kWindow is 0) and keeps
+// the value of the one that matches. Empty slots hold key -1 and value sink.
+constexpr int64_t kMaxUnrolledWindow = 4;
+
+template <int kWindow>
+struct HashLookup {
   const int64_t* keys;
-  const int64_t* vals;
-  int64_t sink;
+  const int32_t* vals;
   int64_t window;
+  int32_t sink;
   int shift;
 
-  // Fibonacci hashing: the top bits of id * 2^64 / golden ratio.
-  int64_t home(int64_t id) const {
-    return static_cast<int64_t>((static_cast<uint64_t>(id) * 0x9E3779B97F4A7C15ull) >> shift);
-  }
-
-  // First position of `id`, or sink; compares kWindow >= window slots (window when 0).
-  template <int kWindow>
   int64_t find(int64_t id) const {
-    const int64_t slot = home(id);
+    const int64_t slot = home(id, shift);
     const int64_t count = kWindow > 0 ? kWindow : window;
-    int64_t pos = sink;
+    int32_t pos = sink;
     for (int64_t s = 0; s < count; ++s) pos = keys[slot + s] == id ? vals[slot + s] : pos;
     return pos;
   }
+
+  // Fibonacci hashing: the top bits of id * 2^64 / golden ratio.
+  static int64_t home(int64_t id, int shift) {
+    return static_cast<int64_t>((static_cast<uint64_t>(id) * 0x9E3779B97F4A7C15ull) >> shift);
+  }
 };
 
-constexpr int64_t kMaxUnrolledWindow = 4;
-
 // Per-thread scratch for one focus at a time, allocated once per parallel chunk: the node
-// list, its hash (NodeLookup), the first position of each position's id, and the hit marks.
+// list, the lookup of the node ids (direct or hashed), the first position of each position's
+// id, and the hit marks.
 //
 // Hits are recorded in an (n+1) x (n+1) byte matrix (row and column n are the sink for
 // misses) indexed by first positions: marks[x][y] = 1 when the node at first position y is
@@ -56,67 +70,92 @@ constexpr int64_t kMaxUnrolledWindow = 4;
 // is repeated in the node list has one row and one column there; the output expands them.
 class FocusScratch {
  public:
-  explicit FocusScratch(int64_t n) : n_(n), nodes_(n), first_(n), slots_(n), marks_((n + 1) * (n + 1), 0) {
+  FocusScratch(int64_t n, int64_t num_nodes)
+      : n_(n), num_nodes_(num_nodes), nodes_(n), first_(n), slots_(n), marks_((n + 1) * (n + 1), 0) {
+    const auto sink = static_cast<int32_t>(n);
+    if (direct()) {
+      pos_of_.assign(num_nodes + 1, sink);
+      return;
+    }
     int bits = 3;
     while ((int64_t{1} << bits) < 8 * n) ++bits;
     shift_ = 64 - bits;
     const int64_t table_size = (int64_t{1} << bits) + n + kMaxUnrolledWindow;
     keys_.assign(table_size, -1);
-    vals_.assign(table_size, n);
+    vals_.assign(table_size, sink);
   }
 
-  // Fills the node list [f, row(0), ..., row(k-1)] and the hash; returns whether some id is
-  // repeated in it.
+  bool direct() const { return num_nodes_ < kDirectMaxNodes; }
+
+  // Fills the node list [f, row(0), ..., row(k-1)] (ids in [0, N)) and the lookup; returns
+  // whether some id is repeated in it.
   template <typename Row>
   bool load(int64_t f, int64_t k, const Row& focus_row) {
     bool repeated = false;
     window_ = 1;
-    NodeLookup lookup = view();
+    const auto sink = static_cast<int32_t>(n_);
     for (int64_t pos = 0; pos <= k; ++pos) {
       const int64_t id = pos == 0 ? f : focus_row(pos - 1);
       nodes_[pos] = id;
-      int64_t slot = lookup.home(id);
-      const int64_t home = slot;
-      while (keys_[slot] != -1 && keys_[slot] != id) ++slot;
-      if (keys_[slot] == id) {
-        first_[pos] = vals_[slot];
-        slots_[pos] = -1;
-        repeated = true;
-        continue;
+      int32_t* holder = nullptr;
+      if (direct()) {
+        holder = &pos_of_[id];
+      } else {
+        int64_t slot = HashLookup<0>::home(id, shift_);
+        const int64_t home = slot;
+        while (keys_[slot] != -1 && keys_[slot] != id) ++slot;
+        keys_[slot] = id;
+        slots_[pos] = slot;
+        window_ = std::max(window_, slot - home + 1);
+        holder = &vals_[slot];
       }
-      keys_[slot] = id;
-      vals_[slot] = pos;
-      first_[pos] = pos;
-      slots_[pos] = slot;
-      window_ = std::max(window_, slot - home + 1);
+      if (*holder == sink) {
+        *holder = static_cast<int32_t>(pos);
+        first_[pos] = pos;
+      } else {
+        first_[pos] = *holder;
+        repeated = true;
+      }
     }
     return repeated;
   }
 
-  // Empties the hash (only the slots this focus used) and the marks.
+  // Empties the lookup (only the entries this focus set) and the marks.
   void reset() {
+    const auto sink = static_cast<int32_t>(n_);
     for (int64_t pos = 0; pos < n_; ++pos) {
-      if (slots_[pos] >= 0) {
+      if (direct()) {
+        pos_of_[nodes_[pos]] = sink;
+      } else {
         keys_[slots_[pos]] = -1;
-        vals_[slots_[pos]] = n_;
+        vals_[slots_[pos]] = sink;
       }
     }
     std::memset(marks_.data(), 0, marks_.size());
   }
 
-  NodeLookup view() const { return NodeLookup{keys_.data(), vals_.data(), n_, window_, shift_}; }
+  DirectLookup direct_lookup() const { return DirectLookup{pos_of_.data(), static_cast<uint64_t>(num_nodes_)}; }
+
+  template <int kWindow>
+  HashLookup<kWindow> hash_lookup() const {
+    return HashLookup<kWindow>{keys_.data(), vals_.data(), window_, static_cast<int32_t>(n_), shift_};
+  }
+
+  int64_t window() const { return window_; }
   const int64_t* nodes() const { return nodes_.data(); }
   const int64_t* first() const { return first_.data(); }
   uint8_t* marks() { return marks_.data(); }
 
  private:
   int64_t n_;
+  int64_t num_nodes_;
   std::vector<int64_t> nodes_;
   std::vector<int64_t> first_;
   std::vector<int64_t> slots_;
   std::vector<uint8_t> marks_;
+  std::vector<int32_t> pos_of_;
   std::vector<int64_t> keys_;
-  std::vector<int64_t> vals_;
+  std::vector<int32_t> vals_;
   int64_t window_ = 1;
   int shift_ = 0;
 };
@@ -131,7 +170,7 @@ inline void prefetch_row(const int64_t* row, int64_t col_stride, int64_t k) {
   constexpr int64_t kIdsPerLine = 64 / sizeof(int64_t);
   if (kUnitStride) {
     for (int64_t j = 0; j < k; j += kIdsPerLine) __builtin_prefetch(row + j);
-    __builtin_prefetch(row + k - 1);
+    if (k > 0) __builtin_prefetch(row + k - 1);
   } else {
     for (int64_t j = 0; j < k; ++j) __builtin_prefetch(row + j * col_stride);
   }
@@ -162,8 +201,8 @@ inline void prefetch_row(const int64_t* row, int64_t col_stride, int64_t k) {
 // Marks the hits of every distinct member's neighbour list (see FocusScratch). Raw pointers
 // in locals: the byte stores to `marks` may alias anything, which would otherwise make the
 // compiler reload every member through `scratch` after each store.
-template <int kWindow, bool kSymmetric, bool kUnitStride>
-void mark_neighbours(const NodeLookup lookup, const int64_t* nodes, const int64_t* first, uint8_t* marks,
+template <bool kSymmetric, bool kUnitStride, typename Lookup>
+void mark_neighbours(const Lookup lookup, const int64_t* nodes, const int64_t* first, uint8_t* marks,
                      const int64_t* knn, int64_t row_stride, int64_t col_stride, int64_t num_nodes, int64_t k) {
   const int64_t n = k + 1;
   const int64_t width = n + 1;
@@ -179,15 +218,16 @@ void mark_neighbours(const NodeLookup lookup, const int64_t* nodes, const int64_
     const int64_t node = nodes[a];
     const int64_t* row = knn + node * row_stride;
     uint8_t* marks_row = marks + a * width;
-    // An out-of-range id finds nothing (it is no key), so the row is checked once, after it
-    // is marked: no branch per id in the inner loop.
+    uint8_t* marks_col = marks + a;
+    // The lookups send out-of-range ids to the sink, so the row is range-checked once, after
+    // it is marked: no branch per id in the inner loop.
     uint64_t largest = 0;
     for (int64_t j = 0; j < k; ++j) {
       const int64_t id = row[kUnitStride ? j : j * col_stride];
       largest = std::max(largest, static_cast<uint64_t>(id));
-      const int64_t c = lookup.find<kWindow>(id);
+      const int64_t c = lookup.find(id);
       marks_row[c] = 1;
-      if (kSymmetric) marks[c * width + a] = 1;
+      if (kSymmetric) marks_col[c * width] = 1;
     }
     if (C10_UNLIKELY(k > 0 && largest >= range)) report_bad_row(row, col_stride, node, k, num_nodes);
   }
@@ -201,10 +241,14 @@ void fgraph_adjacency_range(const int64_t* knn, int64_t row_stride, int64_t col_
   const int64_t n = k + 1;
   const int64_t width = n + 1;
   const uint64_t range = static_cast<uint64_t>(num_nodes);
-  FocusScratch scratch(n);
+  FocusScratch scratch(n, num_nodes);
   const int64_t* nodes = scratch.nodes();
   const int64_t* first = scratch.first();
   uint8_t* marks = scratch.marks();
+  const auto mark = [&](const auto lookup) {
+    mark_neighbours<kSymmetric, kUnitStride>(lookup, nodes, first, marks, knn, row_stride, col_stride, num_nodes,
+                                             k);
+  };
   for (int64_t b = begin; b < end; ++b) {
     const int64_t f = focus == nullptr ? b : focus[b * focus_stride];
     if (C10_UNLIKELY(static_cast<uint64_t>(f) >= range)) report_bad_focus(f, b, num_nodes);
@@ -215,24 +259,16 @@ void fgraph_adjacency_range(const int64_t* knn, int64_t row_stride, int64_t col_
       return id;
     });
 
-    const NodeLookup lookup = scratch.view();
-    switch (lookup.window) {
-      case 1:
-        mark_neighbours<1, kSymmetric, kUnitStride>(lookup, nodes, first, marks, knn, row_stride, col_stride,
-                                                    num_nodes, k);
-        break;
-      case 2:
-        mark_neighbours<2, kSymmetric, kUnitStride>(lookup, nodes, first, marks, knn, row_stride, col_stride,
-                                                    num_nodes, k);
-        break;
-      case 3:
-      case kMaxUnrolledWindow:
-        mark_neighbours<kMaxUnrolledWindow, kSymmetric, kUnitStride>(lookup, nodes, first, marks, knn, row_stride,
-                                                                     col_stride, num_nodes, k);
-        break;
-      default:
-        mark_neighbours<0, kSymmetric, kUnitStride>(lookup, nodes, first, marks, knn, row_stride, col_stride,
-                                                    num_nodes, k);
+    if (scratch.direct()) {
+      mark(scratch.direct_lookup());
+    } else if (scratch.window() == 1) {
+      mark(scratch.hash_lookup<1>());
+    } else if (scratch.window() == 2) {
+      mark(scratch.hash_lookup<2>());
+    } else if (scratch.window() <= kMaxUnrolledWindow) {
+      mark(scratch.hash_lookup<kMaxUnrolledWindow>());
+    } else {
+      mark(scratch.hash_lookup<0>());
     }
 
     // Each output row is written once, completely: marks expanded to positions, diagonal off.
@@ -259,6 +295,8 @@ at::Tensor fgraph_adjacency_cpu_impl(const at::Tensor& knn_idx, const std::optio
   const int64_t num_nodes = knn_idx.size(0);
   const int64_t k = knn_idx.size(1);
   const int64_t n = k + 1;
+  TORCH_CHECK(k < std::numeric_limits<int32_t>::max(),
+              "fgraph_adjacency: knn_idx should have fewer than 2^31 - 1 columns, got ", k);
   at::Tensor adj = at::empty({num_graphs, n, n}, knn_idx.options().dtype(at::kBool));
   if (num_graphs == 0) return adj;
 
