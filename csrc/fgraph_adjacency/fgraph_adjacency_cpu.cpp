@@ -16,15 +16,18 @@ namespace hdml {
 namespace {
 
 // Per focus, membership tests map a node id to the first position holding it in the F-Graph's
-// node list, or to the sink position n. Both lookups below select without branching on hit
-// or miss: about half the neighbour-of-neighbour lookups hit, which no branch predictor can
-// learn. An id outside [0, N) finds the sink (it is never a member); the caller checks ranges.
+// node list, or to the sink position n when it is not there. Both lookups below select
+// without branching on hit or miss: about half the neighbour-of-neighbour lookups hit, which
+// no branch predictor can learn.
 
-// Direct addressing: pos_of[id] for every id in [0, N], pos_of[N] = sink. One load per lookup;
+// Direct addressing: pos_of[id] for every id in [0, N), and pos_of[N] = n + 1, the position
+// that ids outside [0, N) are clamped to, so that they flag themselves. One load per lookup;
 // used while the array stays L2-sized (N < kDirectMaxNodes).
 constexpr int64_t kDirectMaxNodes = int64_t{1} << 18;
 
 struct DirectLookup {
+  static constexpr bool kFlagsBadIds = true;
+
   const int32_t* pos_of;
   uint64_t num_nodes;
 
@@ -35,11 +38,14 @@ struct DirectLookup {
 // wrap-around (the arrays are padded by n + kMaxUnrolledWindow slots), so every key lies within
 // `window` slots of its home, where `window` - 1 is the largest displacement among this focus's
 // keys. A lookup compares kWindow >= window slots (window slots when kWindow is 0) and keeps
-// the value of the one that matches. Empty slots hold key -1 and value sink.
+// the value of the one that matches. Empty slots hold key -1 and value sink; an id outside
+// [0, N) is no key and finds the sink, so the caller checks ranges itself.
 constexpr int64_t kMaxUnrolledWindow = 4;
 
 template <int kWindow>
 struct HashLookup {
+  static constexpr bool kFlagsBadIds = false;
+
   const int64_t* keys;
   const int32_t* vals;
   int64_t window;
@@ -64,17 +70,18 @@ struct HashLookup {
 // list, the lookup of the node ids (direct or hashed), the first position of each position's
 // id, and the hit marks.
 //
-// Hits are recorded in an (n+1) x (n+1) byte matrix (row and column n are the sink for
-// misses) indexed by first positions: marks[x][y] = 1 when the node at first position y is
+// Hits are recorded in an (n+2) x (n+2) byte matrix (rows and columns n and n+1 are the sinks
+// for misses and for out-of-range ids) indexed by first positions: marks[x][y] = 1 when the node at first position y is
 // in the list of the node at first position x (with symmetric, marks[y][x] too). An id that
 // is repeated in the node list has one row and one column there; the output expands them.
 class FocusScratch {
  public:
   FocusScratch(int64_t n, int64_t num_nodes)
-      : n_(n), num_nodes_(num_nodes), nodes_(n), first_(n), slots_(n), marks_((n + 1) * (n + 1), 0) {
+      : n_(n), num_nodes_(num_nodes), nodes_(n), first_(n), slots_(n), marks_((n + 2) * (n + 2), 0) {
     const auto sink = static_cast<int32_t>(n);
     if (direct()) {
       pos_of_.assign(num_nodes + 1, sink);
+      pos_of_[num_nodes] = static_cast<int32_t>(n + 1);
       return;
     }
     int bits = 3;
@@ -205,7 +212,7 @@ template <bool kSymmetric, bool kUnitStride, typename Lookup>
 void mark_neighbours(const Lookup lookup, const int64_t* nodes, const int64_t* first, uint8_t* marks,
                      const int64_t* knn, int64_t row_stride, int64_t col_stride, int64_t num_nodes, int64_t k) {
   const int64_t n = k + 1;
-  const int64_t width = n + 1;
+  const int64_t width = n + 2;
   const uint64_t range = static_cast<uint64_t>(num_nodes);
   for (int64_t a = 0; a < kPrefetchRows && a < n; ++a) {
     prefetch_row<kUnitStride>(knn + nodes[a] * row_stride, col_stride, k);
@@ -219,17 +226,18 @@ void mark_neighbours(const Lookup lookup, const int64_t* nodes, const int64_t* f
     const int64_t* row = knn + node * row_stride;
     uint8_t* marks_row = marks + a * width;
     uint8_t* marks_col = marks + a;
-    // The lookups send out-of-range ids to the sink, so the row is range-checked once, after
-    // it is marked: no branch per id in the inner loop.
+    // Out-of-range ids land in a sink, so the row is range-checked once, after it is marked:
+    // no branch per id in the inner loop.
     uint64_t largest = 0;
     for (int64_t j = 0; j < k; ++j) {
       const int64_t id = row[kUnitStride ? j : j * col_stride];
-      largest = std::max(largest, static_cast<uint64_t>(id));
+      if constexpr (!Lookup::kFlagsBadIds) largest = std::max(largest, static_cast<uint64_t>(id));
       const int64_t c = lookup.find(id);
       marks_row[c] = 1;
       if (kSymmetric) marks_col[c * width] = 1;
     }
-    if (C10_UNLIKELY(k > 0 && largest >= range)) report_bad_row(row, col_stride, node, k, num_nodes);
+    const bool bad_row = Lookup::kFlagsBadIds ? marks_row[n + 1] != 0 : k > 0 && largest >= range;
+    if (C10_UNLIKELY(bad_row)) report_bad_row(row, col_stride, node, k, num_nodes);
   }
 }
 
@@ -239,7 +247,7 @@ void fgraph_adjacency_range(const int64_t* knn, int64_t row_stride, int64_t col_
                             int64_t num_nodes, int64_t k, const int64_t* focus, int64_t focus_stride,
                             bool* adj, int64_t begin, int64_t end) {
   const int64_t n = k + 1;
-  const int64_t width = n + 1;
+  const int64_t width = n + 2;
   const uint64_t range = static_cast<uint64_t>(num_nodes);
   FocusScratch scratch(n, num_nodes);
   const int64_t* nodes = scratch.nodes();
