@@ -82,7 +82,8 @@ def rows(device: str) -> list[Row]:
         ours = hdml_ext.ops.fgraph_adjacency(knn_idx, symmetric=symmetric)
         if not torch.equal(ours, chunked_broadcast(knn_idx, symmetric=symmetric)):
             raise AssertionError("fgraph_adjacency disagrees with the chunked broadcast reference")
-        ours_ms = time_ms(lambda s=symmetric: hdml_ext.ops.fgraph_adjacency(knn_idx, symmetric=s), device=device)
+        ours_ms = time_ms(lambda s=symmetric: hdml_ext.ops.fgraph_adjacency(knn_idx, symmetric=s),
+                          device=device)
         ref_ms = time_ms(lambda s=symmetric: chunked_broadcast(knn_idx, symmetric=s), device=device)
         out.append(Row(
             op="fgraph_adjacency",
