@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import DEVICES
@@ -201,6 +207,39 @@ def test_consistent_with_fgraph_nodes(device):
             for c in range(5):
                 expected = a != c and bool((member_lists[b, a] == nodes[b, c]).any())
                 assert bool(adj[b, a, c]) == expected
+
+
+def test_portable_cpu_path_where_avx512_is_in_use():
+    # On AVX-512 machines the common case (k <= 61, N < 2^18, dense rows) runs a vectorised
+    # variant; ATEN_CPU_CAPABILITY=default, read once per process, selects the portable one.
+    script = textwrap.dedent("""
+        import torch
+        import hdml_ext
+        from hdml_ext.ops import fgraph_adjacency, reference
+        assert torch.backends.cpu.get_cpu_capability() == "DEFAULT"
+        gen = torch.Generator().manual_seed(0)
+        for num_nodes, k in [(1, 2), (30, 1), (60, 8), (200, 50), (70, 61)]:
+            knn_idx = torch.randint(0, num_nodes, (num_nodes, k), generator=gen)
+            focus = torch.randint(0, num_nodes, (40,), generator=gen)
+            for f in (None, focus):
+                for symmetric in (True, False):
+                    got = fgraph_adjacency(knn_idx, f, symmetric=symmetric)
+                    assert torch.equal(got, reference.fgraph_adjacency(knn_idx, f, symmetric=symmetric))
+        knn_idx[3, 2] = num_nodes
+        try:
+            fgraph_adjacency(knn_idx, torch.tensor([3]))
+        except RuntimeError as error:
+            assert f"got {num_nodes} at knn_idx[3, 2]" in str(error), error
+        else:
+            raise AssertionError("no error for an out-of-range id")
+        print("portable path ok")
+    """)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "portable path ok" in done.stdout
 
 
 # ------------------------------------------------------------------------------------------------

@@ -29,8 +29,10 @@ namespace hdml {
 //        for two nodes: both positions get the edges of that id.
 //
 // Both kernels make one pass per focus over its n members' neighbour lists (n * k reads) and
-// test membership in O(1) with a small open-addressing hash of the node list (a chain links
-// the positions of repeated ids); there is no [B, n, n, k] intermediate.
+// test membership in O(1): the CUDA kernel with an open-addressing hash of the node list in
+// shared memory (a chain links the positions of repeated ids), the CPU kernel with an array
+// indexed by node id (N < 2^18) or a hash (see fgraph_adjacency_cpu.cpp). There is no
+// [B, n, n, k] intermediate.
 //
 // Errors (c10::Error, i.e. RuntimeError in Python): knn_idx not 2-D or not int64, focus not
 // 1-D or not int64, focus on another device, focus non-empty while N = 0, an id outside
