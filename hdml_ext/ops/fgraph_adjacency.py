@@ -32,6 +32,8 @@ def fgraph_adjacency(knn_idx: Tensor, focus: Tensor | None = None, *, symmetric:
         require_tensor("focus", focus)
         require_dim("focus", focus, 1)
         require_index("focus", focus)
+        if focus.device != knn_idx.device:
+            raise ValueError(f"focus should be on knn_idx's device {knn_idx.device}, got {focus.device}")
     if not isinstance(symmetric, bool):
         raise TypeError(f"symmetric should be a bool, got {type(symmetric).__name__}")
     return torch.ops.hdml.fgraph_adjacency.default(knn_idx, focus, symmetric)
@@ -40,6 +42,8 @@ def fgraph_adjacency(knn_idx: Tensor, focus: Tensor | None = None, *, symmetric:
 @torch.library.register_fake("hdml::fgraph_adjacency")
 def _fgraph_adjacency_fake(knn_idx: Tensor, focus: Tensor | None, symmetric: bool) -> Tensor:
     torch._check(knn_idx.dim() == 2, lambda: f"knn_idx should be 2-D, got {knn_idx.dim()}-D")
+    torch._check(focus is None or focus.device == knn_idx.device,
+                 lambda: f"focus should be on knn_idx's device {knn_idx.device}, got {focus.device}")
     num_graphs = knn_idx.shape[0] if focus is None else focus.shape[0]
     n = knn_idx.shape[1] + 1
     return knn_idx.new_empty((num_graphs, n, n), dtype=torch.bool)
