@@ -1,15 +1,20 @@
 // NFA clamped channel gate on CUDA.
 //
-// Forward: one elementwise pass over x in memory order with 16-byte vector loads and stores;
-// each element finds its (b, c) gate by fast integer division and recomputes the sigmoid only
-// when the gate index changes.
-// Backward, contiguous x ([B, C, S] rows): a group of threads per (b, c) row reads dy and x
-// once, writes dx and reduces sum(dy * x) in the same pass (warp shuffles, then shared memory
-// across warps), and writes grad_logits directly.
-// Backward, channels-last x ([B, S, C]): a block per (batch item, chunk of positions, tile of
-// channels) writes dx and keeps one partial sum per channel, reduced across the block's rows in
-// shared memory into a [B, chunks, C] buffer; a small second kernel adds the chunks in order.
-// No atomics: the result does not depend on scheduling.
+// Contiguous x ([B, C, S] rows, one gate per row):
+//   forward  one elementwise pass in memory order with 16-byte loads and stores; each vector
+//            finds its row by multiply-shift division and recomputes the sigmoid only when the
+//            row changes.
+//   backward a group of threads per (b, c) row reads dy and x once, writes dx and reduces
+//            sum(dy * x) in the same pass (warp shuffles, then shared memory across warps), and
+//            writes grad_logits directly.
+// Channels-last x ([B, S, C], one gate vector per batch item): a block per (batch item, chunk
+// of positions, tile of channels); each thread holds the gates of its VEC channels in registers
+// and walks the chunk's positions.
+//   forward  y = x * g' in that walk.
+//   backward dx in that walk, plus one partial sum per channel, reduced across the block's
+//            thread rows in shared memory into a [B, chunks, C] buffer; a small second kernel
+//            adds the chunks in order and applies the slope.
+// No atomics: results do not depend on scheduling.
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -33,7 +38,7 @@ using at::cuda::detail::IntDivider;
 using namespace nfa_gate_detail;
 
 constexpr int kThreads = 256;
-// Positions of the channels-last backward each thread row walks per chunk.
+// Positions each thread of the channels-last kernels walks per chunk (a chunk is ty * this).
 constexpr int64_t kChunkIters = 8;
 
 // A 16-byte (or narrower, for N = 1) group of elements, loaded and stored in one instruction.
@@ -61,29 +66,13 @@ inline bool aligned16(const void* p) {
   return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
 }
 
-// x is walked in memory order; element e's gate index is e / S (contiguous) or
-// (e / (S C)) C + e % C (channels-last).
-template <typename index_t, bool kChannelsLast>
-struct GateIndex {
-  IntDivider<index_t> outer;  // S (contiguous) or S * C (channels-last)
-  IntDivider<index_t> channels;
-  index_t num_channels;
-
-  __device__ __forceinline__ index_t operator()(index_t e) const {
-    if constexpr (kChannelsLast) {
-      return outer.div(e) * num_channels + channels.mod(e);
-    } else {
-      return outer.div(e);
-    }
-  }
-};
-
-template <typename scalar_t, typename logit_t, typename index_t, int VEC, bool kChannelsLast>
+// Contiguous forward: element e of x belongs to row e / S, whose gate is g'(logits[row]).
+template <typename scalar_t, typename logit_t, typename index_t, int VEC>
 __global__ void __launch_bounds__(kThreads)
-    nfa_gate_forward_kernel(const scalar_t* __restrict__ x, const logit_t* __restrict__ logits,
-                            scalar_t* __restrict__ y, index_t numel,
-                            GateIndex<index_t, kChannelsLast> gate_index,
-                            at::opmath_type<scalar_t> lo, at::opmath_type<scalar_t> hi) {
+    nfa_gate_forward_rows_kernel(const scalar_t* __restrict__ x,
+                                 const logit_t* __restrict__ logits, scalar_t* __restrict__ y,
+                                 index_t numel, IntDivider<index_t> spatial,
+                                 at::opmath_type<scalar_t> lo, at::opmath_type<scalar_t> hi) {
   using acc_t = at::opmath_type<scalar_t>;
   const index_t n_vec = numel / VEC;
   const index_t start = static_cast<index_t>(blockIdx.x) * kThreads + threadIdx.x;
@@ -92,15 +81,15 @@ __global__ void __launch_bounds__(kThreads)
     const index_t e0 = v * VEC;
     const Pack<scalar_t, VEC> in = load_pack<scalar_t, VEC>(x + e0);
     Pack<scalar_t, VEC> out;
-    index_t gi = gate_index(e0);
-    acc_t g = gate(static_cast<acc_t>(logits[gi]), lo, hi);
+    index_t row = spatial.div(e0);
+    acc_t g = gate(static_cast<acc_t>(logits[row]), lo, hi);
 #pragma unroll
     for (int k = 0; k < VEC; ++k) {
       if (k > 0) {
-        const index_t gk = gate_index(e0 + k);
-        if (gk != gi) {
-          gi = gk;
-          g = gate(static_cast<acc_t>(logits[gi]), lo, hi);
+        const index_t row_k = spatial.div(e0 + k);
+        if (row_k != row) {  // only where S is not a multiple of VEC
+          row = row_k;
+          g = gate(static_cast<acc_t>(logits[row]), lo, hi);
         }
       }
       out.v[k] = static_cast<scalar_t>(static_cast<acc_t>(in.v[k]) * g);
@@ -111,8 +100,64 @@ __global__ void __launch_bounds__(kThreads)
   const index_t tail = numel - n_vec * VEC;
   if (start < tail) {
     const index_t e = n_vec * VEC + start;
-    const acc_t g = gate(static_cast<acc_t>(logits[gate_index(e)]), lo, hi);
+    const acc_t g = gate(static_cast<acc_t>(logits[spatial.div(e)]), lo, hi);
     y[e] = static_cast<scalar_t>(static_cast<acc_t>(x[e]) * g);
+  }
+}
+
+// The channels-last block of a (batch item, chunk of positions, tile of channels) grid:
+// blockDim = (tx, ty), tx * ty = kThreads; thread (tx_i, ty_i) takes channels c0 .. c0 + VEC - 1,
+// c0 = (tile * tx + tx_i) * VEC, at positions chunk * chunk_len + ty_i + j * ty.
+struct ChannelsLastBlock {
+  int64_t b, chunk, c0, s_begin, s_end;
+  bool active;  // c0 < C: this thread has channels to work on
+
+  __device__ __forceinline__ ChannelsLastBlock(int64_t channels, int64_t spatial, int64_t tiles,
+                                               int64_t chunks, int64_t chunk_len, int vec) {
+    int64_t block = blockIdx.x;
+    const int64_t tile = block % tiles;
+    block /= tiles;
+    chunk = block % chunks;
+    b = block / chunks;
+    c0 = (tile * blockDim.x + threadIdx.x) * vec;
+    active = c0 < channels;
+    s_begin = chunk * chunk_len + threadIdx.y;
+    s_end = std::min(spatial, (chunk + 1) * chunk_len);
+  }
+};
+
+template <typename scalar_t, typename logit_t, int VEC>
+__device__ __forceinline__ void load_gates(const logit_t* __restrict__ logits, int64_t index,
+                                           bool active, at::opmath_type<scalar_t> lo,
+                                           at::opmath_type<scalar_t> hi,
+                                           at::opmath_type<scalar_t> (&g)[VEC]) {
+  using acc_t = at::opmath_type<scalar_t>;
+#pragma unroll
+  for (int k = 0; k < VEC; ++k) {
+    g[k] = active ? gate(static_cast<acc_t>(logits[index + k]), lo, hi) : acc_t(0);
+  }
+}
+
+// Channels-last forward: y = x * g' over the block's positions and channels. VEC divides C.
+template <typename scalar_t, typename logit_t, int VEC>
+__global__ void __launch_bounds__(kThreads) nfa_gate_forward_channels_last_kernel(
+    const scalar_t* __restrict__ x, const logit_t* __restrict__ logits, scalar_t* __restrict__ y,
+    int64_t channels, int64_t spatial, int64_t tiles, int64_t chunks, int64_t chunk_len,
+    at::opmath_type<scalar_t> lo, at::opmath_type<scalar_t> hi) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const ChannelsLastBlock blk(channels, spatial, tiles, chunks, chunk_len, VEC);
+  if (!blk.active) return;
+  acc_t g[VEC];
+  load_gates<scalar_t, logit_t, VEC>(logits, blk.b * channels + blk.c0, true, lo, hi, g);
+  for (int64_t s = blk.s_begin; s < blk.s_end; s += blockDim.y) {
+    const int64_t off = (blk.b * spatial + s) * channels + blk.c0;
+    const Pack<scalar_t, VEC> in = load_pack<scalar_t, VEC>(x + off);
+    Pack<scalar_t, VEC> out;
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) {
+      out.v[k] = static_cast<scalar_t>(static_cast<acc_t>(in.v[k]) * g[k]);
+    }
+    store_pack<scalar_t, VEC>(y + off, out);
   }
 }
 
@@ -172,10 +217,8 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// blockDim = (tx, ty), tx * ty = kThreads. Block (b, chunk, tile) covers the channels
-// [tile * tx * VEC, (tile + 1) * tx * VEC) at positions [chunk * chunk_len, (chunk + 1) *
-// chunk_len) of batch item b, thread row threadIdx.y every ty-th of those positions. VEC
-// divides `channels`. Writes dx and partial[b, chunk, c] = sum over the chunk of dy * x.
+// Channels-last backward: dx = dy * g' over the block's positions and channels, and
+// partial[b, chunk, c] = sum over the chunk's positions of dy * x. VEC divides C.
 template <typename scalar_t, typename logit_t, int VEC>
 __global__ void __launch_bounds__(kThreads) nfa_gate_backward_channels_last_kernel(
     const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x,
@@ -187,25 +230,15 @@ __global__ void __launch_bounds__(kThreads) nfa_gate_backward_channels_last_kern
   __shared__ acc_t smem[VEC * kThreads];  // [VEC][ty][tx]
   const int tx = blockDim.x;
   const int ty = blockDim.y;
-  int64_t block = blockIdx.x;
-  const int64_t tile = block % tiles;
-  block /= tiles;
-  const int64_t chunk = block % chunks;
-  const int64_t b = block / chunks;
-  const int64_t c0 = (tile * tx + threadIdx.x) * VEC;
-  const bool active = c0 < channels;
-
+  const ChannelsLastBlock blk(channels, spatial, tiles, chunks, chunk_len, VEC);
   acc_t g[VEC];
   acc_t acc[VEC];
+  load_gates<scalar_t, logit_t, VEC>(logits, blk.b * channels + blk.c0, blk.active, lo, hi, g);
 #pragma unroll
-  for (int k = 0; k < VEC; ++k) {
-    g[k] = active ? gate(static_cast<acc_t>(logits[b * channels + c0 + k]), lo, hi) : acc_t(0);
-    acc[k] = acc_t(0);
-  }
-  if (active) {
-    const int64_t s_end = std::min(spatial, (chunk + 1) * chunk_len);
-    for (int64_t s = chunk * chunk_len + threadIdx.y; s < s_end; s += ty) {
-      const int64_t off = (b * spatial + s) * channels + c0;
+  for (int k = 0; k < VEC; ++k) acc[k] = acc_t(0);
+  if (blk.active) {
+    for (int64_t s = blk.s_begin; s < blk.s_end; s += ty) {
+      const int64_t off = (blk.b * spatial + s) * channels + blk.c0;
       const Pack<scalar_t, VEC> d = load_pack<scalar_t, VEC>(dy + off);
       const Pack<scalar_t, VEC> xv = load_pack<scalar_t, VEC>(x + off);
       Pack<scalar_t, VEC> out;
@@ -218,11 +251,12 @@ __global__ void __launch_bounds__(kThreads) nfa_gate_backward_channels_last_kern
       store_pack<scalar_t, VEC>(dx + off, out);
     }
   }
+  // Every thread reaches the barrier (no early return above).
 #pragma unroll
   for (int k = 0; k < VEC; ++k) smem[(k * ty + threadIdx.y) * tx + threadIdx.x] = acc[k];
   __syncthreads();
-  if (threadIdx.y == 0 && active) {
-    acc_t* out = partial + (b * chunks + chunk) * channels + c0;
+  if (threadIdx.y == 0 && blk.active) {
+    acc_t* out = partial + (blk.b * chunks + blk.chunk) * channels + blk.c0;
 #pragma unroll
     for (int k = 0; k < VEC; ++k) {
       acc_t total(0);
@@ -271,29 +305,66 @@ int floor_pow2(int64_t n) {
   return p;
 }
 
-template <typename scalar_t, typename logit_t, typename index_t, int VEC, bool kChannelsLast>
-void launch_forward(const scalar_t* x, const logit_t* logits, scalar_t* y, const Dims& d,
-                    int64_t numel, double lo, double hi) {
+// The (batch item, chunk, tile) grid of the channels-last kernels for VEC channels per thread.
+struct ChannelsLastGrid {
+  int tx, ty;
+  int64_t tiles, chunks, chunk_len;
+};
+
+ChannelsLastGrid channels_last_grid(const Dims& d, int vec) {
+  ChannelsLastGrid grid{};
+  const int64_t c_vec = d.channels / vec;
+  grid.tx = 1;
+  while (grid.tx < c_vec && grid.tx < 64) grid.tx *= 2;  // up to 64 threads across channels
+  grid.ty = kThreads / grid.tx;
+  grid.tiles = (c_vec + grid.tx - 1) / grid.tx;
+  const int64_t outer = d.batch * grid.tiles;
+  constexpr int64_t kMaxGrid = std::numeric_limits<int32_t>::max();
+  TORCH_CHECK(outer <= kMaxGrid, "nfa_gate: x with B = ", d.batch, " and C = ", d.channels,
+              " in channels-last layout needs more CUDA blocks than a grid holds");
+  grid.chunk_len = grid.ty * kChunkIters;
+  grid.chunks = (d.spatial + grid.chunk_len - 1) / grid.chunk_len;
+  if (grid.chunks > kMaxGrid / outer) {
+    grid.chunk_len = (d.spatial + kMaxGrid / outer - 1) / (kMaxGrid / outer);
+    grid.chunks = (d.spatial + grid.chunk_len - 1) / grid.chunk_len;
+  }
+  return grid;
+}
+
+template <typename scalar_t, typename logit_t, typename index_t, int VEC>
+void launch_forward_rows(const scalar_t* x, const logit_t* logits, scalar_t* y, const Dims& d,
+                         int64_t numel, double lo, double hi) {
   using acc_t = at::opmath_type<scalar_t>;
-  GateIndex<index_t, kChannelsLast> gate_index{
-      IntDivider<index_t>(static_cast<index_t>(kChannelsLast ? d.spatial * d.channels : d.spatial)),
-      IntDivider<index_t>(static_cast<index_t>(d.channels)), static_cast<index_t>(d.channels)};
-  nfa_gate_forward_kernel<scalar_t, logit_t, index_t, VEC, kChannelsLast>
+  nfa_gate_forward_rows_kernel<scalar_t, logit_t, index_t, VEC>
       <<<blocks_for(numel / VEC), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-          x, logits, y, static_cast<index_t>(numel), gate_index, static_cast<acc_t>(lo),
+          x, logits, y, static_cast<index_t>(numel),
+          IntDivider<index_t>(static_cast<index_t>(d.spatial)), static_cast<acc_t>(lo),
           static_cast<acc_t>(hi));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-template <typename scalar_t, typename logit_t, int VEC, bool kChannelsLast>
-void forward_for_index(const scalar_t* x, const logit_t* logits, scalar_t* y, const Dims& d,
-                       int64_t numel, double lo, double hi) {
+template <typename scalar_t, typename logit_t, int VEC>
+void forward_rows(const scalar_t* x, const logit_t* logits, scalar_t* y, const Dims& d,
+                  int64_t numel, double lo, double hi) {
   // 32-bit indices (and their multiply-shift division) whenever every index fits.
   if (numel <= std::numeric_limits<int32_t>::max()) {
-    launch_forward<scalar_t, logit_t, uint32_t, VEC, kChannelsLast>(x, logits, y, d, numel, lo, hi);
+    launch_forward_rows<scalar_t, logit_t, uint32_t, VEC>(x, logits, y, d, numel, lo, hi);
   } else {
-    launch_forward<scalar_t, logit_t, uint64_t, VEC, kChannelsLast>(x, logits, y, d, numel, lo, hi);
+    launch_forward_rows<scalar_t, logit_t, uint64_t, VEC>(x, logits, y, d, numel, lo, hi);
   }
+}
+
+template <typename scalar_t, typename logit_t, int VEC>
+void forward_channels_last(const scalar_t* x, const logit_t* logits, scalar_t* y, const Dims& d,
+                           double lo, double hi) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const ChannelsLastGrid grid = channels_last_grid(d, VEC);
+  nfa_gate_forward_channels_last_kernel<scalar_t, logit_t, VEC>
+      <<<d.batch * grid.tiles * grid.chunks, dim3(grid.tx, grid.ty), 0,
+         c10::cuda::getCurrentCUDAStream()>>>(x, logits, y, d.channels, d.spatial, grid.tiles,
+                                              grid.chunks, grid.chunk_len,
+                                              static_cast<acc_t>(lo), static_cast<acc_t>(hi));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 template <typename scalar_t, typename logit_t>
@@ -302,20 +373,17 @@ void forward(const at::Tensor& x, const logit_t* logits, at::Tensor& y, const Di
   constexpr int kVec = vec_size<scalar_t>();
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-  const bool vec = aligned16(xp) && aligned16(yp);
-  const int64_t numel = x.numel();
+  const bool aligned = aligned16(xp) && aligned16(yp);
   if (layout == Layout::kContiguous) {
-    if (vec) {
-      forward_for_index<scalar_t, logit_t, kVec, false>(xp, logits, yp, d, numel, lo, hi);
+    if (aligned) {
+      forward_rows<scalar_t, logit_t, kVec>(xp, logits, yp, d, x.numel(), lo, hi);
     } else {
-      forward_for_index<scalar_t, logit_t, 1, false>(xp, logits, yp, d, numel, lo, hi);
+      forward_rows<scalar_t, logit_t, 1>(xp, logits, yp, d, x.numel(), lo, hi);
     }
+  } else if (aligned && d.channels % kVec == 0) {
+    forward_channels_last<scalar_t, logit_t, kVec>(xp, logits, yp, d, lo, hi);
   } else {
-    if (vec) {
-      forward_for_index<scalar_t, logit_t, kVec, true>(xp, logits, yp, d, numel, lo, hi);
-    } else {
-      forward_for_index<scalar_t, logit_t, 1, true>(xp, logits, yp, d, numel, lo, hi);
-    }
+    forward_channels_last<scalar_t, logit_t, 1>(xp, logits, yp, d, lo, hi);
   }
 }
 
@@ -340,33 +408,18 @@ void launch_backward_channels_last(const scalar_t* dy, const scalar_t* x, const 
                                    scalar_t* dx, logit_t* dlogits, const Dims& d,
                                    const at::TensorOptions& acc_options, double lo, double hi) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t c_vec = d.channels / VEC;
-  int tx = 1;
-  while (tx < c_vec && tx < 64) tx *= 2;
-  const int ty = kThreads / tx;
-  const int64_t tiles = (c_vec + tx - 1) / tx;
-  const int64_t outer = d.batch * tiles;
-  constexpr int64_t kMaxGrid = std::numeric_limits<int32_t>::max();
-  TORCH_CHECK(outer <= kMaxGrid, "nfa_gate_backward: x with B = ", d.batch, " and C = ",
-              d.channels, " in channels-last layout needs more CUDA blocks than a grid holds");
-  int64_t chunk_len = ty * kChunkIters;
-  int64_t chunks = (d.spatial + chunk_len - 1) / chunk_len;
-  if (chunks > kMaxGrid / outer) {
-    chunks = kMaxGrid / outer;
-    chunk_len = (d.spatial + chunks - 1) / chunks;
-    chunks = (d.spatial + chunk_len - 1) / chunk_len;
-  }
-  at::Tensor partial = at::empty({d.batch, chunks, d.channels}, acc_options);
+  const ChannelsLastGrid grid = channels_last_grid(d, VEC);
+  at::Tensor partial = at::empty({d.batch, grid.chunks, d.channels}, acc_options);
   acc_t* pp = partial.mutable_data_ptr<acc_t>();
   const auto stream = c10::cuda::getCurrentCUDAStream();
   nfa_gate_backward_channels_last_kernel<scalar_t, logit_t, VEC>
-      <<<outer * chunks, dim3(tx, ty), 0, stream>>>(dy, x, logits, dx, pp, d.channels, d.spatial,
-                                                    tiles, chunks, chunk_len,
-                                                    static_cast<acc_t>(lo), static_cast<acc_t>(hi));
+      <<<d.batch * grid.tiles * grid.chunks, dim3(grid.tx, grid.ty), 0, stream>>>(
+          dy, x, logits, dx, pp, d.channels, d.spatial, grid.tiles, grid.chunks, grid.chunk_len,
+          static_cast<acc_t>(lo), static_cast<acc_t>(hi));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   const int64_t rows = d.batch * d.channels;
   nfa_gate_backward_finish_kernel<acc_t, logit_t><<<blocks_for(rows), kThreads, 0, stream>>>(
-      pp, logits, dlogits, rows, d.channels, chunks, static_cast<acc_t>(lo),
+      pp, logits, dlogits, rows, d.channels, grid.chunks, static_cast<acc_t>(lo),
       static_cast<acc_t>(hi));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
