@@ -19,11 +19,13 @@ def nfa_gate(x: Tensor, logits: Tensor, lo: float = 0.3, hi: float = 0.9) -> Ten
     Args:
         x: [B, C, *spatial] float16/bfloat16/float32/float64 (spatial may be empty);
             contiguous or channels_last.
-        logits: [B, C] pre-sigmoid channel scores (the NFA's FC output), same device.
+        logits: [B, C] pre-sigmoid channel scores (the NFA's FC output), same device; any
+            floating dtype (the gate is computed in float32, float64 for float64 x).
         lo, hi: the floor and the saturation threshold, 0 <= lo < hi <= 1.
 
     Returns:
-        y: like x (same shape, dtype and memory format).
+        y: x's shape and dtype; x's memory format when x is contiguous or channels_last
+            (channels-last-like in general), contiguous for any other strides.
 
     Differentiable in x and logits: dx = dy * g'; dlogits = sum_spatial(dy * x) * g(1 - g)
     where lo <= g <= hi, else 0 (one fused pass over dy and x).
@@ -44,12 +46,22 @@ def nfa_gate(x: Tensor, logits: Tensor, lo: float = 0.3, hi: float = 0.9) -> Ten
     return torch.ops.hdml.nfa_gate.default(x, logits, lo, hi)
 
 
+def _empty_like_kernel_output(x: Tensor) -> Tensor:
+    """An empty tensor laid out as the kernels lay out y and grad_x: like x when x is contiguous
+    or channels-last-like (dense [B, *spatial, C] memory order, e.g. channels_last), else
+    contiguous (the kernels read a contiguous copy of such x)."""
+    channels_last_like = x.dim() >= 3 and x.permute(0, *range(2, x.dim()), 1).is_contiguous()
+    if x.is_contiguous() or channels_last_like:
+        return torch.empty_like(x)
+    return x.new_empty(x.shape)
+
+
 @torch.library.register_fake("hdml::nfa_gate")
 def _nfa_gate_fake(x: Tensor, logits: Tensor, lo: float, hi: float) -> Tensor:
     torch._check(x.dim() >= 2, lambda: f"x should be at least 2-D, got {x.dim()}-D")
     torch._check(logits.shape == x.shape[:2],
                  lambda: f"logits should have shape {tuple(x.shape[:2])}, got {tuple(logits.shape)}")
-    return torch.empty_like(x)
+    return _empty_like_kernel_output(x)
 
 
 @torch.library.register_fake("hdml::nfa_gate_backward")
@@ -57,7 +69,7 @@ def _nfa_gate_backward_fake(grad_y: Tensor, x: Tensor, logits: Tensor, lo: float
                             hi: float) -> tuple[Tensor, Tensor]:
     torch._check(grad_y.shape == x.shape,
                  lambda: f"grad_y should have x's shape {tuple(x.shape)}, got {tuple(grad_y.shape)}")
-    return torch.empty_like(x), torch.empty_like(logits)
+    return _empty_like_kernel_output(x), logits.new_empty(logits.shape)
 
 
 def _setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:

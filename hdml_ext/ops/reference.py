@@ -60,8 +60,10 @@ def fgraph_adjacency(knn_idx: Tensor, focus: Tensor | None = None, *, symmetric:
 
 
 def nfa_gate_weights(logits: Tensor, lo: float = 0.3, hi: float = 0.9) -> Tensor:
-    """The clamped gate of paper eq. 6-7: g = sigmoid(logits); lo where g < lo, 1 where g > hi."""
-    g = torch.sigmoid(logits.float())
+    """The clamped gate of paper eq. 6-7: g = sigmoid(logits); lo where g < lo, 1 where g > hi.
+
+    Computed in float32, or float64 for float64 logits."""
+    g = torch.sigmoid(logits.to(torch.promote_types(logits.dtype, torch.float32)))
     return torch.where(g < lo, torch.full_like(g, lo), torch.where(g > hi, torch.ones_like(g), g))
 
 
