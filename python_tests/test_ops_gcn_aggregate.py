@@ -114,7 +114,7 @@ def test_feature_widths(device, dtype, feat):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("shape", [(1, 300, 9), (1, 70, 33), (64, 9, 20)])
+@pytest.mark.parametrize("shape", [(1, 300, 9), (1, 70, 33), (64, 9, 20), (16, 70, 5)])
 def test_few_large_graphs_and_many_small(device, shape):
     # A single graph is split into blocks of rows (degrees computed once per graph first);
     # many graphs are one work item each.
