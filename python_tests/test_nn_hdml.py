@@ -200,6 +200,21 @@ def test_runs_under_cpu_autocast_bfloat16():
     assert_every_parameter_has_a_finite_grad(model)
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU present")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_runs_under_cuda_autocast(dtype):
+    torch.manual_seed(0)
+    model = _tiny().cuda()
+    images, labels, nodes, adj = (t.cuda() for t in _batch())
+    with torch.autocast("cuda", dtype=dtype):
+        out = model(images, nodes, adj)
+        total, _ = model.loss(out, labels, nodes)
+    total.backward()
+    assert out.link_logits.dtype == dtype and torch.isfinite(total)
+    assert_every_parameter_has_a_finite_grad(model)
+
+
 @pytest.fixture(scope="module")
 def tiny_model() -> HDML:
     return _tiny().eval()
@@ -230,6 +245,18 @@ def test_rejects_nodes_out_of_the_image_batch(tiny_model, bad):
     nodes[1, 2] = bad
     with pytest.raises(ValueError, match=r"nodes should index the 8 images, i.e. lie in \[0, 8\)"):
         tiny_model(images, nodes, adj)
+
+
+def test_rejects_nodes_on_another_device(tiny_model):
+    images, _, nodes, adj = _batch()
+    with pytest.raises(ValueError, match="nodes should be on cpu like the images, got meta"):
+        tiny_model(images, nodes.to("meta"), adj)
+
+
+def test_rejects_adjacency_on_another_device(tiny_model):
+    images, _, nodes, adj = _batch()
+    with pytest.raises(ValueError, match="adj should be on cpu"):
+        tiny_model(images, nodes, adj.to("meta"))
 
 
 @pytest.mark.parametrize("shape", [(2, 5, 4), (3, 5, 5), (2, 6, 6), (5, 5)])

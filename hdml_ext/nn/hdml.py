@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from ..ops._validate import require_float, require_int
-from .hanet import HANet
+from .hanet import HANet, check_images
 from .heads import EdgeHead, NodeHead
 from .regcn import REGCN, check_graph_batch
 
@@ -30,8 +30,8 @@ class HDMLOutput(NamedTuple):
     link_logits: Tensor
 
 
-def check_nodes(nodes: object, num_images: int, k: int) -> Tensor:
-    """Raise unless `nodes` is an int64 [B, k+1] tensor of ids in [0, num_images).
+def check_nodes(nodes: object, num_images: int, k: int, device: torch.device) -> Tensor:
+    """Raise unless `nodes` is an int64 [B, k+1] tensor on `device` of ids in [0, num_images).
 
     The range check reads the values (a device sync on CUDA); it is skipped while
     torch.compile traces, where an out-of-range id fails in the indexing kernel instead.
@@ -42,6 +42,8 @@ def check_nodes(nodes: object, num_images: int, k: int) -> Tensor:
         raise TypeError(f"nodes should have dtype torch.int64, got {nodes.dtype}")
     if nodes.dim() != 2 or nodes.shape[1] != k + 1:
         raise ValueError(f"nodes should be [B, k+1] = [B, {k + 1}] (k = {k}), got shape {tuple(nodes.shape)}")
+    if nodes.device != device:
+        raise ValueError(f"nodes should be on {device} like the images, got {nodes.device}")
     if not torch.compiler.is_compiling() and nodes.numel():
         lo, hi = int(nodes.min()), int(nodes.max())
         if lo < 0 or hi >= num_images:
@@ -50,8 +52,8 @@ def check_nodes(nodes: object, num_images: int, k: int) -> Tensor:
     return nodes
 
 
-def check_adjacency(adj: object, num_graphs: int, k: int) -> Tensor:
-    """Raise unless `adj` is a bool or float [B, k+1, k+1] tensor."""
+def check_adjacency(adj: object, num_graphs: int, k: int, device: torch.device) -> Tensor:
+    """Raise unless `adj` is a bool or float [B, k+1, k+1] tensor on `device`."""
     if not isinstance(adj, Tensor):
         raise TypeError(f"adj should be a torch.Tensor, got {type(adj).__name__}")
     expected = (num_graphs, k + 1, k + 1)
@@ -59,6 +61,8 @@ def check_adjacency(adj: object, num_graphs: int, k: int) -> Tensor:
         raise ValueError(f"adj should be [B, k+1, k+1] = {list(expected)}, got shape {tuple(adj.shape)}")
     if adj.dtype != torch.bool and not adj.is_floating_point():
         raise TypeError(f"adj should be a bool or floating-point tensor, got dtype {adj.dtype}")
+    if adj.device != device:
+        raise ValueError(f"adj should be on {device} like the node features, got {adj.device}")
     return adj
 
 
@@ -148,9 +152,10 @@ class HDML(nn.Module):
     def forward(self, images: Tensor, nodes: Tensor, adj: Tensor) -> HDMLOutput:
         """images [U, 3, H, W]; nodes int64 [B, k+1], rows of `images`, each graph's focus first;
         adj [B, k+1, k+1] bool/float. Returns `HDMLOutput`."""
+        check_images(images)
+        check_nodes(nodes, images.shape[0], self.k, images.device)
+        check_adjacency(adj, nodes.shape[0], self.k, images.device)
         embeddings = self.hanet(images)
-        check_nodes(nodes, images.shape[0], self.k)
-        check_adjacency(adj, nodes.shape[0], self.k)
         node_logits = self.node_head(embeddings)
         z = embeddings[nodes.reshape(-1)].view(*nodes.shape, -1)
         link_logits = self.edge_head(self.regcn(z, adj)[:, 1:])
@@ -165,7 +170,7 @@ class HDML(nn.Module):
         """
         num_images = output.node_logits.shape[0]
         check_labels("labels", labels, (num_images,))
-        check_nodes(nodes, num_images, self.k)
+        check_nodes(nodes, num_images, self.k, output.node_logits.device)
         if nodes.shape[0] != output.link_logits.shape[0]:
             raise ValueError(f"nodes should have one row per F-Graph of output "
                              f"({output.link_logits.shape[0]}), got {nodes.shape[0]}")
@@ -179,7 +184,7 @@ class HDML(nn.Module):
         """S_f (eq. 14) of F-Graphs whose nodes are already embedded: z [B, k+1, out_dim] (focus
         first), adj [B, k+1, k+1] -> [B, k], the probability each node shares the focus's identity."""
         check_graph_batch(z, adj, self.out_dim)
-        check_adjacency(adj, z.shape[0], self.k)
+        check_adjacency(adj, z.shape[0], self.k, z.device)
         logits = self.edge_head(self.regcn(z, adj)[:, 1:])
         return torch.softmax(logits.float(), dim=-1)[..., 1]
 
@@ -220,7 +225,7 @@ class HDMLOnFeatures(nn.Module):
 
     def forward(self, z: Tensor, adj: Tensor) -> Tensor:
         check_graph_batch(z, adj, self.in_dim)
-        check_adjacency(adj, z.shape[0], self.k)
+        check_adjacency(adj, z.shape[0], self.k, z.device)
         return self.edge_head(self.regcn(z, adj)[:, 1:])
 
     def loss(self, link_logits: Tensor, labels_of_nodes: Tensor) -> Tensor:
