@@ -72,6 +72,31 @@ def find_cuda_toolkit() -> Path | None:
     return None
 
 
+# Headers that torch's CUDA headers (ATen/cuda/CUDAContext.h) include. A minimal toolkit may
+# lack them; torch's CUDA wheels ship them under site-packages/nvidia/*/include.
+CUDA_LIBRARY_HEADERS = ("cublas_v2.h", "cusparse.h", "cusolverDn.h")
+
+
+def cuda_library_include_dirs(toolkit: Path) -> list[str]:
+    """Include folders for the CUDA math-library headers missing from `toolkit`/include."""
+    missing = [h for h in CUDA_LIBRARY_HEADERS if not (toolkit / "include" / h).is_file()]
+    if not missing:
+        return []
+    import site
+
+    roots = [Path(p) for p in site.getsitepackages() + [site.getusersitepackages()]]
+    found: list[str] = []
+    for root in roots:
+        for include in sorted(root.glob("nvidia/*/include")):
+            if any((include / h).is_file() for h in missing) and str(include) not in found:
+                found.append(str(include))
+    still_missing = [h for h in missing if not any((Path(d) / h).is_file() for d in found)]
+    if still_missing:
+        _log(f"warning: {', '.join(still_missing)} found neither in {toolkit}/include nor in "
+             "site-packages/nvidia/*/include; the CUDA build may fail")
+    return found
+
+
 def _flag(name: str) -> bool:
     return os.environ.get(name, "0").strip().lower() in ("1", "true", "yes", "on")
 
@@ -143,7 +168,7 @@ def _sources(pattern: str) -> list[str]:
 
 def extensions() -> list:
     with_cuda = _want_cuda()
-    sources = _sources("csrc/ops.cpp") + _sources("csrc/*/*_cpu.cpp")
+    sources = _sources("csrc/python_module.cpp") + _sources("csrc/ops.cpp") + _sources("csrc/*/*_cpu.cpp")
     cxx_flags = ["-O0", "-g"] if DEBUG else ["-O3"]
     cxx_flags += ["-fdiagnostics-color=always"]
     define_macros = [("Py_LIMITED_API", "0x03090000")]
@@ -155,9 +180,12 @@ def extensions() -> list:
     arch = _arch_list()
     nvcc_flags = ["-G", "-g", "-O0"] if DEBUG else ["-O3", "-lineinfo"]
     nvcc_flags += ["--expt-relaxed-constexpr"]
+    include_dirs = cuda_library_include_dirs(CUDA_TOOLKIT)
     _log(f"building CPU + CUDA kernels for TORCH_CUDA_ARCH_LIST={arch} with the toolkit at "
          f"{CUDA_TOOLKIT} ({len(sources)} C++ and {len(cuda_sources)} CUDA sources)")
-    return [CUDAExtension("hdml_ext._C", sources + cuda_sources,
+    if include_dirs:
+        _log(f"CUDA library headers from {', '.join(include_dirs)}")
+    return [CUDAExtension("hdml_ext._C", sources + cuda_sources, include_dirs=include_dirs,
                           extra_compile_args={"cxx": cxx_flags + ["-DWITH_CUDA"], "nvcc": nvcc_flags},
                           define_macros=define_macros, py_limited_api=True)]
 

@@ -2,23 +2,7 @@
 // file (csrc/<op>/<op>_cpu.cpp, csrc/<op>/<op>_cuda.cu) with TORCH_LIBRARY_IMPL; autograd and
 // fake (meta) kernels are registered from Python in hdml_ext/ops/.
 
-#include <Python.h>
 #include <torch/library.h>
-
-extern "C" {
-// `import hdml_ext._C` loads this shared library, which runs the static registrations below.
-// The module itself carries no Python functions: the ops live under torch.ops.hdml.
-PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {
-      PyModuleDef_HEAD_INIT,
-      "_C",  // name
-      "hdml_ext kernels: registers the torch.ops.hdml operators",
-      -1,  // per-interpreter state size
-      nullptr,  // methods
-  };
-  return PyModule_Create(&module_def);
-}
-}
 
 TORCH_LIBRARY(hdml, m) {
   // Exact k nearest neighbours (Euclidean). queries=None: the queries are x itself, and each
