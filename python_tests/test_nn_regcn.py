@@ -89,6 +89,23 @@ def test_gradients_equal_the_literal_forms_in_float64():
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_a_node_table_with_an_index_equals_the_gathered_batch(mode):
+    # Graphs sharing nodes: the first projection runs once per distinct row, then gathers.
+    torch.manual_seed(0)
+    stack = REGCN(10, (8, 6)).double().train(mode == "train")
+    table = torch.randn(7, 10, dtype=torch.float64, requires_grad=True)
+    index = torch.randint(0, 7, (4, 9))
+    adj = _graphs(4, 9)
+    upstream = torch.randn(4, 9, 6, dtype=torch.float64)
+    shared = stack(table, adj, index=index)
+    (grad_shared,) = torch.autograd.grad((shared * upstream).sum(), table)
+    gathered = stack(table[index], adj)
+    (grad_gathered,) = torch.autograd.grad((gathered * upstream).sum(), table)
+    torch.testing.assert_close(shared, gathered, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad_shared, grad_gathered, rtol=1e-12, atol=1e-12)
+
+
 def test_plain_gcn_has_no_attention():
     stack = REGCN(16, (8, 4), attention=False)
     assert all(layer.attention is None for layer in stack.layers)
@@ -203,3 +220,28 @@ def test_rejects_integer_features():
 def test_rejects_zero_width_layer():
     with pytest.raises(ValueError, match="out_dim"):
         REGCNLayer(8, 0)
+
+
+def test_rejects_an_index_that_is_not_int64():
+    with pytest.raises(TypeError, match=r"index should be an int64 \[B, n\] tensor"):
+        REGCN(8, (4,))(torch.randn(6, 8), torch.ones(2, 5, 5, dtype=torch.bool), index=torch.zeros(2, 5))
+
+
+@pytest.mark.parametrize("bad", [6, -1])
+def test_rejects_an_index_out_of_the_table(bad):
+    index = torch.zeros(2, 5, dtype=torch.int64)
+    index[1, 3] = bad
+    with pytest.raises(ValueError, match=r"index should index the 6 rows of z, i.e. lie in \[0, 6\)"):
+        REGCN(8, (4,))(torch.randn(6, 8), torch.ones(2, 5, 5, dtype=torch.bool), index=index)
+
+
+def test_rejects_a_batched_z_with_an_index():
+    index = torch.zeros(2, 5, dtype=torch.int64)
+    with pytest.raises(ValueError, match=r"z should be a \[U, 8\] table of node features when index"):
+        REGCN(8, (4,))(torch.randn(2, 5, 8), torch.ones(2, 5, 5, dtype=torch.bool), index=index)
+
+
+def test_rejects_adjacency_that_does_not_match_the_index():
+    index = torch.zeros(2, 5, dtype=torch.int64)
+    with pytest.raises(ValueError, match=r"adj should be \[B, n, n\] = \[2, 5, 5\] to match index"):
+        REGCN(8, (4,))(torch.randn(6, 8), torch.ones(2, 4, 4, dtype=torch.bool), index=index)

@@ -11,6 +11,7 @@ import torch
 import torchvision.models as tvm
 from torch import Tensor, nn
 
+from ._checks import check_images
 from .nfa import NFA
 from .nfe import NFE
 
@@ -30,19 +31,6 @@ BACKBONES: dict[str, Callable[..., tvm.ResNet]] = {
 
 #: The NFE width (the paper's FC_1 of 512 neurons, eq. 9).
 NFE_DIM = 512
-
-
-def check_images(images: object) -> Tensor:
-    """Raise unless `images` is a floating-point [U, 3, H, W] tensor with U >= 1."""
-    if not isinstance(images, Tensor):
-        raise TypeError(f"images should be a torch.Tensor, got {type(images).__name__}")
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images should be [U, 3, H, W], got shape {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise TypeError(f"images should be a floating-point tensor, got dtype {images.dtype}")
-    if images.shape[0] == 0:
-        raise ValueError("images should hold at least one image, got U = 0")
-    return images
 
 
 def check_nfe_stages(nfe_stages: object) -> tuple[int, ...]:

@@ -12,9 +12,10 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from ..ops._validate import require_float, require_int
-from .hanet import HANet, check_images
+from ._checks import check_adjacency, check_graph_batch, check_images, check_labels, check_nodes
+from .hanet import HANet
 from .heads import EdgeHead, NodeHead
-from .regcn import REGCN, check_graph_batch
+from .regcn import REGCN
 
 
 class HDMLOutput(NamedTuple):
@@ -28,53 +29,6 @@ class HDMLOutput(NamedTuple):
     embeddings: Tensor
     node_logits: Tensor
     link_logits: Tensor
-
-
-def check_nodes(nodes: object, num_images: int, k: int, device: torch.device) -> Tensor:
-    """Raise unless `nodes` is an int64 [B, k+1] tensor on `device` of ids in [0, num_images).
-
-    The range check reads the values (a device sync on CUDA); it is skipped while
-    torch.compile traces, where an out-of-range id fails in the indexing kernel instead.
-    """
-    if not isinstance(nodes, Tensor):
-        raise TypeError(f"nodes should be a torch.Tensor, got {type(nodes).__name__}")
-    if nodes.dtype != torch.int64:
-        raise TypeError(f"nodes should have dtype torch.int64, got {nodes.dtype}")
-    if nodes.dim() != 2 or nodes.shape[1] != k + 1:
-        raise ValueError(f"nodes should be [B, k+1] = [B, {k + 1}] (k = {k}), got shape {tuple(nodes.shape)}")
-    if nodes.device != device:
-        raise ValueError(f"nodes should be on {device} like the images, got {nodes.device}")
-    if not torch.compiler.is_compiling() and nodes.numel():
-        lo, hi = int(nodes.min()), int(nodes.max())
-        if lo < 0 or hi >= num_images:
-            raise ValueError(f"nodes should index the {num_images} images, i.e. lie in [0, {num_images}), "
-                             f"got values in [{lo}, {hi}]")
-    return nodes
-
-
-def check_adjacency(adj: object, num_graphs: int, k: int, device: torch.device) -> Tensor:
-    """Raise unless `adj` is a bool or float [B, k+1, k+1] tensor on `device`."""
-    if not isinstance(adj, Tensor):
-        raise TypeError(f"adj should be a torch.Tensor, got {type(adj).__name__}")
-    expected = (num_graphs, k + 1, k + 1)
-    if tuple(adj.shape) != expected:
-        raise ValueError(f"adj should be [B, k+1, k+1] = {list(expected)}, got shape {tuple(adj.shape)}")
-    if adj.dtype != torch.bool and not adj.is_floating_point():
-        raise TypeError(f"adj should be a bool or floating-point tensor, got dtype {adj.dtype}")
-    if adj.device != device:
-        raise ValueError(f"adj should be on {device} like the node features, got {adj.device}")
-    return adj
-
-
-def check_labels(name: str, labels: object, shape: tuple[int, ...]) -> Tensor:
-    """Raise unless `labels` is an integer tensor of `shape`."""
-    if not isinstance(labels, Tensor):
-        raise TypeError(f"{name} should be a torch.Tensor, got {type(labels).__name__}")
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise TypeError(f"{name} should be an integer tensor, got dtype {labels.dtype}")
-    if tuple(labels.shape) != shape:
-        raise ValueError(f"{name} should have shape {list(shape)}, got {tuple(labels.shape)}")
-    return labels
 
 
 def link_loss(link_logits: Tensor, same: Tensor) -> Tensor:
@@ -94,8 +48,9 @@ def _config_from(cls: type, config: Mapping[str, Any], allowed: Iterable[str]) -
 class HDML(nn.Module):
     """Hierarchical deep multi-task learning with attention (the paper's full model).
 
-    `forward` runs HA-Net once per distinct image of the batch, gathers the node features of
-    every F-Graph from them (F-Graphs of one batch share images), runs RE-GCN and both heads.
+    `forward` runs HA-Net once per distinct image of the batch (F-Graphs of one batch share
+    images), and RE-GCN's first projection once per distinct image too, before gathering each
+    F-Graph's nodes; then the rest of RE-GCN and both heads.
 
     Args:
         num_classes: identities of the node classification task.
@@ -157,8 +112,7 @@ class HDML(nn.Module):
         check_adjacency(adj, nodes.shape[0], self.k, images.device)
         embeddings = self.hanet(images)
         node_logits = self.node_head(embeddings)
-        z = embeddings[nodes.reshape(-1)].view(*nodes.shape, -1)
-        link_logits = self.edge_head(self.regcn(z, adj)[:, 1:])
+        link_logits = self.edge_head(self.regcn(embeddings, adj, index=nodes)[:, 1:])
         return HDMLOutput(embeddings, node_logits, link_logits)
 
     def loss(self, output: HDMLOutput, labels: Tensor, nodes: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

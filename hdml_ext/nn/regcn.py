@@ -12,23 +12,7 @@ from torch.nn import functional
 
 from .. import ops
 from ..ops._validate import require_int
-
-
-def check_graph_batch(z: object, adj: object, in_dim: int) -> None:
-    """Raise unless z is a float [B, n, in_dim] tensor and adj a bool/float [B, n, n] one."""
-    if not isinstance(z, Tensor):
-        raise TypeError(f"z should be a torch.Tensor, got {type(z).__name__}")
-    if not isinstance(adj, Tensor):
-        raise TypeError(f"adj should be a torch.Tensor, got {type(adj).__name__}")
-    if z.dim() != 3 or z.shape[2] != in_dim:
-        raise ValueError(f"z should be [B, n, {in_dim}] node features, got shape {tuple(z.shape)}")
-    if not z.is_floating_point():
-        raise TypeError(f"z should be a floating-point tensor, got dtype {z.dtype}")
-    if adj.dim() != 3 or tuple(adj.shape) != (z.shape[0], z.shape[1], z.shape[1]):
-        raise ValueError(f"adj should be [B, n, n] = [{z.shape[0]}, {z.shape[1]}, {z.shape[1]}] to match z, "
-                         f"got shape {tuple(adj.shape)}")
-    if adj.dtype != torch.bool and not adj.is_floating_point():
-        raise TypeError(f"adj should be a bool or floating-point tensor, got dtype {adj.dtype}")
+from ._checks import check_graph_batch, check_node_table
 
 
 class NodeChannelAttention(nn.Module):
@@ -68,6 +52,9 @@ class REGCNLayer(nn.Module):
 
     Shapes:
         forward(z [B, n, in_dim], adj [B, n, n] bool or float) -> [B, n, out_dim].
+        forward(z [U, in_dim], adj, index [B, n] int64) -> [B, n, out_dim]: node b, i is row
+        index[b, i] of the table z. The projection is per node, so each distinct row is
+        projected once and the results gathered: graphs that share nodes share that GEMM.
     """
 
     def __init__(self, in_dim: int, out_dim: int, attention: bool = True) -> None:
@@ -86,9 +73,15 @@ class REGCNLayer(nn.Module):
         bound = 1.0 / math.sqrt(self.in_dim)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, z: Tensor, adj: Tensor) -> Tensor:
-        check_graph_batch(z, adj, self.in_dim)
-        own, nbr = functional.linear(z, self.weight).split(self.out_dim, dim=-1)
+    def forward(self, z: Tensor, adj: Tensor, index: Tensor | None = None) -> Tensor:
+        if index is None:
+            check_graph_batch(z, adj, self.in_dim)
+            projected = functional.linear(z, self.weight)
+        else:
+            check_node_table(z, index, adj, self.in_dim)
+            projected = functional.linear(z, self.weight).index_select(0, index.reshape(-1))
+            projected = projected.view(*index.shape, 2 * self.out_dim)
+        own, nbr = projected.split(self.out_dim, dim=-1)
         out = functional.relu(own + ops.gcn_aggregate(adj, nbr) + self.bias)
         return self.attention(out) if self.attention is not None else out
 
@@ -118,6 +111,8 @@ class REGCN(nn.Module):
 
     Shapes:
         forward(z [B, n, in_dim], adj [B, n, n]) -> [B, n, dims[-1]].
+        forward(z [U, in_dim], adj, index [B, n] int64) -> [B, n, dims[-1]]: the nodes are
+        rows of the table z (see `REGCNLayer`; only the first layer can share the work).
     """
 
     def __init__(self, in_dim: int = 1536, dims: Iterable[int] = (1536, 1536, 512, 256),
@@ -130,9 +125,9 @@ class REGCN(nn.Module):
         self.layers = nn.ModuleList([REGCNLayer(a, b, attention) for a, b in zip(widths[:-1], widths[1:])])
         self.out_dim = self.dims[-1]
 
-    def forward(self, z: Tensor, adj: Tensor) -> Tensor:
-        check_graph_batch(z, adj, self.in_dim)
-        for layer in self.layers:
+    def forward(self, z: Tensor, adj: Tensor, index: Tensor | None = None) -> Tensor:
+        z = self.layers[0](z, adj, index)
+        for layer in self.layers[1:]:
             z = layer(z, adj)
         return z
 
