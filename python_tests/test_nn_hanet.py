@@ -174,3 +174,8 @@ def test_rejects_integer_images():
 def test_rejects_an_empty_image_batch():
     with pytest.raises(ValueError, match="images should hold at least one image"):
         HANet("resnet18")(torch.zeros(0, 3, 64, 32))
+
+
+def test_rejects_lo_not_below_hi_even_without_nfa():
+    with pytest.raises(ValueError, match="lo and hi"):
+        HANet("resnet18", use_nfa=False, lo=0.5, hi=0.5)
