@@ -1,0 +1,12 @@
+"""Drop-in nn.Modules of the paper's model: HA-Net (NFA, NFE), RE-GCN, the two heads, and the
+whole multi-task model (`HDML`) or its graph half on given features (`HDMLOnFeatures`)."""
+
+from .hanet import BACKBONES, HANet
+from .hdml import HDML, HDMLOnFeatures, HDMLOutput
+from .heads import EdgeHead, NodeHead
+from .nfa import NFA
+from .nfe import NFE
+from .regcn import REGCN, NodeChannelAttention, REGCNLayer
+
+__all__ = ["BACKBONES", "HDML", "NFA", "NFE", "REGCN", "EdgeHead", "HANet", "HDMLOnFeatures", "HDMLOutput",
+           "NodeChannelAttention", "NodeHead", "REGCNLayer"]

@@ -1,0 +1,135 @@
+"""RE-GCN (paper III-D, eq. 12-13, Fig. 4): graph convolution followed by node-wise channel
+attention, stacked."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional
+
+from .. import ops
+from ..ops._validate import require_int
+from ._checks import check_graph_batch, check_node_table
+
+
+class NodeChannelAttention(nn.Module):
+    """The RE-GCN attention (eq. 13): cw = sigmoid(ReLU(FC(BN(Z)))), Z~ = Z * cw.
+
+    BN normalises the feature channel over all nodes of all graphs ([B, n, F] seen as B*n
+    samples); the paper's GAP over its 1x1 extension is the identity and is left out.
+
+    Shapes:
+        forward(z [B, n, dim]) -> [B, n, dim].
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = require_int("dim", dim, minimum=1)
+        self.bn = nn.BatchNorm1d(dim)
+        self.fc = nn.Linear(dim, dim)
+
+    def forward(self, z: Tensor) -> Tensor:
+        flat = z.reshape(-1, self.dim)
+        cw = torch.sigmoid(functional.relu(self.fc(self.bn(flat))))
+        return (flat * cw).view(z.shape)
+
+
+class REGCNLayer(nn.Module):
+    """One RE-GCN layer: Z' = ReLU(Z W_self + Â (Z W_nbr) + b), then the channel attention.
+
+    This is eq. 12, ReLU(hstack(Z, ÂZ) W), with W = [W_self; W_nbr] (plus a bias), Â =
+    D^-1/2 A D^-1/2. Both projections run as one GEMM against `weight` ([2 * out_dim, in_dim]:
+    rows [:out_dim] are W_self^T, rows [out_dim:] W_nbr^T), and Â is applied after the
+    projection by the fused `hdml_ext.ops.gcn_aggregate`, on out_dim rather than in_dim
+    columns.
+
+    Args:
+        in_dim, out_dim: feature widths.
+        attention: False gives the plain GCN layer (the paper's GCN vs RE-GCN ablation).
+
+    Shapes:
+        forward(z [B, n, in_dim], adj [B, n, n] bool or float) -> [B, n, out_dim].
+        forward(z [U, in_dim], adj, index [B, n] int64) -> [B, n, out_dim]: node b, i is row
+        index[b, i] of the table z. The projection is per node, so each distinct row is
+        projected once and the results gathered: graphs that share nodes share that GEMM.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, attention: bool = True) -> None:
+        super().__init__()
+        self.in_dim = require_int("in_dim", in_dim, minimum=1)
+        self.out_dim = require_int("out_dim", out_dim, minimum=1)
+        self.weight = nn.Parameter(torch.empty(2 * out_dim, in_dim))
+        self.bias = nn.Parameter(torch.empty(out_dim))
+        self.attention = NodeChannelAttention(out_dim) if attention else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """nn.Linear's initialisation, per projection."""
+        for half in self.weight.data.split(self.out_dim):
+            nn.init.kaiming_uniform_(half, a=math.sqrt(5))
+        bound = 1.0 / math.sqrt(self.in_dim)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, z: Tensor, adj: Tensor, index: Tensor | None = None) -> Tensor:
+        if index is None:
+            check_graph_batch(z, adj, self.in_dim)
+            projected = functional.linear(z, self.weight)
+        else:
+            check_node_table(z, index, adj, self.in_dim)
+            projected = functional.linear(z, self.weight).index_select(0, index.reshape(-1))
+            projected = projected.view(*index.shape, 2 * self.out_dim)
+        own, nbr = projected.split(self.out_dim, dim=-1)
+        out = functional.relu(own + ops.gcn_aggregate(adj, nbr) + self.bias)
+        return self.attention(out) if self.attention is not None else out
+
+    def extra_repr(self) -> str:
+        return f"in_dim={self.in_dim}, out_dim={self.out_dim}"
+
+
+def check_gcn_dims(dims: object) -> tuple[int, ...]:
+    """The layer widths as a tuple; raise unless a non-empty sequence of positive ints."""
+    if isinstance(dims, (str, bytes)) or not isinstance(dims, Iterable):
+        raise TypeError(f"gcn_dims should be a sequence of layer widths, got {dims!r}")
+    out = tuple(dims)
+    if not out:
+        raise ValueError("gcn_dims should name at least one layer width, got an empty sequence")
+    if any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in out):
+        raise ValueError(f"gcn_dims should hold positive ints, got {dims!r}")
+    return out
+
+
+class REGCN(nn.Module):
+    """A stack of `REGCNLayer`s of output widths `dims` (the paper: 1536, 1536, 512, 256).
+
+    Args:
+        in_dim: the node features' width (HA-Net's 1536).
+        dims: each layer's output width; len(dims) is the number of layers (Table IV).
+        attention: False gives the plain GCN stack (Table II).
+
+    Shapes:
+        forward(z [B, n, in_dim], adj [B, n, n]) -> [B, n, dims[-1]].
+        forward(z [U, in_dim], adj, index [B, n] int64) -> [B, n, dims[-1]]: the nodes are
+        rows of the table z (see `REGCNLayer`; only the first layer can share the work).
+    """
+
+    def __init__(self, in_dim: int = 1536, dims: Iterable[int] = (1536, 1536, 512, 256),
+                 attention: bool = True) -> None:
+        super().__init__()
+        self.in_dim = require_int("in_dim", in_dim, minimum=1)
+        self.dims = check_gcn_dims(dims)
+        self.attention = bool(attention)
+        widths = (in_dim, *self.dims)
+        self.layers = nn.ModuleList([REGCNLayer(a, b, attention) for a, b in zip(widths[:-1], widths[1:])])
+        self.out_dim = self.dims[-1]
+
+    def forward(self, z: Tensor, adj: Tensor, index: Tensor | None = None) -> Tensor:
+        z = self.layers[0](z, adj, index)
+        for layer in self.layers[1:]:
+            z = layer(z, adj)
+        return z
+
+    def extra_repr(self) -> str:
+        return f"in_dim={self.in_dim}, dims={self.dims}, attention={self.attention}"
