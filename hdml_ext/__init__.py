@@ -19,6 +19,6 @@ except ImportError as error:  # pragma: no cover - only without a build
         "from the source checkout (see README.md)."
     ) from error
 
-from . import graph, ops  # noqa: E402
+from . import data, engine, graph, metrics, ops
 
-__all__ = ["__version__", "graph", "ops"]
+__all__ = ["__version__", "data", "engine", "graph", "metrics", "ops"]

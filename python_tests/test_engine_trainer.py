@@ -206,3 +206,14 @@ def test_log_lines_are_json(uninterrupted):
     out, _ = uninterrupted
     for line in (out / "log.jsonl").read_text().splitlines():
         assert isinstance(json.loads(line)["loss"], float)
+
+
+def test_dataset_source_with_workers_matches_the_tensor():
+    from hdml_ext.data import TensorImageDataset
+
+    images, labels = _images()
+    config = _config(epochs=1, flip=False)
+    from_tensor = Trainer(_model(), images, labels, config).fit()
+    dataset = TensorImageDataset(images, labels)
+    from_workers = Trainer(_model(), dataset, labels, _config(epochs=1, flip=False, num_workers=1)).fit()
+    assert _losses(from_workers) == _losses(from_tensor)

@@ -54,6 +54,8 @@ class TrainConfig:
     lr, momentum, weight_decay: SGD.
     milestones, gamma: lr x gamma after each listed epoch (MultiStepLR, stepped per epoch).
     identities_per_batch, focus_per_identity: P and K of the PK focus batches.
+    drop_last: skip an epoch's last batches when they hold fewer than P identities.
+    graph_lr_mult: the RE-GCN and edge head learn at lr * graph_lr_mult (1: the paper's single lr).
     rebuild_every: rebuild the F-Graphs from the current embeddings every this many epochs.
     flip: random horizontal flip of each distinct image of a batch (p = 0.5).
     embed_batch_size: images per forward pass when embedding the training set for a rebuild.
@@ -71,6 +73,8 @@ class TrainConfig:
     gamma: float = 0.1
     identities_per_batch: int = 4
     focus_per_identity: int = 4
+    drop_last: bool = False
+    graph_lr_mult: float = 1.0
     rebuild_every: int = 1
     flip: bool = True
     embed_batch_size: int = 128
@@ -90,7 +94,7 @@ class TrainConfig:
             _check_int(name, getattr(self, name), 1)
         for name in ("seed", "num_workers"):
             _check_int(name, getattr(self, name), 0)
-        for name in ("lr", "momentum", "weight_decay", "gamma"):
+        for name in ("lr", "momentum", "weight_decay", "gamma", "graph_lr_mult"):
             value = getattr(self, name)
             if (
                 isinstance(value, bool)
@@ -132,6 +136,21 @@ def _check_int(name: str, value: object, minimum: int) -> None:
         raise ValueError(f"train.{name} should be an int >= {minimum}, got {value!r}")
 
 
+#: Parameter name prefixes of the graph half of HDML (RE-GCN and edge head).
+GRAPH_PREFIXES = ("regcn.", "edge_head.")
+
+
+def _param_groups(model: nn.Module, lr: float, graph_lr_mult: float) -> list[dict]:
+    """One SGD group at `lr`, or two when graph_lr_mult != 1: the graph half at lr * graph_lr_mult."""
+    if graph_lr_mult == 1.0:
+        return [{"params": list(model.parameters())}]
+    graph, rest = [], []
+    for name, param in model.named_parameters():
+        (graph if name.startswith(GRAPH_PREFIXES) else rest).append(param)
+    groups = [{"params": rest}] if rest else []
+    return [*groups, {"params": graph, "lr": lr * graph_lr_mult}]
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """ "auto" -> CUDA when available, else CPU; anything else as torch.device."""
     if str(device) == "auto":
@@ -151,12 +170,14 @@ def embed_rows(
     *,
     batch_size: int = 128,
     device: str | torch.device = "cpu",
+    num_workers: int = 0,
     progress: bool = False,
     desc: str = "embed",
 ) -> Tensor:
     """Embeddings [N, D] of every row of `source`, in eval mode, batch by batch, on the CPU.
 
-    For HDML the rows are images passed through `model.embed`; for HDMLOnFeatures they are
+    For HDML the rows are images passed through `model.embed` (a data set is read by
+    `num_workers` DataLoader workers, 0: in this process); for HDMLOnFeatures they are
     features, returned as they are (float32).
     """
     n = source_length(source)
@@ -165,11 +186,21 @@ def embed_rows(
     was_training = model.training
     model.eval()
     device = torch.device(device)
+    if isinstance(source, Tensor) or num_workers == 0:
+        batches = (
+            gather_rows(source, torch.arange(start, min(start + batch_size, n)))
+            for start in range(0, n, batch_size)
+        )
+    else:
+        batches = iter(
+            torch.utils.data.DataLoader(
+                _Items(source), batch_size=batch_size, num_workers=num_workers, collate_fn=_collate_images
+            )
+        )
     parts = []
     try:
-        for start in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False):
-            ids = torch.arange(start, min(start + batch_size, n))
-            parts.append(model.embed(gather_rows(source, ids).to(device)).float().cpu())
+        for images in tqdm(batches, total=-(-n // batch_size), desc=desc, disable=not progress, leave=False):
+            parts.append(model.embed(images.to(device)).float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(parts) if parts else torch.empty(0)
@@ -253,9 +284,10 @@ class Trainer:
             identities_per_batch=self.config.identities_per_batch,
             focus_per_identity=self.config.focus_per_identity,
             seed=self.config.seed,
+            drop_last=self.config.drop_last,
         )
         self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
+            _param_groups(self.model, self.config.lr, self.config.graph_lr_mult),
             lr=self.config.lr,
             momentum=self.config.momentum,
             weight_decay=self.config.weight_decay,
@@ -324,6 +356,7 @@ class Trainer:
             self.source,
             batch_size=self.config.embed_batch_size,
             device=self.device,
+            num_workers=self.config.num_workers,
             progress=self.config.progress,
             desc=f"epoch {epoch + 1}: rebuilding F-Graphs",
         )
