@@ -203,3 +203,38 @@ def test_error_features_need_labels_to_train(capsys, tmp_path):
 def test_error_evaluate_dataset_kind(capsys, digits_run):
     _fails(capsys, ["evaluate", "--checkpoint", str(digits_run / "model.pt"), "--dataset", "features"],
            "--dataset", "market1501")  # fmt: skip
+
+
+def _market_tree(root, rng):
+    """A tiny Market-1501 layout: 3 training ids, 2 test ids seen by 2 cameras, 8x4 JPEGs."""
+    from PIL import Image
+
+    layout = {
+        "bounding_box_train": [(pid, cam) for pid in (1, 2, 3) for cam in (1, 2, 3, 1, 2)],
+        "query": [(7, 1), (8, 2)],
+        "bounding_box_test": [(pid, cam) for pid in (7, 8) for cam in (1, 2, 3)] + [(-1, 1), (0, 2)],
+    }
+    for folder, entries in layout.items():
+        (root / folder).mkdir(parents=True)
+        for n, (pid, cam) in enumerate(entries):
+            pixels = (rng.random((8, 4, 3)) * 60 + 40 * max(pid, 0) % 200).astype(np.uint8)
+            name = "-1" if pid == -1 else f"{pid:04d}"  # Market-1501 writes junk as -1
+            Image.fromarray(pixels).save(root / folder / f"{name}_c{cam}s1_{n:06d}_01.jpg")
+
+
+def test_train_and_evaluate_on_a_market_folder(tmp_path, capsys):
+    _market_tree(tmp_path / "market", np.random.default_rng(0))
+    data = ["--dataset", "market1501", "--root", str(tmp_path / "market")]
+    tiny = [
+        *TINY,
+        "--set",
+        "data.height=16",
+        "--set",
+        "data.width=8",
+        "--set",
+        "train.identities_per_batch=3",
+    ]
+    assert main(["train", *data, "--out", str(tmp_path / "run"), "--quiet", *tiny]) == 0
+    model = str(tmp_path / "run" / "model.pt")
+    assert main(["evaluate", "--checkpoint", model, *data, "--quiet", *tiny]) == 0
+    assert "(2 queries, graph ranking)" in capsys.readouterr().out
