@@ -1,3 +1,4 @@
+# make demo   set up .venv, build, then train and evaluate HDML on scikit-learn's digits (CPU, minutes)
 # make test   set up .venv, build the extension, run the test suite (the CI gate)
 # make bench  the same set-up, then every benchmark in benchmarks/
 # make lint   ruff over the package, tests and benchmarks
@@ -10,7 +11,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 SOURCES := $(shell find csrc -type f) setup.py pyproject.toml
 
-.PHONY: venv build test bench lint clean
+.PHONY: venv build test bench lint clean demo
 
 venv: $(VENV)/.installed
 
@@ -29,6 +30,9 @@ $(VENV)/.built: $(VENV)/.installed $(SOURCES)
 
 test: build
 	$(PY) -m pytest python_tests
+
+demo: build
+	$(PY) -m hdml_ext.cli demo --out results/demo
 
 bench: build
 	$(PY) benchmarks/bench_ops.py

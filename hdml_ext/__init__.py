@@ -19,6 +19,6 @@ except ImportError as error:  # pragma: no cover - only without a build
         "from the source checkout (see README.md)."
     ) from error
 
-from . import graph, nn, ops
+from . import data, engine, graph, metrics, nn, ops
 
-__all__ = ["__version__", "graph", "nn", "ops"]
+__all__ = ["__version__", "data", "engine", "graph", "metrics", "nn", "ops"]

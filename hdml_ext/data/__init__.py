@@ -9,8 +9,11 @@ from .image_dataset import ImageDataset, TensorImageDataset
 from .image_folder import read_image_folder
 from .records import FeatureSet, ImageRecord, ReIDRecord, ReIDSplits, TensorSplit, TensorSplits
 from .reid import parse_reid_name, read_dukemtmc, read_market1501, read_reid_folders, read_reid_split
+from .sampler import FGraphBatch, FGraphSampler, gather_rows
 
 __all__ = [
+    "FGraphBatch",
+    "FGraphSampler",
     "FeatureSet",
     "ImageDataset",
     "ImageRecord",
@@ -19,6 +22,7 @@ __all__ = [
     "TensorImageDataset",
     "TensorSplit",
     "TensorSplits",
+    "gather_rows",
     "load_digits_features",
     "load_digits_reid",
     "parse_reid_name",

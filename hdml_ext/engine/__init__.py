@@ -1,5 +1,29 @@
 """Training, inference and clustering engines."""
 
+from .checkpoint import atomic_save, load_model, read_checkpoint, seed_everything
+from .clustering import ClusterConfig, cluster, clustering_metrics, link_edges
 from .propagation import connected_components, propagate_edges, propagate_knn
+from .reid import distance_order, evaluate_orders, evaluate_reid, graph_order, query_link_scores
+from .trainer import TrainConfig, Trainer, embed_rows
 
-__all__ = ["connected_components", "propagate_edges", "propagate_knn"]
+__all__ = [
+    "ClusterConfig",
+    "TrainConfig",
+    "Trainer",
+    "atomic_save",
+    "cluster",
+    "clustering_metrics",
+    "connected_components",
+    "distance_order",
+    "embed_rows",
+    "evaluate_orders",
+    "evaluate_reid",
+    "graph_order",
+    "link_edges",
+    "load_model",
+    "propagate_edges",
+    "propagate_knn",
+    "query_link_scores",
+    "read_checkpoint",
+    "seed_everything",
+]

@@ -1,0 +1,247 @@
+"""The F-Graph sampler: batches of focus nodes and their F-Graphs for training (paper III-B).
+
+A training step sees B focus nodes, each with the k nearest neighbours of its current
+embedding. The kNN table of the whole training set is built once per rebuild (from the model's
+current embeddings, `rebuild`), and every batch is collated from it:
+
+    sampler = FGraphSampler(labels, k=50, identities_per_batch=4, focus_per_identity=4, seed=0)
+    sampler.rebuild(embeddings)                 # [N, D] -> kNN table [N, k]
+    for focus in sampler.focus_batches(epoch):  # PK batches of focus ids
+        batch = sampler.collate(focus, images)  # distinct images once, nodes remapped to them
+
+Focus nodes are drawn PK-style (P identities x K focus nodes each, as in the Re-ID literature's
+identity samplers), so each batch holds several identities and the link task sees positives
+and negatives in every graph. An F-Graph's k+1 nodes overlap heavily with its neighbours'
+graphs, so each distinct image is embedded once per batch: `nodes` indexes the batch's
+`image_ids`, not the data set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, Union
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .. import ops
+from ..graph import fgraph_nodes
+from ..ops._validate import require_dim, require_int, require_tensor
+
+#: Where rows (images or features) come from: an [N, ...] tensor, or a map-style data set whose
+#: items are a tensor or a tuple/list/dict holding one (first element, or key "image").
+RowSource = Union[Tensor, Dataset]
+
+
+class FGraphBatch(NamedTuple):
+    """One training batch of F-Graphs.
+
+    image_ids: [U] int64, the distinct data-set rows the batch needs, ascending.
+    nodes: [B, k+1] int64 rows of `image_ids`: nodes[b, 0] is focus[b] (the focus is node 0 of
+        its own graph), then its k neighbours nearest first.
+    adj: [B, k+1, k+1] bool F-Graph adjacency (`hdml_ext.ops.fgraph_adjacency`).
+    labels: [U] int64 class of each distinct row.
+    focus: [B] int64 data-set ids of the focus nodes.
+    images: [U, ...] the rows themselves (images or features), or None when not gathered.
+    """
+
+    image_ids: Tensor
+    nodes: Tensor
+    adj: Tensor
+    labels: Tensor
+    focus: Tensor
+    images: Tensor | None = None
+
+
+def item_tensor(item: object, index: int) -> Tensor:
+    if isinstance(item, Tensor):
+        return item
+    if isinstance(item, dict) and isinstance(item.get("image"), Tensor):
+        return item["image"]
+    if isinstance(item, (tuple, list)) and item and isinstance(item[0], Tensor):
+        return item[0]
+    raise TypeError(
+        f"source[{index}] should be a tensor, a tuple/list whose first element is one, or a "
+        f"dict with an 'image' tensor; got {type(item).__name__}"
+    )
+
+
+def source_length(source: RowSource) -> int:
+    """Number of rows of a tensor or map-style data set."""
+    if isinstance(source, Tensor):
+        return int(source.shape[0])
+    return len(source)  # type: ignore[arg-type]
+
+
+def gather_rows(source: RowSource, ids: Tensor) -> Tensor:
+    """source rows `ids` stacked: [len(ids), ...]. A tensor is indexed directly (on its device)."""
+    if isinstance(source, Tensor):
+        return source[ids.to(source.device)]
+    return torch.stack([item_tensor(source[int(i)], int(i)) for i in ids.tolist()])
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    # Distinct, reproducible streams per (seed, epoch), independent of the global RNG.
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63 - 1))
+
+
+class FGraphSampler:
+    """PK batches of focus nodes and the collation of their F-Graphs.
+
+    Args:
+        labels: [N] int64 class of every training row (identities; -1 is not allowed).
+        k: neighbours per F-Graph (the paper's k, 50); 1 <= k <= N - 1.
+        identities_per_batch: P, identities per batch.
+        focus_per_identity: K, focus nodes per identity and batch.
+        seed: the batches of epoch e are a function of (seed, e) alone.
+        drop_last: drop the epoch's last batch when it holds fewer than P identities.
+
+    Per epoch every row is a focus node once: each identity's rows are shuffled and cut into
+    groups of K (a last, short group is topped up with other rows of the same identity when it
+    has K or more; identities with fewer than K rows give one group of all of them), and each
+    batch takes one group from each of P identities drawn at random among those with groups left.
+    """
+
+    def __init__(
+        self,
+        labels: Tensor,
+        k: int,
+        *,
+        identities_per_batch: int = 4,
+        focus_per_identity: int = 4,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        require_tensor("labels", labels)
+        require_dim("labels", labels, 1)
+        if labels.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"labels should be an int64 tensor of class ids, got dtype {labels.dtype}")
+        self.labels = labels.detach().to("cpu", torch.int64)
+        num_rows = int(self.labels.shape[0])
+        if num_rows < 2:
+            raise ValueError(f"labels should hold at least 2 rows to build F-Graphs, got {num_rows}")
+        if int(self.labels.min()) < 0:
+            raise ValueError(
+                f"labels should be >= 0 (junk rows must be dropped before training), "
+                f"got min {int(self.labels.min())}"
+            )
+        self.k = require_int("k", k, minimum=1)
+        if k > num_rows - 1:
+            raise ValueError(
+                f"k should be at most N - 1 = {num_rows - 1} (each node's F-Graph holds k other "
+                f"nodes), got k={k}"
+            )
+        self.identities_per_batch = require_int("identities_per_batch", identities_per_batch, minimum=1)
+        self.focus_per_identity = require_int("focus_per_identity", focus_per_identity, minimum=1)
+        self.seed = require_int("seed", seed)
+        self.drop_last = bool(drop_last)
+        self.knn_idx: Tensor | None = None
+        self.knn_dist: Tensor | None = None
+        order = torch.argsort(self.labels, stable=True)
+        classes, counts = torch.unique_consecutive(self.labels[order], return_counts=True)
+        self._members: list[Tensor] = list(order.split(counts.tolist()))
+        self.classes = classes
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.labels.shape[0])
+
+    def rebuild(self, embeddings: Tensor) -> None:
+        """Build the kNN table from the current embeddings [N, D] (Euclidean, self excluded).
+
+        The table lives on the CPU; the search runs on the embeddings' device.
+        """
+        require_tensor("embeddings", embeddings)
+        require_dim("embeddings", embeddings, 2)
+        if embeddings.shape[0] != self.num_rows:
+            raise ValueError(
+                f"embeddings should have one row per label ({self.num_rows}), got {embeddings.shape[0]}"
+            )
+        dist, idx = ops.knn(embeddings.detach(), self.k)
+        self.knn_dist, self.knn_idx = dist.cpu(), idx.cpu()
+
+    def _require_table(self) -> Tensor:
+        if self.knn_idx is None:
+            raise RuntimeError("the sampler has no kNN table yet: call rebuild(embeddings) first")
+        return self.knn_idx
+
+    def focus_batches(self, epoch: int) -> list[Tensor]:
+        """The focus ids of every batch of `epoch`: a list of int64 [B] tensors (B <= P * K)."""
+        gen = _epoch_generator(self.seed, require_int("epoch", epoch, minimum=0))
+        size = self.focus_per_identity
+        groups: list[list[Tensor]] = []
+        for members in self._members:
+            shuffled = members[torch.randperm(members.numel(), generator=gen)]
+            chunks = list(shuffled.split(size))
+            last = chunks[-1]
+            if last.numel() < size <= members.numel():
+                rest = shuffled[: shuffled.numel() - last.numel()]
+                extra = rest[torch.randperm(rest.numel(), generator=gen)[: size - last.numel()]]
+                chunks[-1] = torch.cat([last, extra])
+            groups.append(chunks)
+        remaining = [len(chunks) for chunks in groups]
+        batches: list[Tensor] = []
+        while True:
+            available = [c for c, left in enumerate(remaining) if left > 0]
+            if not available:
+                break
+            if len(available) < self.identities_per_batch and self.drop_last:
+                break
+            picks = torch.randperm(len(available), generator=gen)[: self.identities_per_batch].tolist()
+            parts = []
+            for p in picks:
+                c = available[p]
+                parts.append(groups[c][len(groups[c]) - remaining[c]])
+                remaining[c] -= 1
+            batches.append(torch.cat(parts))
+        return batches
+
+    def num_batches(self, epoch: int) -> int:
+        """len(focus_batches(epoch))."""
+        return len(self.focus_batches(epoch))
+
+    def collate(self, focus: Tensor | Sequence[int], source: RowSource | None = None) -> FGraphBatch:
+        """The F-Graphs of `focus` ([B] data-set ids) as one batch.
+
+        The distinct rows of all B graphs are listed once (`image_ids`) and `nodes` indexes
+        them, so images[nodes[b]] are the rows fgraph_nodes(knn_idx, focus)[b]. With `source`
+        (the training images or features, see `RowSource`) the rows are gathered into `images`.
+        """
+        knn_idx = self._require_table()
+        focus_t = torch.as_tensor(focus, dtype=torch.int64).reshape(-1).cpu()
+        if focus_t.numel() == 0:
+            raise ValueError("focus should hold at least one node id, got none")
+        if int(focus_t.min()) < 0 or int(focus_t.max()) >= self.num_rows:
+            raise ValueError(
+                f"focus ids should lie in [0, {self.num_rows}), got values in "
+                f"[{int(focus_t.min())}, {int(focus_t.max())}]"
+            )
+        global_nodes = fgraph_nodes(knn_idx, focus_t)
+        adj = ops.fgraph_adjacency(knn_idx, focus_t)
+        image_ids, nodes = torch.unique(global_nodes, return_inverse=True)
+        images = None if source is None else gather_rows(source, image_ids)
+        return FGraphBatch(
+            image_ids=image_ids,
+            nodes=nodes,
+            adj=adj,
+            labels=self.labels[image_ids],
+            focus=focus_t,
+            images=images,
+        )
+
+    def state_dict(self) -> dict:
+        """The kNN table (so a resumed run continues with the same graphs) and the settings."""
+        return {"k": self.k, "seed": self.seed, "knn_idx": self.knn_idx, "knn_dist": self.knn_dist}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a `state_dict`; k must match."""
+        if int(state["k"]) != self.k:
+            raise ValueError(f"sampler state was saved with k={state['k']}, this sampler has k={self.k}")
+        knn_idx = state["knn_idx"]
+        if knn_idx is not None and tuple(knn_idx.shape) != (self.num_rows, self.k):
+            raise ValueError(
+                f"sampler state's knn_idx should be [{self.num_rows}, {self.k}], got {tuple(knn_idx.shape)}"
+            )
+        self.knn_idx = knn_idx
+        self.knn_dist = state.get("knn_dist")

@@ -1,0 +1,140 @@
+"""Checkpoints: atomic writes, RNG state capture, and loading a model back from its config.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it loads with
+`torch.load(..., weights_only=True)` (no pickled code):
+
+    {"format": "hdml-checkpoint", "version": 1,
+     "model_class": "HDML" | "HDMLOnFeatures", "model_config": {...}, "model_state": {...},
+     # training checkpoints add:
+     "train_config": {...}, "optimizer": {...}, "scheduler": {...}, "sampler": {...},
+     "epoch": completed epochs, "step": completed steps, "rng": {...}}
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+FORMAT = "hdml-checkpoint"
+VERSION = 1
+MODEL_CLASSES = ("HDML", "HDMLOnFeatures")
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """torch.save `obj` to `path` atomically: a temporary file in the same folder, fsync'ed,
+    then os.replace, so a crash never leaves a truncated checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def capture_rng_state() -> dict:
+    """The torch (CPU and every CUDA device), numpy and Python `random` generator states."""
+    np_state = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": np_state[0],
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": py_version, "internal": list(py_internal), "gauss": py_gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    """Inverse of `capture_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    np.random.set_state(
+        (
+            np_state["name"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and Python `random`."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def model_record(model: nn.Module) -> dict:
+    """The part of a checkpoint that rebuilds the model: class name, config and state dict."""
+    name = type(model).__name__
+    if name not in MODEL_CLASSES or not hasattr(model, "to_config"):
+        raise TypeError(f"model should be an hdml_ext.nn.HDML or HDMLOnFeatures, got {name}")
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_class": name,
+        "model_config": model.to_config(),
+        "model_state": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+    }
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint dict (CPU tensors), checking that it is one of ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file {str(path)!r} does not exist")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"checkpoint {str(path)!r} could not be read as a torch file: {error}") from error
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ValueError(f"{str(path)!r} is not an hdml checkpoint (no 'format': {FORMAT!r} entry)")
+    if record.get("model_class") not in MODEL_CLASSES:
+        raise ValueError(
+            f"checkpoint {str(path)!r} names an unknown model class {record.get('model_class')!r}"
+        )
+    return record
+
+
+def build_model(record: dict) -> nn.Module:
+    """The model a checkpoint record describes, with its weights loaded (on the CPU)."""
+    from .. import nn as hnn
+
+    cls = getattr(hnn, record["model_class"])
+    model = cls.from_config(record["model_config"])
+    model.load_state_dict(record["model_state"])
+    return model
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model saved in a checkpoint (training checkpoint or final model file), in
+    eval mode on `device`."""
+    return build_model(read_checkpoint(path)).to(device).eval()

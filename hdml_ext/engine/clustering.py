@@ -1,0 +1,137 @@
+"""Face clustering with HDML (paper III-D, end): link scores on every node's F-Graph, then
+pseudo-label propagation over the scored edges.
+
+    labels = cluster(model, embeddings, k=50, threshold=0.5, max_size=300)
+    clustering_metrics(true_labels, labels)   # {"nmi", "pairwise_f", "bcubed_f", ...}
+
+Every node is the focus of its own F-Graph (its k nearest neighbours by Euclidean distance);
+the link head scores each (focus, neighbour) pair. The edges above `threshold` are joined into
+connected components; components larger than `max_size` are split again at a threshold raised
+by `step`, up to `max_iter` rounds (`hdml_ext.engine.propagation`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .. import metrics, ops
+from ..graph import fgraph_nodes
+from ..ops._validate import require_dim, require_int, require_tensor
+from . import propagation
+
+
+@dataclass
+class ClusterConfig:
+    """Settings of `cluster`.
+
+    k: neighbours per F-Graph (None: the model's k).
+    threshold: first link-score threshold in [0, 1] for keeping an edge.
+    max_size: components above this many nodes are split again at a higher threshold.
+    step: how much the threshold rises per round.
+    max_iter: rounds of splitting.
+    batch_size: F-Graphs scored per forward pass (bounds memory).
+    """
+
+    k: int | None = None
+    threshold: float = 0.5
+    max_size: int = 300
+    step: float = 0.05
+    max_iter: int = 20
+    batch_size: int = 256
+
+
+@torch.no_grad()
+def link_edges(
+    model: nn.Module,
+    embeddings: Tensor,
+    k: int,
+    *,
+    batch_size: int = 256,
+    knn_idx: Tensor | None = None,
+    progress: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The scored edges of every node's F-Graph.
+
+    model: anything with `link_scores(z [B, k+1, D], adj) -> [B, k]` (HDML, HDMLOnFeatures).
+    embeddings: [N, D] on the model's device. knn_idx: [N, >= k] precomputed neighbours
+    (computed with `hdml_ext.ops.knn` when None).
+    Returns (src, dst, score), each [N * k]: src[i * k + j] = i, dst = its j-th neighbour,
+    score = the link probability (same identity), on the CPU.
+    """
+    require_tensor("embeddings", embeddings)
+    require_dim("embeddings", embeddings, 2)
+    require_int("k", k, minimum=1)
+    require_int("batch_size", batch_size, minimum=1)
+    num_nodes = embeddings.shape[0]
+    if k > num_nodes - 1:
+        raise ValueError(
+            f"k should be at most N - 1 = {num_nodes - 1} (each F-Graph holds k other nodes), got k={k}"
+        )
+    if knn_idx is None:
+        knn_idx = ops.knn(embeddings, k)[1]
+    knn_idx = knn_idx[:, :k].contiguous()
+    scores = torch.empty(num_nodes, k)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in tqdm(
+            range(0, num_nodes, batch_size), desc="scoring F-Graphs", disable=not progress, leave=False
+        ):
+            focus = torch.arange(start, min(start + batch_size, num_nodes), device=knn_idx.device)
+            nodes = fgraph_nodes(knn_idx, focus)
+            adj = ops.fgraph_adjacency(knn_idx, focus)
+            scores[start : start + focus.numel()] = model.link_scores(embeddings[nodes], adj).float().cpu()
+    finally:
+        model.train(was_training)
+    src = torch.arange(num_nodes).repeat_interleave(k)
+    return src, knn_idx.cpu().reshape(-1), scores.reshape(-1)
+
+
+def propagate_edges(
+    src: Tensor, dst: Tensor, score: Tensor, num_nodes: int, config: ClusterConfig | None = None
+) -> np.ndarray:
+    """Cluster labels [N] (int64, 0..C-1) from scored edges by pseudo-label propagation."""
+    config = config or ClusterConfig()
+    labels, _ = propagation.propagate_edges(
+        num_nodes,
+        src.numpy(),
+        dst.numpy(),
+        score.numpy(),
+        threshold=config.threshold,
+        max_size=config.max_size,
+        step=config.step,
+        max_iter=config.max_iter,
+    )
+    return labels
+
+
+def cluster(
+    model: nn.Module, embeddings: Tensor, config: ClusterConfig | None = None, *, progress: bool = False
+) -> np.ndarray:
+    """Cluster labels [N] of the rows of `embeddings` ([N, D], on the model's device): link
+    scores of every node's F-Graph (`link_edges`), then `propagate_edges`."""
+    config = config or ClusterConfig()
+    k = int(model.to_config()["k"]) if config.k is None else config.k
+    src, dst, score = link_edges(model, embeddings, k, batch_size=config.batch_size, progress=progress)
+    return propagate_edges(src, dst, score, embeddings.shape[0], config)
+
+
+def clustering_metrics(labels_true: object, labels_pred: object) -> dict:
+    """NMI, pairwise and BCubed precision / recall / F of a clustering, and its cluster count."""
+    pp, pr, pf = metrics.pairwise_fscore(labels_true, labels_pred)
+    bp, br, bf = metrics.bcubed_fscore(labels_true, labels_pred)
+    return {
+        "nmi": float(metrics.nmi(labels_true, labels_pred)),
+        "pairwise_precision": float(pp),
+        "pairwise_recall": float(pr),
+        "pairwise_f": float(pf),
+        "bcubed_precision": float(bp),
+        "bcubed_recall": float(br),
+        "bcubed_f": float(bf),
+        "num_clusters": len(np.unique(np.asarray(torch.as_tensor(labels_pred).cpu()))),
+    }

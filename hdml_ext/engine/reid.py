@@ -1,0 +1,256 @@
+"""Person Re-ID inference: rank the gallery for each query by HDML's link scores (paper III-D).
+
+For a query q the F-Graph has the query as focus (node 0) and its k nearest gallery items as the
+other nodes. Its adjacency joins the query to all of them and two gallery items a, c when c is
+in a's own k nearest gallery items (the gallery's kNN table, self excluded), OR-ed both ways.
+The link head scores S_f (softmax of eq. 14, "same identity as the query") for the k items;
+they are ranked by S first, and the rest of the gallery follows by distance:
+
+    result = evaluate_reid(model, query_images, gallery_images, q_pids, g_pids, q_camids, g_camids)
+    result["mAP"], result["rank1"]
+
+`distance_order` / `evaluate_orders(distance_order(...))` give the plain embedding-distance
+ranking (the no-graph baseline); both are scored with the Market-1501 protocol of
+`hdml_ext.metrics`. Queries are processed in blocks, so no [Q, G] matrix is held at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .. import metrics, ops
+from ..graph import fgraph_nodes
+from ..ops._validate import require_dim, require_int, require_tensor
+
+#: Entries of a [block, G] temporary per query block (about 16 MB of float32 / 32 MB of int64).
+BLOCK_ENTRIES = 1 << 22
+
+
+def _check_embeddings(query: Tensor, gallery: Tensor) -> None:
+    require_tensor("query", query)
+    require_tensor("gallery", gallery)
+    require_dim("query", query, 2)
+    require_dim("gallery", gallery, 2)
+    if query.shape[1] != gallery.shape[1]:
+        raise ValueError(
+            f"query should have D = {gallery.shape[1]} columns like gallery, got {query.shape[1]}"
+        )
+    if query.shape[0] == 0 or gallery.shape[0] == 0:
+        raise ValueError(
+            f"query and gallery should be non-empty, got {query.shape[0]} and {gallery.shape[0]} rows"
+        )
+
+
+def _block_rows(num_gallery: int, block: int | None) -> int:
+    return block if block is not None else max(1, BLOCK_ENTRIES // max(num_gallery, 1))
+
+
+def distance_order(
+    query: Tensor, gallery: Tensor, *, block: int | None = None
+) -> Iterator[tuple[slice, Tensor]]:
+    """The gallery sorted by Euclidean distance to each query, best first.
+
+    query: [Q, D], gallery: [G, D] embeddings. Yields (rows, order) per block of queries, order
+    int64 [rows, G]; equal distances keep gallery order.
+    """
+    _check_embeddings(query, gallery)
+    rows = _block_rows(gallery.shape[0], block)
+    for start in range(0, query.shape[0], rows):
+        stop = min(start + rows, query.shape[0])
+        dist = torch.cdist(query[start:stop], gallery)
+        yield slice(start, stop), torch.sort(dist, dim=1, stable=True).indices
+
+
+def query_fgraphs(
+    query: Tensor, gallery: Tensor, k: int, *, gallery_knn: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The kNN table whose rows G.. are the queries' F-Graphs over the gallery.
+
+    Returns (table, q_dist, q_idx): table int64 [G + Q, k], rows 0..G-1 the gallery's own kNN
+    (ids into the gallery, self excluded), row G + q the k nearest gallery items of query q;
+    q_dist/q_idx [Q, k] those query lists. With this table, node G + q's F-Graph
+    (`fgraph_nodes(table, G + q)`, `ops.fgraph_adjacency(table, G + q)`) is the query's
+    F-Graph: node 0 the query, nodes 1..k its neighbours, joined as the module docstring says.
+    `gallery_knn` [G, >= k] may pass a precomputed gallery table (its first k columns are used).
+    """
+    _check_embeddings(query, gallery)
+    require_int("k", k, minimum=1)
+    num_gallery = gallery.shape[0]
+    if k > num_gallery - 1:
+        raise ValueError(
+            f"k should be at most G - 1 = {num_gallery - 1} (the gallery's own kNN table excludes "
+            f"each item itself), got k={k}"
+        )
+    if gallery_knn is None:
+        gallery_knn = ops.knn(gallery, k)[1]
+    elif gallery_knn.dim() != 2 or gallery_knn.shape[0] != num_gallery or gallery_knn.shape[1] < k:
+        raise ValueError(
+            f"gallery_knn should be [G, >= k] = [{num_gallery}, >= {k}], got {tuple(gallery_knn.shape)}"
+        )
+    q_dist, q_idx = ops.knn(gallery, k, queries=query)
+    table = torch.cat([gallery_knn[:, :k].to(q_idx.device), q_idx])
+    return table, q_dist, q_idx
+
+
+@torch.no_grad()
+def query_link_scores(
+    model: nn.Module,
+    query: Tensor,
+    gallery: Tensor,
+    k: int,
+    *,
+    batch_size: int = 256,
+    gallery_knn: Tensor | None = None,
+    progress: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Link scores S of every query's F-Graph over the gallery.
+
+    model: anything with `link_scores(z [B, k+1, D], adj [B, k+1, k+1]) -> [B, k]` (HDML,
+    HDMLOnFeatures). query [Q, D], gallery [G, D]: embeddings on the model's device.
+    Returns (neighbours, scores): int64 [Q, k] gallery ids nearest first, and float [Q, k] the
+    probability that each is the query's identity. Graphs are scored `batch_size` at a time.
+    """
+    require_int("batch_size", batch_size, minimum=1)
+    table, _, neighbours = query_fgraphs(query, gallery, k, gallery_knn=gallery_knn)
+    embeddings = torch.cat([gallery, query])
+    num_gallery = gallery.shape[0]
+    scores = []
+    was_training = model.training
+    model.eval()
+    try:
+        for start in tqdm(
+            range(0, query.shape[0], batch_size),
+            desc="scoring query graphs",
+            disable=not progress,
+            leave=False,
+        ):
+            focus = torch.arange(
+                num_gallery + start,
+                num_gallery + min(start + batch_size, query.shape[0]),
+                device=table.device,
+            )
+            nodes = fgraph_nodes(table, focus)
+            adj = ops.fgraph_adjacency(table, focus)
+            scores.append(model.link_scores(embeddings[nodes], adj).float())
+    finally:
+        model.train(was_training)
+    return neighbours, torch.cat(scores)
+
+
+def graph_order(
+    query: Tensor, gallery: Tensor, neighbours: Tensor, scores: Tensor, *, block: int | None = None
+) -> Iterator[tuple[slice, Tensor]]:
+    """The gallery ranked per query: its k graph neighbours by link score (highest first, ties
+    in neighbour order), then every other item by Euclidean distance (ties in gallery order).
+
+    query [Q, D], gallery [G, D] embeddings; neighbours int64 [Q, k] and scores [Q, k] from
+    `query_link_scores`. Yields (rows, order int64 [rows, G]) per block of queries.
+    """
+    _check_embeddings(query, gallery)
+    if neighbours.shape != scores.shape or neighbours.dim() != 2 or neighbours.shape[0] != query.shape[0]:
+        raise ValueError(
+            f"neighbours and scores should both be [Q, k] with Q = {query.shape[0]}, got "
+            f"{tuple(neighbours.shape)} and {tuple(scores.shape)}"
+        )
+    rows = _block_rows(gallery.shape[0], block)
+    for start in range(0, query.shape[0], rows):
+        stop = min(start + rows, query.shape[0])
+        nbr = neighbours[start:stop].to(gallery.device)
+        dist = torch.cdist(query[start:stop], gallery)
+        # Neighbours to the front (in gallery order), the rest by distance after them ...
+        dist.scatter_(1, nbr, float("-inf"))
+        order = torch.sort(dist, dim=1, stable=True).indices
+        # ... then the front re-ordered by link score.
+        by_score = torch.sort(-scores[start:stop].to(gallery.device), dim=1, stable=True).indices
+        order[:, : nbr.shape[1]] = nbr.gather(1, by_score)
+        yield slice(start, stop), order
+
+
+def _has_true_match(
+    q_pids: np.ndarray, q_camids: np.ndarray, g_pids: np.ndarray, g_camids: np.ndarray
+) -> np.ndarray:
+    same = q_pids[:, None] == g_pids[None, :]
+    return (same & (q_camids[:, None] != g_camids[None, :]) & (g_pids[None, :] != -1)).any(axis=1)
+
+
+def evaluate_orders(
+    orders: Iterable[tuple[slice, Tensor]],
+    q_pids: object,
+    g_pids: object,
+    q_camids: object,
+    g_camids: object,
+    *,
+    max_rank: int = 50,
+) -> dict:
+    """mAP and CMC (Market-1501 protocol, `hdml_ext.metrics.rank_metrics_from_order`) of a
+    ranking given block by block, as `distance_order` and `graph_order` yield it.
+
+    Returns {"mAP", "rank1", "rank5", "rank10": float, "cmc": float64 ndarray [max_rank],
+    "num_valid_queries": int}. Blocks are merged weighting each by its counted queries.
+    """
+    qp, gp, qc, gc = (
+        np.asarray(torch.as_tensor(a).cpu()).astype(np.int64).reshape(-1)
+        for a in (q_pids, g_pids, q_camids, g_camids)
+    )
+    total_ap, total_cmc, counted = 0.0, np.zeros(max_rank), 0
+    for rows, order in orders:
+        valid = _has_true_match(qp[rows], qc[rows], gp, gc)
+        if not valid.any():
+            continue
+        result = metrics.rank_metrics_from_order(
+            order.cpu().numpy(), qp[rows], gp, qc[rows], gc, max_rank=max_rank
+        )
+        num = int(result.get("num_valid_queries", valid.sum()))
+        total_ap += result["mAP"] * num
+        total_cmc += np.asarray(result["cmc"], dtype=np.float64) * num
+        counted += num
+    if counted == 0:
+        raise ValueError(
+            "no query has a true match in the gallery once same-camera entries and junk (pid -1) "
+            "are removed, so mAP and CMC are undefined"
+        )
+    cmc = total_cmc / counted
+    out = {"mAP": total_ap / counted, "cmc": cmc, "num_valid_queries": counted}
+    for r in (1, 5, 10):
+        out[f"rank{r}"] = float(cmc[min(r, max_rank) - 1])
+    return out
+
+
+def evaluate_reid(
+    model: nn.Module,
+    query: Tensor,
+    gallery: Tensor,
+    q_pids: object,
+    g_pids: object,
+    q_camids: object,
+    g_camids: object,
+    *,
+    k: int | None = None,
+    ranking: str = "graph",
+    batch_size: int = 256,
+    max_rank: int = 50,
+    progress: bool = False,
+) -> dict:
+    """Re-ID metrics of a trained model from query and gallery embeddings.
+
+    query [Q, D], gallery [G, D]: embeddings (`hdml_ext.engine.embed_rows` of the images, on
+    the model's device). ranking: "graph" (link scores on the query F-Graphs, then distance)
+    or "distance" (plain Euclidean distance, no graph). k: F-Graph size, the model's own k by
+    default. Returns `evaluate_orders`' dict.
+    """
+    if ranking == "distance":
+        return evaluate_orders(
+            distance_order(query, gallery), q_pids, g_pids, q_camids, g_camids, max_rank=max_rank
+        )
+    if ranking != "graph":
+        raise ValueError(f"ranking should be 'graph' or 'distance', got {ranking!r}")
+    k = int(model.to_config()["k"]) if k is None else k
+    neighbours, scores = query_link_scores(model, query, gallery, k, batch_size=batch_size, progress=progress)
+    return evaluate_orders(
+        graph_order(query, gallery, neighbours, scores), q_pids, g_pids, q_camids, g_camids, max_rank=max_rank
+    )

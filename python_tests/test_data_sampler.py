@@ -1,0 +1,205 @@
+"""The F-Graph sampler: PK focus batches and their collation (hdml_ext.data.sampler)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hdml_ext.data import FGraphSampler, gather_rows
+from hdml_ext.graph import fgraph_nodes
+from hdml_ext.ops import reference
+
+
+def _data(num_classes: int = 5, per_class: int = 7, dim: int = 6, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    labels = labels[torch.randperm(labels.numel(), generator=gen)]
+    features = torch.randn(labels.numel(), dim, generator=gen, dtype=torch.float64) + 3.0 * labels[:, None]
+    images = torch.randn(labels.numel(), 3, 4, 2, generator=gen)
+    return labels, features, images
+
+
+def _sampler(labels, features, k=4, p=3, kk=2, seed=0):
+    sampler = FGraphSampler(labels, k, identities_per_batch=p, focus_per_identity=kk, seed=seed)
+    sampler.rebuild(features)
+    return sampler
+
+
+def test_rebuild_uses_the_knn_of_the_embeddings():
+    labels, features, _ = _data()
+    sampler = _sampler(labels, features)
+    _, expected = reference.knn(features, 4)
+    assert torch.equal(sampler.knn_idx, expected)
+    assert sampler.knn_dist.shape == (labels.numel(), 4)
+
+
+def test_collate_focus_first_and_neighbours_from_the_table():
+    labels, features, images = _data()
+    sampler = _sampler(labels, features)
+    focus = torch.tensor([3, 0, 17, 3])
+    batch = sampler.collate(focus, images)
+    global_nodes = batch.image_ids[batch.nodes]
+    assert torch.equal(global_nodes[:, 0], focus)
+    assert torch.equal(global_nodes[:, 1:], sampler.knn_idx[focus])
+    assert torch.equal(global_nodes, fgraph_nodes(sampler.knn_idx, focus))
+    assert torch.equal(batch.adj, reference.fgraph_adjacency(sampler.knn_idx, focus))
+    assert torch.equal(batch.focus, focus)
+
+
+def test_collate_unique_images_remap_consistently():
+    labels, features, images = _data()
+    sampler = _sampler(labels, features)
+    focus = sampler.focus_batches(0)[0]
+    batch = sampler.collate(focus, images)
+    # Each distinct image once, ascending; images[nodes] are the original images of the node ids.
+    assert torch.equal(batch.image_ids, torch.unique(batch.image_ids))
+    assert batch.images.shape[0] == batch.image_ids.numel() == batch.labels.numel()
+    global_nodes = fgraph_nodes(sampler.knn_idx, focus)
+    assert torch.equal(batch.images[batch.nodes], images[global_nodes])
+    assert torch.equal(batch.labels, labels[batch.image_ids])
+    assert torch.equal(batch.labels[batch.nodes], labels[global_nodes])
+
+
+def test_collate_without_source_has_no_images():
+    labels, features, _ = _data()
+    batch = _sampler(labels, features).collate([1, 2])
+    assert batch.images is None
+
+
+class _TupleDataset(torch.utils.data.Dataset):
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return self.images.shape[0]
+
+    def __getitem__(self, index):
+        return self.images[index], int(self.labels[index]), index
+
+
+def test_gather_rows_from_a_dataset_matches_the_tensor():
+    labels, _, images = _data()
+    ids = torch.tensor([5, 1, 9])
+    assert torch.equal(gather_rows(_TupleDataset(images, labels), ids), images[ids])
+
+
+def test_pk_composition_and_epoch_coverage():
+    labels, features, _ = _data(num_classes=5, per_class=7)
+    p, kk = 3, 2
+    sampler = _sampler(labels, features, p=p, kk=kk)
+    batches = sampler.focus_batches(0)
+    seen = torch.cat(batches)
+    # Every row is a focus node at least once per epoch.
+    assert set(seen.tolist()) == set(range(labels.numel()))
+    multi_identity = 0
+    for focus in batches:
+        assert focus.unique().numel() == focus.numel(), "no repeated focus within a batch"
+        classes, counts = labels[focus].unique(return_counts=True)
+        assert classes.numel() <= p
+        assert int(counts.max()) <= kk
+        multi_identity += classes.numel() > 1
+    # The epoch's batches hold several identities (all but possibly the last ones).
+    assert multi_identity >= len(batches) - 2
+    full = [f for f in batches if labels[f].unique().numel() == p]
+    assert full and all(f.numel() == p * kk for f in full)
+
+
+def test_batches_are_a_function_of_seed_and_epoch():
+    labels, features, _ = _data()
+    a = _sampler(labels, features, seed=3)
+    b = _sampler(labels, features, seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(a.focus_batches(1), b.focus_batches(1)))
+    assert any(not torch.equal(x, y) for x, y in zip(a.focus_batches(1), a.focus_batches(2)))
+    # The global RNG plays no part.
+    torch.manual_seed(123)
+    first = a.focus_batches(4)
+    torch.manual_seed(456)
+    assert all(torch.equal(x, y) for x, y in zip(first, a.focus_batches(4)))
+
+
+def test_small_identities_give_one_group():
+    labels = torch.tensor([0, 0, 0, 0, 0, 1, 2, 2])
+    features = torch.randn(8, 3)
+    sampler = _sampler(labels, features, k=3, p=3, kk=4)
+    batches = sampler.focus_batches(0)
+    for focus in batches:
+        assert int(labels[focus].eq(1).sum()) <= 1
+        assert int(labels[focus].eq(2).sum()) <= 2
+    assert set(torch.cat(batches).tolist()) == set(range(8))
+
+
+def test_drop_last_drops_batches_short_of_identities():
+    labels, features, _ = _data(num_classes=3, per_class=6)
+    sampler = FGraphSampler(labels, 3, identities_per_batch=3, focus_per_identity=4, drop_last=True)
+    sampler.rebuild(features)
+    for focus in sampler.focus_batches(0):
+        assert labels[focus].unique().numel() == 3
+
+
+def test_state_dict_round_trip():
+    labels, features, _ = _data()
+    sampler = _sampler(labels, features)
+    other = FGraphSampler(labels, 4, identities_per_batch=3, focus_per_identity=2)
+    other.load_state_dict(sampler.state_dict())
+    assert torch.equal(other.knn_idx, sampler.knn_idx)
+
+
+def test_error_k_too_large():
+    labels, _, _ = _data(num_classes=2, per_class=3)
+    with pytest.raises(ValueError, match="k should be at most N - 1 = 5"):
+        FGraphSampler(labels, 6)
+
+
+def test_error_collate_before_rebuild():
+    labels, _, _ = _data()
+    with pytest.raises(RuntimeError, match="rebuild"):
+        FGraphSampler(labels, 3).collate([0])
+
+
+def test_error_negative_labels():
+    with pytest.raises(ValueError, match="labels should be >= 0"):
+        FGraphSampler(torch.tensor([0, -1, 1, 1]), 2)
+
+
+def test_error_float_labels():
+    with pytest.raises(TypeError, match="labels"):
+        FGraphSampler(torch.tensor([0.0, 1.0, 1.0]), 1)
+
+
+def test_error_embeddings_row_count():
+    labels, features, _ = _data()
+    sampler = FGraphSampler(labels, 3)
+    with pytest.raises(ValueError, match="embeddings should have one row per label"):
+        sampler.rebuild(features[:-1])
+
+
+def test_error_focus_out_of_range():
+    labels, features, _ = _data()
+    sampler = _sampler(labels, features)
+    with pytest.raises(ValueError, match="focus ids should lie in"):
+        sampler.collate([0, labels.numel()])
+
+
+def test_error_empty_focus():
+    labels, features, _ = _data()
+    with pytest.raises(ValueError, match="focus should hold at least one"):
+        _sampler(labels, features).collate([])
+
+
+def test_error_state_with_other_k():
+    labels, features, _ = _data()
+    state = _sampler(labels, features).state_dict()
+    with pytest.raises(ValueError, match="k=4"):
+        FGraphSampler(labels, 3).load_state_dict(state)
+
+
+def test_error_bad_dataset_item():
+    class Bad(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return "not a tensor"
+
+    with pytest.raises(TypeError, match=r"source\[0\]"):
+        gather_rows(Bad(), torch.tensor([0]))

@@ -1,0 +1,124 @@
+"""Face clustering: scored F-Graph edges, propagation, metrics (hdml_ext.engine.clustering)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import DEVICES
+from hdml_ext.nn import HDMLOnFeatures
+from torch import nn
+
+from hdml_ext.engine import ClusterConfig, TrainConfig, Trainer, cluster, clustering_metrics, link_edges
+from hdml_ext.engine.clustering import propagate_edges
+from hdml_ext.ops import reference
+
+
+class DistanceScorer(nn.Module):
+    """A stand-in model: S = exp(-distance to the focus)."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+
+    def to_config(self) -> dict:
+        return {"k": self.k}
+
+    def link_scores(self, z: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-(z[:, 1:] - z[:, :1]).norm(dim=-1))
+
+
+def _blobs(num_classes=4, per_class=8, dim=5, spread=0.05, seed=0, device="cpu"):
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    centers = 10.0 * torch.randn(num_classes, dim, generator=gen)
+    points = centers[labels] + spread * torch.randn(labels.numel(), dim, generator=gen)
+    return points.to(device), labels
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_link_edges_score_every_node_graph(device):
+    points, _ = _blobs(device=device)
+    k = 5
+    src, dst, score = link_edges(DistanceScorer(k), points, k, batch_size=7)
+    _, knn_idx = reference.knn(points.cpu(), k)
+    assert torch.equal(src, torch.arange(points.shape[0]).repeat_interleave(k))
+    assert torch.equal(dst, knn_idx.reshape(-1))
+    expected = torch.exp(-(points.cpu()[dst] - points.cpu()[src]).norm(dim=-1))
+    torch.testing.assert_close(score, expected)
+
+
+def test_cluster_recovers_separated_blobs():
+    points, labels = _blobs()
+    config = ClusterConfig(k=6, threshold=0.5, max_size=20, step=0.1)
+    predicted = cluster(DistanceScorer(6), points, config)
+    metrics = clustering_metrics(labels.numpy(), predicted)
+    assert metrics["num_clusters"] == 4
+    assert metrics["nmi"] == pytest.approx(1.0)
+    assert metrics["pairwise_f"] == pytest.approx(1.0)
+    assert metrics["bcubed_f"] == pytest.approx(1.0)
+
+
+def test_threshold_above_every_score_gives_singletons():
+    points, labels = _blobs(per_class=4)
+    predicted = cluster(DistanceScorer(3), points, ClusterConfig(k=3, threshold=1.01))
+    assert len(np.unique(predicted)) == labels.numel()
+
+
+def test_max_size_splits_a_merged_component():
+    # Two blobs joined by one strong edge: the joint component exceeds max_size and is re-split
+    # at a higher threshold.
+    src = torch.tensor([0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 5])
+    dst = torch.tensor([1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 6])
+    score = torch.tensor([0.99] * 10 + [0.6])
+    merged = propagate_edges(src, dst, score, 12, ClusterConfig(threshold=0.5, max_size=None))
+    split = propagate_edges(src, dst, score, 12, ClusterConfig(threshold=0.5, max_size=8, step=0.5))
+    assert len(np.unique(merged)) == 1
+    np.testing.assert_array_equal(split, np.repeat([0, 1], 6))
+
+
+def test_end_to_end_with_a_trained_feature_model():
+    points, labels = _blobs(num_classes=3, per_class=6, dim=4, spread=1.0)
+    torch.manual_seed(0)
+    model = HDMLOnFeatures(4, k=4, gcn_dims=(16,))
+    config = TrainConfig(
+        epochs=2,
+        lr=0.05,
+        milestones=(),
+        identities_per_batch=3,
+        focus_per_identity=3,
+        device="cpu",
+        progress=False,
+    )
+    Trainer(model, points, labels, config).fit()
+    predicted = cluster(model, points, ClusterConfig(threshold=0.5, max_size=None))
+    assert predicted.shape == (labels.numel(),) and predicted.dtype == np.int64
+    metrics = clustering_metrics(labels.numpy(), predicted)
+    assert set(metrics) == {
+        "nmi",
+        "pairwise_precision",
+        "pairwise_recall",
+        "pairwise_f",
+        "bcubed_precision",
+        "bcubed_recall",
+        "bcubed_f",
+        "num_clusters",
+    }
+    assert 0.0 <= metrics["nmi"] <= 1.0
+
+
+def test_error_k_too_large():
+    points, _ = _blobs(num_classes=1, per_class=4)
+    with pytest.raises(ValueError, match="k should be at most N - 1 = 3"):
+        link_edges(DistanceScorer(4), points, 4)
+
+
+def test_error_embeddings_not_2d():
+    with pytest.raises(ValueError, match="embeddings should be 2-D"):
+        link_edges(DistanceScorer(2), torch.zeros(5), 2)
+
+
+def test_error_bad_batch_size():
+    points, _ = _blobs()
+    with pytest.raises(ValueError, match="batch_size should be >= 1"):
+        link_edges(DistanceScorer(2), points, 2, batch_size=0)
