@@ -36,6 +36,7 @@ demo: build
 
 bench: build
 	$(PY) benchmarks/bench_ops.py
+	$(PY) benchmarks/bench_model.py
 
 lint: venv
 	$(VENV)/bin/ruff check hdml_ext python_tests benchmarks setup.py

@@ -84,7 +84,7 @@ def cuda_library_include_dirs(toolkit: Path) -> list[str]:
         return []
     import site
 
-    roots = [Path(p) for p in site.getsitepackages() + [site.getusersitepackages()]]
+    roots = [Path(p) for p in [*site.getsitepackages(), site.getusersitepackages()]]
     found: list[str] = []
     for root in roots:
         for include in sorted(root.glob("nvidia/*/include")):
@@ -170,12 +170,12 @@ def extensions() -> list:
     with_cuda = _want_cuda()
     sources = _sources("csrc/python_module.cpp") + _sources("csrc/ops.cpp") + _sources("csrc/*/*_cpu.cpp")
     cxx_flags = ["-O0", "-g"] if DEBUG else ["-O3"]
-    cxx_flags += ["-fdiagnostics-color=always"]
-    define_macros = [("Py_LIMITED_API", "0x03090000")]
+    cxx_flags += ["-fdiagnostics-color=always", "-fopenmp"]
+    link_flags = ["-fopenmp"]  # at::parallel_for runs the kernels' loops on OpenMP threads
     if not with_cuda:
         _log(f"building CPU kernels ({len(sources)} sources)")
         return [CppExtension("hdml_ext._C", sources, extra_compile_args={"cxx": cxx_flags},
-                             define_macros=define_macros, py_limited_api=True)]
+                             extra_link_args=link_flags, py_limited_api=True)]
     cuda_sources = _sources("csrc/*/*_cuda.cu")
     arch = _arch_list()
     nvcc_flags = ["-G", "-g", "-O0"] if DEBUG else ["-O3", "-lineinfo"]
@@ -186,8 +186,8 @@ def extensions() -> list:
     if include_dirs:
         _log(f"CUDA library headers from {', '.join(include_dirs)}")
     return [CUDAExtension("hdml_ext._C", sources + cuda_sources, include_dirs=include_dirs,
-                          extra_compile_args={"cxx": cxx_flags + ["-DWITH_CUDA"], "nvcc": nvcc_flags},
-                          define_macros=define_macros, py_limited_api=True)]
+                          extra_compile_args={"cxx": [*cxx_flags, "-DWITH_CUDA"], "nvcc": nvcc_flags},
+                          extra_link_args=link_flags, py_limited_api=True)]
 
 
 setup(
