@@ -18,14 +18,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Row, machine, markdown_table  # noqa: E402
+from common import Row, machine, markdown_table
 
 OPS = ("knn", "fgraph_adjacency", "nfa_gate", "gcn_aggregate")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to run (default: cpu)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--device", default="cpu", choices=("cpu", "cuda"), help="where to run (default: cpu)"
+    )
     parser.add_argument("--only", default=",".join(OPS), help="comma-separated ops to run (default: all)")
     parser.add_argument("--out", default="results/bench_ops", help="folder for table.md and rows.json")
     args = parser.parse_args()
