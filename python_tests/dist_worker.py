@@ -96,7 +96,11 @@ def main(results: Path) -> None:
     trainer = Trainer(images_model(), images, image_labels, config(epochs=1, amp="bf16", channels_last=True))
     out["bf16_history"] = trainer.fit()
 
-    # 5. SyncBatchNorm has no CPU kernel: the trainer says so before training.
+    # 5. Uneven shares: 7 rows over 2 ranks are 4 + 3, gathered back in order.
+    rows = torch.arange(7.0)[:, None].repeat(1, 2)
+    out["gathered"] = distributed.all_gather_rows(rows[distributed.shard_rows(7)], 7)
+
+    # 6. SyncBatchNorm has no CPU kernel: the trainer says so before training.
     try:
         Trainer(features_model(), features, labels, config(sync_bn=True))
     except ValueError as error:

@@ -21,7 +21,7 @@ import torch
 from dist_worker import config, features_data, features_model, images_data, images_model, parameters
 
 from hdml_ext.cli import main
-from hdml_ext.engine import TrainConfig, Trainer, load_model, read_checkpoint
+from hdml_ext.engine import TrainConfig, Trainer, distributed, load_model, read_checkpoint
 from hdml_ext.engine.trainer import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,6 +123,21 @@ def test_bf16_and_channels_last_give_finite_losses(ranks):
     _, (rank0, _) = ranks
     history = rank0["bf16_history"]
     assert len(history) == 2 and all(np.isfinite(r["loss"]) for r in history)
+
+
+def test_uneven_shares_are_gathered_in_order(ranks):
+    _, (rank0, rank1) = ranks
+    expected = torch.arange(7.0)[:, None].repeat(1, 2)
+    assert torch.equal(rank0["gathered"], expected) and torch.equal(rank1["gathered"], expected)
+
+
+def test_shard_rows_are_balanced_and_cover_every_row(monkeypatch):
+    monkeypatch.setattr(distributed, "world_size", lambda: 4)
+    shares = []
+    for rank in range(4):
+        monkeypatch.setattr(distributed, "rank", lambda rank=rank: rank)
+        shares.append(distributed.shard_rows(9).tolist())
+    assert shares == [[0, 1, 2], [3, 4], [5, 6], [7, 8]]
 
 
 def test_sync_bn_on_the_cpu_is_refused(ranks):

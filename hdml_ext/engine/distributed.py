@@ -166,29 +166,35 @@ def broadcast(tensor: Tensor | None, src: int = 0) -> Tensor:
     return buffer.cpu()
 
 
-def all_gather_rows(part: Tensor, total: int) -> Tensor:
-    """Concatenate every rank's rows [n_r, ...] in rank order into [total, ...] on every rank.
-
-    The parts are `shard_rows` shards (rank r holds rows r * ceil(total / W) onwards), so all
-    but the last may be padded to one size for the collective; `total` trims the padding.
-    Returns `part` when not distributed.
-    """
-    if not is_distributed():
-        return part
-    size = -(-total // world_size())
-    device = _comm_device()
-    padded = torch.zeros((size, *part.shape[1:]), dtype=part.dtype, device=device)
-    padded[: part.shape[0]] = part.to(device)
-    parts = [torch.empty_like(padded) for _ in range(world_size())]
-    dist.all_gather(parts, padded)
-    return torch.cat(parts)[:total].to(part.device)
+def _shard_sizes(total: int) -> list[int]:
+    """Rows per rank of `shard_rows`: balanced, the first total % W ranks one row more."""
+    base, extra = divmod(total, world_size())
+    return [base + (r < extra) for r in range(world_size())]
 
 
 def shard_rows(total: int) -> Tensor:
-    """This rank's contiguous share of the row ids 0..total-1: int64 [<= ceil(total / W)]."""
-    size = -(-total // world_size())
-    start = min(rank() * size, total)
-    return torch.arange(start, min(start + size, total))
+    """This rank's contiguous share of the row ids 0..total-1: int64 [floor or ceil(total / W)],
+    non-empty when total >= W."""
+    sizes = _shard_sizes(total)
+    start = sum(sizes[: rank()])
+    return torch.arange(start, start + sizes[rank()])
+
+
+def all_gather_rows(part: Tensor, total: int) -> Tensor:
+    """Concatenate every rank's `shard_rows` share [n_r, ...] in rank order into [total, ...]
+    on every rank (on part's device). Every share must be non-empty (total >= W), with the same
+    trailing shape and dtype. Returns `part` when not distributed.
+    """
+    if not is_distributed():
+        return part
+    sizes = _shard_sizes(total)
+    device = _comm_device()
+    # The collective needs one shape on every rank: pad each share to the largest.
+    padded = torch.zeros((max(sizes), *part.shape[1:]), dtype=part.dtype, device=device)
+    padded[: part.shape[0]] = part.to(device)
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return torch.cat([gathered[:size] for gathered, size in zip(parts, sizes)]).to(part.device)
 
 
 def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
