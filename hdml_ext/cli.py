@@ -1,6 +1,8 @@
 """The `hdml` command: train, evaluate (person Re-ID), cluster, demo.
 
     hdml train --dataset market1501 --root /data/Market-1501 --out runs/market
+    torchrun --standalone --nproc_per_node=2 -m hdml_ext.cli train --dataset market1501 \
+        --root /data/Market-1501 --out runs/market     # one process per GPU (or CPU share)
     hdml evaluate --checkpoint runs/market/model.pt --dataset market1501 --root /data/Market-1501
     hdml cluster --checkpoint runs/faces/model.pt --dataset features --root feats.npy \
         --labels labels.npy --out out/
@@ -17,9 +19,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from .engine import TrainConfig
 
 SETTINGS_HELP = """\
 settings:
@@ -41,6 +47,21 @@ DATASET_KINDS = {
 TRAIN_KINDS = ("market1501", "dukemtmc", "image-folder", "digits", "features", "bin")
 EVAL_KINDS = ("market1501", "dukemtmc", "digits")
 CLUSTER_KINDS = ("image-folder", "digits", "features", "bin")
+
+
+TRAIN_DESCRIPTION = """\
+Train HDML on a data set's training split (images), or HDMLOnFeatures on pre-extracted features.
+
+several processes:
+  torchrun --standalone --nproc_per_node=N -m hdml_ext.cli train ... runs N processes under
+  DistributedDataParallel (one GPU each with CUDA, else CPU processes over gloo); each global
+  step is one PK batch per process, the gradient averaged over them. Rank 0 logs and writes
+  the run folder. Settings: train.backend (auto|gloo|nccl), train.sync_bn (SyncBatchNorm,
+  CUDA only), train.accumulate (PK batches per step and process).
+speed:
+  --set train.amp=bf16 (CPU or CUDA) or train.amp=fp16 (CUDA, with a GradScaler) for mixed
+  precision; --set train.channels_last=true for channels_last convolutions.
+"""
 
 
 class UsageError(Exception):
@@ -110,8 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
         epilog=SETTINGS_HELP,
         help="train HDML on images (or its graph half on features)",
-        description="Train HDML on a data set's training split (images), or "
-        "HDMLOnFeatures on pre-extracted features.",
+        description=TRAIN_DESCRIPTION,
     )
     _add_data_options(train, TRAIN_KINDS)
     train.add_argument(
@@ -299,10 +319,9 @@ def _print_settings(settings: dict) -> None:
 
 # ----------------------------------------------------------------------------- commands
 def run_train(args: argparse.Namespace) -> int:
-    """`hdml train`."""
-    from .engine import TrainConfig, Trainer, read_checkpoint, seed_everything
-    from .engine.checkpoint import build_model
-    from .settings import default_settings, dump_settings
+    """`hdml train` (under torchrun: one process of a DistributedDataParallel run)."""
+    from .engine import TrainConfig, distributed
+    from .settings import default_settings
 
     settings = _settings(args, default_settings())
     if args.print_config:
@@ -314,8 +333,22 @@ def run_train(args: argparse.Namespace) -> int:
         settings["train"]["progress"] = False
     try:
         config = TrainConfig.from_dict(settings["train"])
+        distributed.init_distributed(config.backend, config.device)
     except (TypeError, ValueError) as error:
         raise UsageError("--set", str(error)) from error
+    try:
+        return _train(args, settings, config, kind, out)
+    finally:
+        distributed.cleanup()
+
+
+def _train(args: argparse.Namespace, settings: dict, config: TrainConfig, kind: str, out: str) -> int:
+    """`hdml train` once the settings are read (and, under torchrun, the process group joined)."""
+    from .engine import Trainer, distributed, read_checkpoint, seed_everything
+    from .engine.checkpoint import build_model
+    from .settings import dump_settings
+
+    main_rank = distributed.is_main()
     if kind in ("features", "bin"):
         source, labels = _features(args, kind, labels_required=True)
         what = "feature rows"
@@ -352,15 +385,21 @@ def run_train(args: argparse.Namespace) -> int:
         model = _new_model(kind, settings["model"], source, num_classes)
     _check_k(int(model.to_config()["k"]), int(labels.shape[0]), what)
 
-    Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "settings.yaml").write_text(dump_settings(settings), encoding="utf-8")
-    trainer = Trainer(model, source, labels, config, out_dir=out)
+    if main_rank:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "settings.yaml").write_text(dump_settings(settings), encoding="utf-8")
+    try:
+        trainer = Trainer(model, source, labels, config, out_dir=out)
+    except ValueError as error:
+        raise UsageError("--set", str(error)) from error
     try:
         history = trainer.fit(resume=args.resume)
     except ValueError as error:
         if args.resume is not None and "resume" in str(error):
             raise UsageError("--resume", str(error)) from error
         raise
+    if not main_rank:
+        return 0
     if history:
         last = history[-1]
         print(

@@ -159,7 +159,19 @@ class FGraphSampler:
                 f"embeddings should have one row per label ({self.num_rows}), got {embeddings.shape[0]}"
             )
         dist, idx = ops.knn(embeddings.detach(), self.k)
-        self.knn_dist, self.knn_idx = dist.cpu(), idx.cpu()
+        self.set_table(idx, dist)
+
+    def set_table(self, knn_idx: Tensor, knn_dist: Tensor) -> None:
+        """Use a kNN table built elsewhere (e.g. broadcast from another process): knn_idx int64
+        [N, k] and knn_dist [N, k] as `rebuild` makes them; they are kept on the CPU."""
+        if tuple(knn_idx.shape) != (self.num_rows, self.k) or knn_idx.dtype != torch.int64:
+            raise ValueError(
+                f"knn_idx should be int64 [{self.num_rows}, {self.k}], got {knn_idx.dtype} "
+                f"{tuple(knn_idx.shape)}"
+            )
+        if tuple(knn_dist.shape) != (self.num_rows, self.k):
+            raise ValueError(f"knn_dist should be [{self.num_rows}, {self.k}], got {tuple(knn_dist.shape)}")
+        self.knn_idx, self.knn_dist = knn_idx.cpu(), knn_dist.cpu()
 
     def _require_table(self) -> Tensor:
         if self.knn_idx is None:

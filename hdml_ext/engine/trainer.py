@@ -9,15 +9,34 @@ the image readers' job). Every setting is a `TrainConfig` field.
 
 Per epoch: the F-Graphs are rebuilt from the model's current embeddings when
 epoch % rebuild_every == 0 (epoch 0 from the initial model), the PK batches of focus nodes
-are drawn (`hdml_ext.data.sampler`), and each batch is one SGD step on L = L1 + L2. At each
-epoch's end the scheduler steps and `out_dir/checkpoint.pt` is replaced atomically with the
-model, optimiser, scheduler, sampler (kNN table), epoch, step and RNG states, so that
-`fit(resume=...)` continues exactly as if never interrupted. Each step appends a JSON line to
-`out_dir/log.jsonl`: {"epoch", "step", "loss", "node", "link", "lr", "seconds"}.
+are drawn (`hdml_ext.data.sampler`), and every `accumulate` batches make one SGD step on
+L = L1 + L2, the gradient averaged over them. At each epoch's end the scheduler steps and
+`out_dir/checkpoint.pt` is replaced atomically with the model, optimiser, scheduler, sampler
+(kNN table), epoch, step and RNG states, so that `fit(resume=...)` continues exactly as if
+never interrupted. Each step appends a JSON line to `out_dir/log.jsonl`:
+{"epoch", "step", "loss", "node", "link", "lr", "seconds"} (loss, node, link: the means over
+the step's batches).
+
+Several processes (torchrun, see `hdml_ext.engine.distributed`): with W processes, the
+epoch's global batch list (the same on every rank: it depends on (seed, epoch) alone) is
+topped up by repeating its first batches (or, with drop_last, cut) to a multiple of
+W * accumulate, and dealt round-robin: rank r takes global batches r, r + W, r + 2W, ...
+Global step s is thus the batches s*W*A .. (s+1)*W*A - 1 of the list, and DistributedDataParallel
+averages the W ranks' gradients, which is the gradient one process with accumulate = W * A
+computes over the same batches: the two runs are the same in exact arithmetic. BatchNorm
+normalises each batch by its own statistics in both (one batch per forward pass), unless
+sync_bn pools them across ranks; the running statistics (used only in eval mode, for the
+rebuilds' embeddings) are rank 0's, as DDP broadcasts them, so they differ from the
+one-process run's. The random flips of a batch are drawn from (seed, epoch, global batch
+index), so they too do not depend on which rank runs it. Rebuilds: every rank embeds a
+contiguous share of the training rows, the shares are all-gathered, rank 0 builds the kNN
+table and broadcasts it. Rank 0 alone logs, shows progress bars and writes files; the others
+wait for it at a barrier after each checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -30,9 +49,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..data.sampler import FGraphBatch, FGraphSampler, RowSource, gather_rows, item_tensor, source_length
+from . import distributed
 from .checkpoint import (
     atomic_save,
     capture_rng_state,
@@ -40,6 +61,9 @@ from .checkpoint import (
     read_checkpoint,
     restore_rng_state,
 )
+from .distributed import BACKENDS, local_device, resolve_backend
+
+AMP_MODES = ("none", "bf16", "fp16")
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.pt"
@@ -54,15 +78,28 @@ class TrainConfig:
     lr, momentum, weight_decay: SGD.
     milestones, gamma: lr x gamma after each listed epoch (MultiStepLR, stepped per epoch).
     identities_per_batch, focus_per_identity: P and K of the PK focus batches.
-    drop_last: skip an epoch's last batches when they hold fewer than P identities.
+    drop_last: skip an epoch's last batches when they hold fewer than P identities, and the
+        batches past the last multiple of world_size * accumulate (without it, those are
+        topped up by repeating the epoch's first batches).
+    accumulate: PK batches per optimiser step in each process (gradient accumulation); the
+        gradient is the mean over the step's batches of all processes.
     graph_lr_mult: the RE-GCN and edge head learn at lr * graph_lr_mult (1: the paper's single lr).
     rebuild_every: rebuild the F-Graphs from the current embeddings every this many epochs.
     flip: random horizontal flip of each distinct image of a batch (p = 0.5).
     embed_batch_size: images per forward pass when embedding the training set for a rebuild.
     seed: seeds the batch order (with the epoch); the caller seeds model initialisation.
-    device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...; under torchrun "auto"
+        and "cuda" mean cuda:LOCAL_RANK.
     num_workers: DataLoader workers loading a batch's images (0: in the main process).
-    progress: show tqdm progress bars.
+    progress: show tqdm progress bars (rank 0 only).
+    amp: mixed precision of the forward passes: "none" (float32), "bf16" (autocast to bfloat16,
+        CPU or CUDA) or "fp16" (autocast to float16 with a GradScaler, CUDA only).
+    channels_last: keep the model's conv weights and the image batches in channels_last memory
+        format (faster convolutions on recent GPUs and oneDNN CPUs; no effect on features).
+    sync_bn: with several processes, BatchNorm layers become nn.SyncBatchNorm (statistics
+        pooled across ranks; CUDA only). No effect in one process.
+    backend: torch.distributed backend under torchrun: "auto" (nccl on CUDA, gloo on the
+        CPU), "gloo" or "nccl".
     """
 
     epochs: int = 20
@@ -82,6 +119,11 @@ class TrainConfig:
     device: str = "auto"
     num_workers: int = 0
     progress: bool = True
+    accumulate: int = 1
+    amp: str = "none"
+    channels_last: bool = False
+    sync_bn: bool = False
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         for name in (
@@ -90,6 +132,7 @@ class TrainConfig:
             "focus_per_identity",
             "rebuild_every",
             "embed_batch_size",
+            "accumulate",
         ):
             _check_int(name, getattr(self, name), 1)
         for name in ("seed", "num_workers"):
@@ -112,6 +155,13 @@ class TrainConfig:
             _check_int("milestones entries", m, 1)
         if not isinstance(self.device, str):
             raise ValueError(f"train.device should be a string like 'cpu' or 'cuda', got {self.device!r}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"train.amp should be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"train.backend should be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        for name in ("drop_last", "flip", "progress", "channels_last", "sync_bn"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"train.{name} should be true or false, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -173,28 +223,31 @@ def embed_rows(
     num_workers: int = 0,
     progress: bool = False,
     desc: str = "embed",
+    rows: Tensor | None = None,
 ) -> Tensor:
-    """Embeddings [N, D] of every row of `source`, in eval mode, batch by batch, on the CPU.
+    """Embeddings [R, D] of the rows `rows` (int64 [R]; None: all N rows) of `source`, in eval
+    mode, batch by batch, on the CPU.
 
     For HDML the rows are images passed through `model.embed` (a data set is read by
     `num_workers` DataLoader workers, 0: in this process); for HDMLOnFeatures they are
     features, returned as they are (float32).
     """
-    n = source_length(source)
+    ids = torch.arange(source_length(source)) if rows is None else rows.reshape(-1).cpu()
+    n = int(ids.numel())
     if is_feature_model(model):
-        return gather_rows(source, torch.arange(n)).float().cpu()
+        return gather_rows(source, ids).float().cpu()
     was_training = model.training
     model.eval()
     device = torch.device(device)
     if isinstance(source, Tensor) or num_workers == 0:
-        batches = (
-            gather_rows(source, torch.arange(start, min(start + batch_size, n)))
-            for start in range(0, n, batch_size)
-        )
+        batches = (gather_rows(source, ids[start : start + batch_size]) for start in range(0, n, batch_size))
     else:
         batches = iter(
             torch.utils.data.DataLoader(
-                _Items(source), batch_size=batch_size, num_workers=num_workers, collate_fn=_collate_images
+                torch.utils.data.Subset(_Items(source), ids.tolist()),
+                batch_size=batch_size,
+                num_workers=num_workers,
+                collate_fn=_collate_images,
             )
         )
     parts = []
@@ -255,7 +308,14 @@ class Trainer:
         labels: [N] int64 identity of each row (0..C-1 for HDML's node head).
         config: `TrainConfig` (paper defaults when None).
         out_dir: where checkpoint.pt, model.pt and log.jsonl go (None: nothing is written).
-        on_step: called with each step's log record after the step (e.g. for custom logging).
+        on_step: called with each step's log record after the step (e.g. for custom logging),
+            on every rank (the records are the same on all).
+
+    When a torch.distributed process group of W > 1 processes is active (see
+    `hdml_ext.engine.distributed.init_distributed`), the model is wrapped in
+    DistributedDataParallel and every rank trains on its share of each epoch's batches (module
+    docstring); build the trainer on every rank with the same arguments. `self.model` stays
+    the bare model (what checkpoints hold).
     """
 
     def __init__(
@@ -269,14 +329,31 @@ class Trainer:
         on_step: Callable[[dict], None] | None = None,
     ) -> None:
         self.config = config if config is not None else TrainConfig()
-        self.device = resolve_device(self.config.device)
-        self.model = model.to(self.device)
+        self.device = local_device(self.config.device)
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self._main = self.rank == 0
+        self._check_device_options()
         self.source = source
         n = source_length(source)
         if labels.dim() != 1 or labels.shape[0] != n:
             raise ValueError(
                 f"labels should be [N] = [{n}] to match the training rows, got {tuple(labels.shape)}"
             )
+        if n < self.world_size:
+            raise ValueError(f"{n} training rows cannot be shared among {self.world_size} processes")
+        self._features = is_feature_model(model)
+        self.model = model.to(self.device)
+        if self.config.channels_last and not self._features:
+            self.model.to(memory_format=torch.channels_last)
+        if self.world_size > 1:
+            if self.config.sync_bn:
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            # DDP broadcasts rank 0's parameters and buffers: every rank starts from the same model.
+            self._net: nn.Module = DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
+        else:
+            self._net = self.model
         k = int(model.to_config()["k"])
         self.sampler = FGraphSampler(
             labels,
@@ -295,12 +372,39 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, list(self.config.milestones), gamma=self.config.gamma
         )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.config.amp == "fp16")
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.on_step = on_step
         self.epoch = 0  # completed epochs
         self.step = 0  # completed steps
         self._loader = _ImageLoader(source, self.config.num_workers)
-        self._features = is_feature_model(model)
+
+    def _check_device_options(self) -> None:
+        config = self.config
+        if config.amp == "fp16" and self.device.type != "cuda":
+            raise ValueError(
+                f"train.amp='fp16' needs a CUDA device (float16 autocast with a GradScaler), the "
+                f"device is {self.device}; use train.amp=bf16 on the CPU"
+            )
+        if config.sync_bn and self.world_size > 1 and self.device.type != "cuda":
+            raise ValueError(
+                f"train.sync_bn needs CUDA devices (torch's SyncBatchNorm has no CPU kernel), the "
+                f"device is {self.device}; leave it false on the CPU"
+            )
+        if self.world_size > 1:
+            backend = resolve_backend(config.backend, self.device)
+            if backend != torch.distributed.get_backend():
+                raise ValueError(
+                    f"train.backend resolves to {backend!r}, but the process group runs "
+                    f"{torch.distributed.get_backend()!r}"
+                )
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """autocast to train.amp's dtype (a no-op context for "none")."""
+        if self.config.amp == "none":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
@@ -317,10 +421,13 @@ class Trainer:
                 "rng": capture_rng_state(),
             }
         )
+        if self.scaler.is_enabled():
+            record["scaler"] = self.scaler.state_dict()
         return record
 
     def load_state_dict(self, record: dict) -> None:
-        """Restore a `state_dict` (model, optimiser, scheduler, sampler, counters, RNG states)."""
+        """Restore a `state_dict` (model, optimiser, scheduler, sampler, counters, RNG states,
+        and the fp16 GradScaler when both sides use one)."""
         missing = [
             key for key in ("optimizer", "scheduler", "sampler", "epoch", "step", "rng") if key not in record
         ]
@@ -338,11 +445,16 @@ class Trainer:
         self.optimizer.load_state_dict(record["optimizer"])
         self.scheduler.load_state_dict(record["scheduler"])
         self.sampler.load_state_dict(record["sampler"])
+        if self.scaler.is_enabled() and "scaler" in record:
+            self.scaler.load_state_dict(record["scaler"])
         self.epoch, self.step = int(record["epoch"]), int(record["step"])
         restore_rng_state(record["rng"])
 
     def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path:
-        """Write `state_dict()` atomically to `path` (default out_dir/checkpoint.pt)."""
+        """Write `state_dict()` atomically to `path` (default out_dir/checkpoint.pt).
+
+        Call it on rank 0 only when distributed (`fit` does so and holds the others at a barrier).
+        """
         if path is None:
             if self.out_dir is None:
                 raise ValueError("save_checkpoint needs a path when the trainer has no out_dir")
@@ -351,16 +463,33 @@ class Trainer:
 
     # ----------------------------------------------------------------- training
     def _rebuild(self, epoch: int) -> None:
-        embeddings = embed_rows(
-            self.model,
-            self.source,
-            batch_size=self.config.embed_batch_size,
-            device=self.device,
-            num_workers=self.config.num_workers,
-            progress=self.config.progress,
-            desc=f"epoch {epoch + 1}: rebuilding F-Graphs",
-        )
-        self.sampler.rebuild(embeddings.to(self.device))
+        """New kNN table from the current model, the same on every rank."""
+        if self._features:
+            # The features are the embeddings: rank 0 reads them, no model pass is needed.
+            embeddings = embed_rows(self.model, self.source) if self._main else None
+        else:
+            # Every rank embeds its share with rank 0's BatchNorm statistics; shares are gathered.
+            distributed.broadcast_buffers(self.model)
+            n = source_length(self.source)
+            with self._autocast():
+                part = embed_rows(
+                    self.model,
+                    self.source,
+                    batch_size=self.config.embed_batch_size,
+                    device=self.device,
+                    num_workers=self.config.num_workers,
+                    progress=self.config.progress and self._main,
+                    desc=f"epoch {epoch + 1}: rebuilding F-Graphs",
+                    rows=distributed.shard_rows(n),
+                )
+            embeddings = distributed.all_gather_rows(part, n)
+        if self._main:
+            self.sampler.rebuild(embeddings.to(self.device))  # type: ignore[union-attr]
+        if self.world_size > 1:
+            knn_idx = distributed.broadcast(self.sampler.knn_idx)
+            knn_dist = distributed.broadcast(self.sampler.knn_dist)
+            if not self._main:
+                self.sampler.set_table(knn_idx, knn_dist)
 
     def _needs_rebuild(self, epoch: int) -> bool:
         if self.sampler.knn_idx is None:
@@ -368,61 +497,99 @@ class Trainer:
         # Features never change: their graphs are built once.
         return not self._features and epoch % self.config.rebuild_every == 0
 
-    def _augment(self, images: Tensor) -> Tensor:
-        if not self.config.flip or self._features or images.dim() != 4:
-            return images
-        flip = torch.rand(images.shape[0]) < 0.5
-        if bool(flip.any()):
-            images = images.clone()
-            images[flip.to(images.device)] = images[flip.to(images.device)].flip(-1)
-        return images
+    def rank_batches(self, epoch: int) -> list[tuple[int, Tensor]]:
+        """This rank's batches of `epoch`: (global batch index, focus ids int64 [B]) pairs,
+        world_size * accumulate dividing the epoch's global batch count (module docstring)."""
+        batches = self.sampler.focus_batches(epoch)
+        group = self.world_size * self.config.accumulate
+        extra = -len(batches) % group
+        if extra and self.config.drop_last:
+            batches = batches[: len(batches) - (group - extra)]
+        elif extra:
+            batches = batches + [batches[i % len(batches)] for i in range(extra)]
+        if not batches:
+            raise ValueError(
+                f"epoch {epoch + 1} has fewer PK batches than world_size * accumulate = {group}, and "
+                f"train.drop_last drops them all: use smaller batches or drop_last=false"
+            )
+        return [(i, batches[i]) for i in range(self.rank, len(batches), self.world_size)]
+
+    def _prepare(self, rows: Tensor, epoch: int, index: int) -> Tensor:
+        """A batch's rows on the device, flipped at random (images), channels_last if asked."""
+        rows = rows.to(self.device, non_blocking=True)
+        if self._features or rows.dim() != 4:
+            return rows
+        if self.config.flip:
+            gen = _flip_generator(self.config.seed, epoch, index)
+            flip = (torch.rand(rows.shape[0], generator=gen) < 0.5).to(rows.device)
+            if bool(flip.any()):
+                rows = rows.clone()
+                rows[flip] = rows[flip].flip(-1)
+        if self.config.channels_last:
+            rows = rows.contiguous(memory_format=torch.channels_last)
+        return rows
 
     def _loss(self, batch: FGraphBatch, rows: Tensor) -> tuple[Tensor, dict]:
         nodes = batch.nodes.to(self.device)
         adj = batch.adj.to(self.device)
         labels = batch.labels.to(self.device)
-        if self._features:
-            link_logits = self.model(rows[nodes], adj)
-            link = self.model.loss(link_logits, labels[nodes])
-            return link, {"node": torch.zeros((), device=self.device), "link": link}
-        output = self.model(rows, nodes, adj)
-        return self.model.loss(output, labels, nodes)
+        with self._autocast():
+            if self._features:
+                link_logits = self._net(rows[nodes], adj)
+                link = self.model.loss(link_logits, labels[nodes])
+                return link, {"node": torch.zeros((), device=self.device), "link": link}
+            output = self._net(rows, nodes, adj)
+            return self.model.loss(output, labels, nodes)
 
     def train_epoch(self, epoch: int) -> list[dict]:
-        """One epoch (0-based `epoch`): rebuild if due, then one SGD step per PK batch."""
+        """One epoch (0-based `epoch`): rebuild if due, then one SGD step per `accumulate` PK
+        batches of this rank (and as many of every other rank)."""
         if self._needs_rebuild(epoch):
             self._rebuild(epoch)
         self.model.train()
-        focus_batches = self.sampler.focus_batches(epoch)
-        batches = [self.sampler.collate(focus) for focus in focus_batches]
+        plan = self.rank_batches(epoch)
+        batches = [self.sampler.collate(focus) for _, focus in plan]
+        accumulate = self.config.accumulate
         records = []
         bar = tqdm(
-            total=len(batches),
+            total=len(batches) // accumulate,
             desc=f"epoch {epoch + 1}/{self.config.epochs}",
-            disable=not self.config.progress,
+            disable=not (self.config.progress and self._main),
             leave=False,
         )
         started = time.perf_counter()
-        for batch, rows in zip(batches, self._loader(batches)):
-            rows = self._augment(rows.to(self.device, non_blocking=True))
-            lr = self.optimizer.param_groups[0]["lr"]
-            total, parts = self._loss(batch, rows)
-            if not torch.isfinite(total):
+        sums = torch.zeros(3, device=self.device)
+        for i, ((index, _), batch, rows) in enumerate(zip(plan, batches, self._loader(batches))):
+            last = (i + 1) % accumulate == 0
+            if i % accumulate == 0:
+                self.optimizer.zero_grad(set_to_none=True)
+                sums.zero_()
+            rows = self._prepare(rows, epoch, index)
+            # DDP all-reduces the gradients in the backward pass of a step's last batch only.
+            sync = contextlib.nullcontext() if last or self._net is self.model else self._net.no_sync()
+            with sync:
+                total, parts = self._loss(batch, rows)
+                self.scaler.scale(total / accumulate).backward()
+            sums += torch.stack([total, parts["node"], parts["link"]]).detach().float() / accumulate
+            if not last:
+                continue
+            loss, node, link = distributed.all_reduce_mean(sums).tolist()
+            if not math.isfinite(loss):
                 raise RuntimeError(
-                    f"the loss became {total.item()} at epoch {epoch + 1}, step {self.step + 1}: "
+                    f"the loss became {loss} at epoch {epoch + 1}, step {self.step + 1}: "
                     f"lower train.lr or check the data"
                 )
-            self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            self.optimizer.step()
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             self.step += 1
             now = time.perf_counter()
             record = {
                 "epoch": epoch + 1,
                 "step": self.step,
-                "loss": total.item(),
-                "node": float(parts["node"].detach()),
-                "link": float(parts["link"].detach()),
+                "loss": loss,
+                "node": node,
+                "link": link,
                 "lr": lr,
                 "seconds": now - started,
             }
@@ -430,7 +597,7 @@ class Trainer:
             records.append(record)
             self._log(record)
             bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", link=f"{record['link']:.4f}")
+            bar.set_postfix(loss=f"{loss:.4f}", link=f"{link:.4f}")
             if self.on_step is not None:
                 self.on_step(record)
         bar.close()
@@ -439,7 +606,7 @@ class Trainer:
         return records
 
     def _log(self, record: dict) -> None:
-        if self.out_dir is None:
+        if self.out_dir is None or not self._main:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.out_dir / LOG_NAME, "a", encoding="utf-8") as handle:
@@ -447,7 +614,7 @@ class Trainer:
 
     def _truncate_log(self) -> None:
         """Drop log lines past the resumed step (steps of an epoch that was interrupted)."""
-        if self.out_dir is None or not (self.out_dir / LOG_NAME).is_file():
+        if self.out_dir is None or not self._main or not (self.out_dir / LOG_NAME).is_file():
             return
         path = self.out_dir / LOG_NAME
         with open(path, encoding="utf-8") as handle:
@@ -456,31 +623,47 @@ class Trainer:
         tmp.write_text("".join(kept), encoding="utf-8")
         os.replace(tmp, path)
 
+    def _write(self, write: Callable[[], object]) -> None:
+        """Run `write` on rank 0 while the other ranks wait at a barrier."""
+        if self._main:
+            write()
+        distributed.barrier()
+
     def fit(self, resume: str | os.PathLike | None = None) -> list[dict]:
         """Train up to `config.epochs`, from scratch or from a training checkpoint.
 
         Returns the step records of this call (the same dicts as log.jsonl). A checkpoint is
-        written after every epoch, and model.pt (config and weights only) at the end.
+        written after every epoch, and model.pt (config and weights only) at the end, by rank 0.
+        Distributed, every rank reads the `resume` checkpoint (a path all ranks can read).
         """
         if resume is not None:
             self.load_state_dict(read_checkpoint(resume))
-            self._truncate_log()
+            self._write(self._truncate_log)
         history: list[dict] = []
         for epoch in range(self.epoch, self.config.epochs):
             history.extend(self.train_epoch(epoch))
             if self.out_dir is not None:
-                self.save_checkpoint()
+                self._write(self.save_checkpoint)
         if self.out_dir is not None:
-            atomic_save(
-                {
-                    **model_record(self.model),
-                    "train_config": self.config.to_dict(),
-                    "epoch": self.epoch,
-                    "step": self.step,
-                },
-                self.out_dir / MODEL_NAME,
+            out_dir = self.out_dir
+            self._write(
+                lambda: atomic_save(
+                    {
+                        **model_record(self.model),
+                        "train_config": self.config.to_dict(),
+                        "epoch": self.epoch,
+                        "step": self.step,
+                    },
+                    out_dir / MODEL_NAME,
+                )
             )
         return history
+
+
+def _flip_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """The random flips of global batch `index` of `epoch`: a function of (seed, epoch, index)
+    alone, so a batch is flipped alike whichever rank runs it and after a resume."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch * 1_000_033 + index + 1) % (2**63 - 1))
 
 
 def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
