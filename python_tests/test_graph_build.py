@@ -206,3 +206,18 @@ def test_non_finite_rows_are_reported_with_their_row(points, backend, tmp_path):
     np.save(path, bad)
     with pytest.raises(ValueError, match="features should be finite"):
         build_fgraphs(np.load(path, mmap_mode="r"), 3, backend=backend, block_size=500)
+
+
+def test_ivf_rows_short_of_neighbours_are_searched_again(points, exact, monkeypatch):
+    monkeypatch.setattr(build_module, "TUNE_RECALL", 0.0)  # nprobe = 1: lists of ~20 rows run short
+    graphs = build_fgraphs(points, K, backend="faiss-ivf")
+    assert graphs.params["nprobe"] == 1 and graphs.params["reprobed_rows"] > 0
+    assert ((graphs.knn_idx >= 0) & (graphs.knn_idx < points.shape[0])).all()
+    assert not (graphs.knn_idx == torch.arange(points.shape[0])[:, None]).any()
+    assert _recall(graphs.knn_idx, exact[1]) >= 0.8
+    monkeypatch.setattr(build_module, "IVF_STORED_PROBES", 1)  # the exact fallback for what is left
+    monkeypatch.setattr(build_module, "_ivf_nlist", lambda n: 1000)  # lists of ~2 rows
+    graphs = build_fgraphs(points, K, backend="faiss-ivf")
+    assert graphs.params["repaired_rows"] > 0
+    assert ((graphs.knn_idx >= 0) & (graphs.knn_idx < points.shape[0])).all()
+    assert not (graphs.knn_idx == torch.arange(points.shape[0])[:, None]).any()

@@ -481,10 +481,24 @@ def _faiss_ivf(rows: _Rows, k: int, block_size: int, progress: bool):
         nprobe = min(2 * nprobe, nlist)
     out_d, out_i = _search_all(rows, k, block_size, progress, lambda x, s: probe(x, s, nprobe),
                                f"faiss-ivf: search (nprobe={nprobe})")
+    # Rows whose probed lists held fewer than k+1 points: search them again with 4x the probes
+    # (cheap, few rows); whatever is still short is recomputed exactly by _repair.
+    short = np.flatnonzero((out_i < 0).any(axis=1))
+    if short.size and nprobe < nlist:
+        index.nprobe = min(nlist, 4 * nprobe)
+        for start in range(0, short.size, block_size):
+            ids = short[start : start + block_size]
+            sq, idx = index.search(np.ascontiguousarray(rows.rows(ids).float().cpu().numpy()), k + 1)
+            order = _lexsort_rows(sq, idx)
+            sq, idx = np.take_along_axis(sq, order, 1), np.take_along_axis(idx, order, 1)
+            dist, idx = _drop_self(sq, idx, ids)
+            out_d[ids], out_i[ids] = np.sqrt(np.maximum(dist, 0.0)), idx
+        index.nprobe = nprobe
     repaired = _repair(rows, out_d, out_i, k, block_size)
     params = {"nlist": nlist, "nprobe": nprobe, "train_rows": int(train_ids.size),
               "kmeans_iter": IVF_KMEANS_ITER, "sample_recall": round(recall, 4),
-              "sample_size": int(sample.size), "repaired_rows": repaired}
+              "sample_size": int(sample.size), "reprobed_rows": int(short.size),
+              "repaired_rows": repaired}
     return torch.from_numpy(out_d), torch.from_numpy(out_i), params
 
 
