@@ -10,6 +10,7 @@ from torch import nn
 
 from hdml_ext.engine import ClusterConfig, TrainConfig, Trainer, cluster, clustering_metrics, link_edges
 from hdml_ext.engine.clustering import propagate_edges
+from hdml_ext.graph import build_fgraphs
 from hdml_ext.nn import HDMLOnFeatures
 from hdml_ext.ops import reference
 
@@ -122,3 +123,22 @@ def test_error_bad_batch_size():
     points, _ = _blobs()
     with pytest.raises(ValueError, match="batch_size should be >= 1"):
         link_edges(DistanceScorer(2), points, 2, batch_size=0)
+
+
+def test_link_edges_takes_precomputed_fgraphs_or_table():
+    points, _ = _blobs()
+    k = 4
+    graphs = build_fgraphs(points, 6, backend="faiss-flat")
+    scorer = DistanceScorer(k)
+    from_graphs = link_edges(scorer, points, k, batch_size=5, knn_idx=graphs)
+    from_table = link_edges(scorer, points, k, batch_size=5, knn_idx=graphs.knn_idx)
+    computed = link_edges(scorer, points, k, batch_size=5)
+    for a, b, c in zip(from_graphs, from_table, computed):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    assert torch.equal(from_graphs[1], graphs.knn_idx[:, :k].reshape(-1))
+    labels = cluster(scorer, points, ClusterConfig(k=k, max_size=None), knn_idx=graphs)
+    assert np.array_equal(labels, cluster(scorer, points, ClusterConfig(k=k, max_size=None)))
+    with pytest.raises(ValueError, match=r"knn_idx should be \[N, >= k\] = \[32, >= 4\], got \(32, 3\)"):
+        link_edges(scorer, points, k, knn_idx=graphs.knn_idx[:, :3])
+    with pytest.raises(TypeError, match=r"knn_idx should have dtype torch\.int64"):
+        link_edges(scorer, points, k, knn_idx=graphs.knn_idx.int())

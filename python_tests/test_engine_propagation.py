@@ -248,3 +248,23 @@ def test_rejects_nbr_idx_out_of_range():
 def test_rejects_float_nbr_idx():
     with pytest.raises(TypeError, match="nbr_idx should hold integers"):
         propagate_knn(np.array([[1.0], [0.0]]), np.array([[0.5], [0.5]]))
+
+
+def test_propagation_memory_grows_linearly_with_edges():
+    """O(N k) memory: the peak of numpy allocations per edge stays flat as N grows 8x."""
+    import tracemalloc
+
+    per_edge = []
+    for num_nodes in (5000, 40000):
+        rng = np.random.default_rng(0)
+        nbr = rng.integers(0, num_nodes, (num_nodes, 10))
+        score = rng.random((num_nodes, 10)).astype(np.float32)
+        tracemalloc.start()
+        try:
+            propagate_knn(nbr, score, threshold=0.5, max_size=300)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        per_edge.append(peak / nbr.size)
+    assert per_edge[1] < 120, f"{per_edge[1]:.0f} bytes per edge"
+    assert per_edge[1] < 1.3 * per_edge[0], per_edge

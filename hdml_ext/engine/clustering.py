@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .. import metrics, ops
-from ..graph import fgraph_nodes
-from ..ops._validate import require_dim, require_int, require_tensor
+from ..graph import FGraphs, build_fgraphs, fgraph_nodes
+from ..ops._validate import require_dim, require_index, require_int, require_tensor
 from . import propagation
 
 
@@ -52,16 +52,21 @@ def link_edges(
     k: int,
     *,
     batch_size: int = 256,
-    knn_idx: Tensor | None = None,
+    knn_idx: Tensor | FGraphs | None = None,
     progress: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The scored edges of every node's F-Graph.
 
     model: anything with `link_scores(z [B, k+1, D], adj) -> [B, k]` (HDML, HDMLOnFeatures).
-    embeddings: [N, D] on the model's device. knn_idx: [N, >= k] precomputed neighbours
-    (computed with `hdml_ext.ops.knn` when None).
+    embeddings: [N, D] on the model's device. knn_idx: [N, >= k] int64 precomputed neighbours
+    (nearest first, self excluded; the first k columns are used), or the `FGraphs` of
+    `hdml_ext.graph.build_fgraphs`; None: `build_fgraphs(embeddings, k)` (backend "auto": exact
+    while that is fast, an approximate index for large N).
     Returns (src, dst, score), each [N * k]: src[i * k + j] = i, dst = its j-th neighbour,
     score = the link probability (same identity), on the CPU.
+
+    Memory is bounded by `batch_size`: each batch builds its F-Graphs' node sets and adjacency
+    on demand; only the [N, k] neighbour and score tables are held for all N.
     """
     require_tensor("embeddings", embeddings)
     require_dim("embeddings", embeddings, 2)
@@ -73,8 +78,17 @@ def link_edges(
             f"k should be at most N - 1 = {num_nodes - 1} (each F-Graph holds k other nodes), got k={k}"
         )
     if knn_idx is None:
-        knn_idx = ops.knn(embeddings, k)[1]
-    knn_idx = knn_idx[:, :k].contiguous()
+        knn_idx = build_fgraphs(embeddings, k, progress=progress)
+    if isinstance(knn_idx, FGraphs):
+        knn_idx = knn_idx.knn_idx
+    require_tensor("knn_idx", knn_idx)
+    require_dim("knn_idx", knn_idx, 2)
+    require_index("knn_idx", knn_idx)
+    if knn_idx.shape[0] != num_nodes or knn_idx.shape[1] < k:
+        raise ValueError(
+            f"knn_idx should be [N, >= k] = [{num_nodes}, >= {k}], got {tuple(knn_idx.shape)}"
+        )
+    knn_idx = knn_idx[:, :k].to(embeddings.device).contiguous()
     scores = torch.empty(num_nodes, k)
     was_training = model.training
     model.eval()
@@ -111,13 +125,21 @@ def propagate_edges(
 
 
 def cluster(
-    model: nn.Module, embeddings: Tensor, config: ClusterConfig | None = None, *, progress: bool = False
+    model: nn.Module,
+    embeddings: Tensor,
+    config: ClusterConfig | None = None,
+    *,
+    knn_idx: Tensor | FGraphs | None = None,
+    progress: bool = False,
 ) -> np.ndarray:
     """Cluster labels [N] of the rows of `embeddings` ([N, D], on the model's device): link
-    scores of every node's F-Graph (`link_edges`), then `propagate_edges`."""
+    scores of every node's F-Graph (`link_edges`, with `knn_idx` [N, >= k] or `FGraphs` when
+    precomputed), then `propagate_edges`."""
     config = config or ClusterConfig()
     k = int(model.to_config()["k"]) if config.k is None else config.k
-    src, dst, score = link_edges(model, embeddings, k, batch_size=config.batch_size, progress=progress)
+    src, dst, score = link_edges(
+        model, embeddings, k, batch_size=config.batch_size, knn_idx=knn_idx, progress=progress
+    )
     return propagate_edges(src, dst, score, embeddings.shape[0], config)
 
 

@@ -1,0 +1,223 @@
+"""kNN tables at scale (hdml_ext.graph.build_fgraphs): backends against exact kNN, streamed
+memmap input, save/load and cache, on-demand F-Graphs, auto's choice, input errors."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from hdml_ext import ops
+from hdml_ext.graph import BACKENDS, FGraphs, build_fgraphs, exact_knn_rows, fgraph_nodes
+from hdml_ext.graph import build as build_module
+
+K = 10
+RECALL_FLOOR = {"exact": 1.0, "faiss-flat": 1.0, "faiss-ivf": 0.9, "faiss-hnsw": 0.9}
+
+
+def _clustered(num_rows: int = 2000, dim: int = 16, num_clusters: int = 40, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((num_clusters, dim)).astype(np.float32)
+    labels = rng.integers(0, num_clusters, num_rows)
+    return centers[labels] + 0.3 * rng.standard_normal((num_rows, dim)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def points() -> np.ndarray:
+    return _clustered()
+
+
+@pytest.fixture(scope="module")
+def exact(points):
+    dist, idx = ops.knn(torch.from_numpy(points), K)
+    return dist, idx
+
+
+def _recall(found: torch.Tensor, truth: torch.Tensor) -> float:
+    hits = sum(np.intersect1d(f, t).size for f, t in zip(found.numpy(), truth.numpy()))
+    return hits / truth.numel()
+
+
+@pytest.mark.parametrize("backend", ["exact", "faiss-flat", "faiss-ivf", "faiss-hnsw"])
+def test_backend_agrees_with_exact_knn(points, exact, backend):
+    graphs = build_fgraphs(points, K, backend=backend, block_size=700)
+    assert graphs.backend == backend
+    assert graphs.knn_idx.shape == (points.shape[0], K) and graphs.knn_idx.dtype == torch.int64
+    assert graphs.knn_dist.shape == (points.shape[0], K) and graphs.knn_dist.dtype == torch.float32
+    ids = torch.arange(points.shape[0])[:, None]
+    assert not (graphs.knn_idx == ids).any(), "self must be excluded"
+    assert ((graphs.knn_idx >= 0) & (graphs.knn_idx < points.shape[0])).all()
+    assert (graphs.knn_dist[:, 1:] >= graphs.knn_dist[:, :-1]).all(), "nearest first"
+    # Distances are Euclidean (not squared), like ops.knn, whatever the backend.
+    true_dist = torch.from_numpy(points)[graphs.knn_idx].sub(torch.from_numpy(points)[:, None]).norm(dim=-1)
+    torch.testing.assert_close(graphs.knn_dist, true_dist, atol=1e-4, rtol=1e-4)
+    assert _recall(graphs.knn_idx, exact[1]) >= RECALL_FLOOR[backend]
+    if backend in ("exact", "faiss-flat"):
+        assert torch.equal(graphs.knn_idx, exact[1])
+
+
+def test_exact_ties_put_the_smaller_index_first():
+    points = np.repeat(np.arange(6, dtype=np.float32)[:, None], 2, axis=0).repeat(3, axis=1)  # pairs
+    for source in (points, torch.from_numpy(points)):
+        graphs = build_fgraphs(source, 3, backend="exact")
+        assert torch.equal(graphs.knn_idx, ops.knn(torch.from_numpy(points), 3)[1])
+    # Duplicates: faiss may not return the query first; its own id is the one dropped.
+    flat = build_fgraphs(points, 3, backend="faiss-flat")
+    assert torch.equal(flat.knn_idx, ops.knn(torch.from_numpy(points), 3)[1])
+
+
+@pytest.mark.parametrize("backend", ["exact", "faiss-ivf"])  # every faiss backend reads blocks alike
+def test_memmap_input_gives_the_in_memory_tables(points, backend, tmp_path):
+    path = tmp_path / "features.npy"
+    np.save(path, points)
+    mapped = np.load(path, mmap_mode="r")
+    assert isinstance(mapped, np.memmap)
+    streamed = build_fgraphs(mapped, K, backend=backend, block_size=512)
+    in_memory = build_fgraphs(points, K, backend=backend, block_size=512)
+    assert torch.equal(streamed.knn_idx, in_memory.knn_idx)
+    torch.testing.assert_close(streamed.knn_dist, in_memory.knn_dist)
+
+
+def test_raw_memmap_with_shape(points, tmp_path):
+    path = tmp_path / "features.f32"
+    raw = np.memmap(path, dtype=np.float32, mode="w+", shape=points.shape)
+    raw[:] = points
+    raw.flush()
+    mapped = np.memmap(path, dtype=np.float32, mode="r", shape=points.shape)
+    graphs = build_fgraphs(mapped, K, backend="exact", block_size=1000)
+    assert torch.equal(graphs.knn_idx, ops.knn(torch.from_numpy(points), K)[1])
+
+
+def test_exact_knn_rows_matches_the_op(points, exact):
+    ids = np.array([1999, 0, 17, 1500])
+    dist, idx = exact_knn_rows(points, ids, K, block_size=333)
+    assert np.array_equal(idx, exact[1][ids].numpy())
+    np.testing.assert_allclose(dist, exact[0][ids].numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_save_load_round_trip_in_the_learn_to_cluster_layout(points, tmp_path):
+    graphs = build_fgraphs(points, K, backend="exact")
+    path = tmp_path / "knn.npz"
+    graphs.save(path, dim=points.shape[1])
+    with np.load(path) as npz:
+        data = npz["data"]
+        assert data.shape == (points.shape[0], 2, K)
+        assert np.array_equal(data[:, 0].astype(np.int64), graphs.knn_idx.numpy())
+        assert np.array_equal(data[:, 1], graphs.knn_dist.numpy())
+        assert str(npz["metric"]) == "euclidean"
+    loaded = FGraphs.load(path)
+    assert torch.equal(loaded.knn_idx, graphs.knn_idx)
+    assert torch.equal(loaded.knn_dist, graphs.knn_dist)
+    assert loaded.backend == "exact"
+    sliced = FGraphs.load(path, k=4)
+    assert torch.equal(sliced.knn_idx, graphs.knn_idx[:, :4])
+    with pytest.raises(ValueError, match="k should be at most"):
+        FGraphs.load(path, k=K + 1)
+
+
+def test_cache_is_reused_sliced_or_recomputed(points, tmp_path, monkeypatch):
+    path = tmp_path / "cache.npz"
+    first = build_fgraphs(points, K, backend="exact", cache=path)
+    assert path.is_file()
+    calls = []
+    original = build_module._RUN["exact"]
+    monkeypatch.setitem(build_module._RUN, "exact", lambda *a: calls.append(1) or original(*a))
+    again = build_fgraphs(points, K, backend="exact", cache=path)
+    smaller = build_fgraphs(points, 4, backend="exact", cache=path)  # k' >= k: sliced
+    assert calls == []
+    assert torch.equal(again.knn_idx, first.knn_idx)
+    assert torch.equal(smaller.knn_idx, first.knn_idx[:, :4])
+    assert smaller.reason.startswith("loaded from cache")
+    build_fgraphs(points, K + 2, backend="exact", cache=path)  # more columns needed: recompute
+    build_fgraphs(points[:1500], 4, backend="exact", cache=path)  # other N: recompute
+    assert calls == [1, 1]
+
+
+def test_nodes_and_adjacency_match_the_ops(points):
+    graphs = build_fgraphs(points, K, backend="exact")
+    focus = torch.tensor([0, 5, 1999, 5])
+    assert torch.equal(graphs.nodes(focus), fgraph_nodes(graphs.knn_idx, focus))
+    assert torch.equal(graphs.adjacency(focus), ops.fgraph_adjacency(graphs.knn_idx, focus))
+    assert torch.equal(graphs.adjacency(focus, symmetric=False),
+                       ops.fgraph_adjacency(graphs.knn_idx, focus, symmetric=False))
+    assert graphs.nodes().shape == (points.shape[0], K + 1)
+    assert graphs.adjacency(focus).shape == (4, K + 1, K + 1)
+
+
+def test_auto_choice_and_reason(points, caplog, monkeypatch):
+    with caplog.at_level(logging.INFO, logger="hdml_ext.graph.build"):
+        small = build_fgraphs(points, K)
+    assert small.backend == "exact"
+    assert small.reason.startswith("auto:") and "exact" in small.reason
+    assert any("exact" in record.getMessage() for record in caplog.records)
+    monkeypatch.setattr(build_module, "EXACT_MAX_WORK", 1000)  # pretend N is large
+    large = build_fgraphs(points, K)
+    assert large.backend == "faiss-ivf"
+    assert "approximate" in large.reason and "nprobe" in large.params
+
+
+def test_faiss_uses_torch_thread_count(points, monkeypatch):
+    import faiss
+
+    seen = []
+    monkeypatch.setattr(faiss, "omp_set_num_threads", lambda n: seen.append(n))
+    build_fgraphs(points[:500], 3, backend="faiss-flat")
+    assert seen == [torch.get_num_threads()]
+
+
+def test_bad_inputs_name_the_argument(points, tmp_path):
+    with pytest.raises(ValueError, match="k should be at most N - 1"):
+        build_fgraphs(points[:5], 5)
+    with pytest.raises(ValueError, match="k should be >= 1"):
+        build_fgraphs(points, 0)
+    with pytest.raises(TypeError, match="k should be an int"):
+        build_fgraphs(points, 2.0)
+    with pytest.raises(TypeError, match="floating-point dtype, got int64"):
+        build_fgraphs(np.arange(20, dtype=np.int64).reshape(10, 2), 2)
+    with pytest.raises(TypeError, match=r"floating-point dtype, got torch\.int32"):
+        build_fgraphs(torch.zeros(10, 2, dtype=torch.int32), 2)
+    with pytest.raises(ValueError, match="features should be 2-D"):
+        build_fgraphs(points[0], 2)
+    with pytest.raises(TypeError, match=r"features should be a torch\.Tensor"):
+        build_fgraphs(points.tolist(), 2)
+    raw = tmp_path / "raw.f32"
+    points[:100].tofile(raw)
+    with pytest.raises(ValueError, match="memmap opened without shape"):
+        build_fgraphs(np.memmap(raw, dtype=np.float32, mode="r"), 2)
+    with pytest.raises(ValueError, match="backend should be one of"):
+        build_fgraphs(points, 2, backend="annoy")
+    with pytest.raises(TypeError, match="block_size should be an int"):
+        build_fgraphs(points, 2, block_size=None)
+    with pytest.raises(ValueError, match="N >= 2 rows"):
+        build_fgraphs(points[:1], 1)
+    assert set(BACKENDS) == {"auto", "exact", "faiss-flat", "faiss-ivf", "faiss-hnsw"}
+
+
+@pytest.mark.parametrize("backend", ["exact", "faiss-flat", "faiss-ivf"])
+def test_non_finite_rows_are_reported_with_their_row(points, backend, tmp_path):
+    bad = points[:1200].copy()
+    bad[1100, 3] = np.nan
+    with pytest.raises(ValueError, match="features should be finite, got NaN or inf in row 1100"):
+        build_fgraphs(bad, 3, backend=backend, block_size=500)
+    path = tmp_path / "bad.npy"
+    bad[1100, 3] = np.inf
+    np.save(path, bad)
+    with pytest.raises(ValueError, match="features should be finite"):
+        build_fgraphs(np.load(path, mmap_mode="r"), 3, backend=backend, block_size=500)
+
+
+def test_ivf_rows_short_of_neighbours_are_searched_again(points, exact, monkeypatch):
+    monkeypatch.setattr(build_module, "TUNE_RECALL", 0.0)  # nprobe = 1: lists of ~20 rows run short
+    graphs = build_fgraphs(points, K, backend="faiss-ivf")
+    assert graphs.params["nprobe"] == 1 and graphs.params["reprobed_rows"] > 0
+    assert ((graphs.knn_idx >= 0) & (graphs.knn_idx < points.shape[0])).all()
+    assert not (graphs.knn_idx == torch.arange(points.shape[0])[:, None]).any()
+    assert _recall(graphs.knn_idx, exact[1]) >= 0.8
+    monkeypatch.setattr(build_module, "IVF_STORED_PROBES", 1)  # the exact fallback for what is left
+    monkeypatch.setattr(build_module, "_ivf_nlist", lambda n: 1000)  # lists of ~2 rows
+    graphs = build_fgraphs(points, K, backend="faiss-ivf")
+    assert graphs.params["repaired_rows"] > 0
+    assert ((graphs.knn_idx >= 0) & (graphs.knn_idx < points.shape[0])).all()
+    assert not (graphs.knn_idx == torch.arange(points.shape[0])[:, None]).any()
