@@ -24,14 +24,18 @@ def test_cmake_builds_the_cpu_kernels(tmp_path: Path) -> None:
         ["cmake", "-S", str(ROOT), "-B", str(build), f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}"],
         check=True, capture_output=True, text=True, env=env,
     )
-    subprocess.run(["cmake", "--build", str(build), "-j2"], check=True, capture_output=True, text=True, env=env)
+    subprocess.run(
+        ["cmake", "--build", str(build), "-j2"], check=True, capture_output=True, text=True, env=env
+    )
     library = build / "libhdml_ext_ops.so"
     assert library.is_file()
     probe = (
         "import re, sys, torch\n"
         f"torch.ops.load_library({str(library)!r})\n"
-        f"names = re.findall(r'm\\.def\\(\\s*\"([a-z_]+)\\(', open({str(ROOT / 'csrc' / 'ops.cpp')!r}).read())\n"
-        "missing = [n for n in names if not torch._C._dispatch_has_kernel_for_dispatch_key('hdml::' + n, 'CPU')]\n"
+        f"names = re.findall(r'm\\.def\\(\\s*\"([a-z_]+)\\(', "
+        f"open({str(ROOT / 'csrc' / 'ops.cpp')!r}).read())\n"
+        "missing = [n for n in names\n"
+        "           if not torch._C._dispatch_has_kernel_for_dispatch_key('hdml::' + n, 'CPU')]\n"
         "print(len(names), missing)\n"
         "sys.exit(1 if missing or not names else 0)\n"
     )

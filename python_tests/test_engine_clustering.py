@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import DEVICES
-from hdml_ext.nn import HDMLOnFeatures
 from torch import nn
 
 from hdml_ext.engine import ClusterConfig, TrainConfig, Trainer, cluster, clustering_metrics, link_edges
 from hdml_ext.engine.clustering import propagate_edges, similarity_edges
+from hdml_ext.nn import HDMLOnFeatures
 from hdml_ext.ops import reference
 
 

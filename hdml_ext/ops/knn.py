@@ -46,7 +46,8 @@ def _knn_fake(x: Tensor, queries: Tensor | None, k: int) -> tuple[Tensor, Tensor
         torch._check(queries.dim() == 2, lambda: f"queries should be 2-D, got {queries.dim()}-D")
         torch._check(queries.shape[1] == x.shape[1],
                      lambda: f"queries should have D = {x.shape[1]} columns like x, got {queries.shape[1]}")
-        torch._check(queries.dtype == x.dtype, lambda: f"queries should have dtype {x.dtype}, got {queries.dtype}")
+        torch._check(queries.dtype == x.dtype,
+                     lambda: f"queries should have dtype {x.dtype}, got {queries.dtype}")
         num_queries = queries.shape[0]
     dist = x.new_empty((num_queries, k))
     idx = x.new_empty((num_queries, k), dtype=torch.int64)
