@@ -9,7 +9,7 @@ from conftest import DEVICES
 from torch import nn
 
 from hdml_ext.engine import ClusterConfig, TrainConfig, Trainer, cluster, clustering_metrics, link_edges
-from hdml_ext.engine.clustering import propagate_edges
+from hdml_ext.engine.clustering import propagate_edges, similarity_edges
 from hdml_ext.graph import build_fgraphs
 from hdml_ext.nn import HDMLOnFeatures
 from hdml_ext.ops import reference
@@ -47,6 +47,21 @@ def test_link_edges_score_every_node_graph(device):
     assert torch.equal(dst, knn_idx.reshape(-1))
     expected = torch.exp(-(points.cpu()[dst] - points.cpu()[src]).norm(dim=-1))
     torch.testing.assert_close(score, expected)
+
+
+def test_similarity_edges_are_link_edges_scored_by_cosine():
+    points, labels = _blobs()
+    k = 5
+    src, dst, score = similarity_edges(points, k)
+    ref_src, ref_dst, _ = link_edges(DistanceScorer(k), points, k)
+    assert torch.equal(src, ref_src) and torch.equal(dst, ref_dst)
+    expected = torch.nn.functional.cosine_similarity(points[src], points[dst], dim=1)
+    torch.testing.assert_close(score, expected)
+    # The same propagation clusters them: the blobs' kNN edges are all within a blob.
+    predicted = propagate_edges(src, dst, score, points.shape[0], ClusterConfig(threshold=0.9, max_size=None))
+    assert clustering_metrics(labels.numpy(), predicted)["nmi"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="k should be at most N - 1"):
+        similarity_edges(points, points.shape[0])
 
 
 def test_cluster_recovers_separated_blobs():

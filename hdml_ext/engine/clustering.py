@@ -106,6 +106,34 @@ def link_edges(
     return src, knn_idx.cpu().reshape(-1), scores.reshape(-1)
 
 
+@torch.no_grad()
+def similarity_edges(
+    embeddings: Tensor, k: int, *, knn_idx: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The no-graph counterpart of `link_edges`: the same kNN edges, scored by the cosine
+    similarity of the two embeddings instead of a link head.
+
+    embeddings: [N, D]. knn_idx: [N, >= k] precomputed neighbours (`hdml_ext.ops.knn` when None).
+    Returns (src, dst, score), each [N * k], laid out as `link_edges`' (score in [-1, 1]), on
+    the CPU, so that `propagate_edges` clusters them with the very same procedure.
+    """
+    require_tensor("embeddings", embeddings)
+    require_dim("embeddings", embeddings, 2)
+    require_int("k", k, minimum=1)
+    num_nodes = embeddings.shape[0]
+    if k > num_nodes - 1:
+        raise ValueError(
+            f"k should be at most N - 1 = {num_nodes - 1} (each node has k other neighbours), got k={k}"
+        )
+    if knn_idx is None:
+        knn_idx = ops.knn(embeddings, k)[1]
+    knn_idx = knn_idx[:, :k].to(embeddings.device)
+    unit = torch.nn.functional.normalize(embeddings.float(), dim=1)
+    score = (unit[:, None, :] * unit[knn_idx]).sum(-1).clamp(-1.0, 1.0)
+    src = torch.arange(num_nodes).repeat_interleave(k)
+    return src, knn_idx.cpu().reshape(-1), score.cpu().reshape(-1)
+
+
 def propagate_edges(
     src: Tensor, dst: Tensor, score: Tensor, num_nodes: int, config: ClusterConfig | None = None
 ) -> np.ndarray:
