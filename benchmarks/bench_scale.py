@@ -219,8 +219,7 @@ def main() -> None:
     lines = [
         "# Scale benchmark (benchmarks/bench_scale.py)",
         "",
-        f"Measured on {machine()}; the machine's 2 cores were shared with other jobs during the run,",
-        "so wall times are upper bounds. Command: `python benchmarks/bench_scale.py"
+        f"Measured on {machine()}. Command: `python benchmarks/bench_scale.py"
         + (" --quick" if args.quick else "") + "`. "
         f"Total run time {elapsed / 60:.1f} min.",
         "",
