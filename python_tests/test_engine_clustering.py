@@ -157,3 +157,16 @@ def test_link_edges_takes_precomputed_fgraphs_or_table():
         link_edges(scorer, points, k, knn_idx=graphs.knn_idx[:, :3])
     with pytest.raises(TypeError, match=r"knn_idx should have dtype torch\.int64"):
         link_edges(scorer, points, k, knn_idx=graphs.knn_idx.int())
+
+
+def test_similarity_edges_take_the_same_neighbour_tables_as_link_edges():
+    points, _ = _blobs()
+    k = 4
+    graphs = build_fgraphs(points, 6, backend="faiss-flat")
+    from_graphs = similarity_edges(points, k, knn_idx=graphs)
+    from_table = similarity_edges(points, k, knn_idx=graphs.knn_idx)
+    for a, b in zip(from_graphs, from_table):
+        assert torch.equal(a, b)
+    assert torch.equal(from_graphs[1], graphs.knn_idx[:, :k].reshape(-1))
+    with pytest.raises(ValueError, match=r"knn_idx should be \[N, >= k\] = \[32, >= 4\], got \(32, 3\)"):
+        similarity_edges(points, k, knn_idx=graphs.knn_idx[:, :3])

@@ -45,6 +45,36 @@ class ClusterConfig:
     batch_size: int = 256
 
 
+def neighbour_table(
+    embeddings: Tensor, k: int, knn_idx: Tensor | FGraphs | None = None, *, progress: bool = False
+) -> Tensor:
+    """The first k neighbours of every row of `embeddings` ([N, D]): int64 [N, k] on its device.
+
+    knn_idx: a precomputed [N, >= k] table (nearest first, self excluded), the `FGraphs` of
+    `hdml_ext.graph.build_fgraphs`, or None for `build_fgraphs(embeddings, k)` (backend "auto").
+    """
+    require_tensor("embeddings", embeddings)
+    require_dim("embeddings", embeddings, 2)
+    require_int("k", k, minimum=1)
+    num_nodes = embeddings.shape[0]
+    if k > num_nodes - 1:
+        raise ValueError(
+            f"k should be at most N - 1 = {num_nodes - 1} (each F-Graph holds k other nodes), got k={k}"
+        )
+    if knn_idx is None:
+        knn_idx = build_fgraphs(embeddings, k, progress=progress)
+    if isinstance(knn_idx, FGraphs):
+        knn_idx = knn_idx.knn_idx
+    require_tensor("knn_idx", knn_idx)
+    require_dim("knn_idx", knn_idx, 2)
+    require_index("knn_idx", knn_idx)
+    if knn_idx.shape[0] != num_nodes or knn_idx.shape[1] < k:
+        raise ValueError(
+            f"knn_idx should be [N, >= k] = [{num_nodes}, >= {k}], got {tuple(knn_idx.shape)}"
+        )
+    return knn_idx[:, :k].to(embeddings.device).contiguous()
+
+
 @torch.no_grad()
 def link_edges(
     model: nn.Module,
@@ -68,27 +98,9 @@ def link_edges(
     Memory is bounded by `batch_size`: each batch builds its F-Graphs' node sets and adjacency
     on demand; only the [N, k] neighbour and score tables are held for all N.
     """
-    require_tensor("embeddings", embeddings)
-    require_dim("embeddings", embeddings, 2)
-    require_int("k", k, minimum=1)
     require_int("batch_size", batch_size, minimum=1)
+    knn_idx = neighbour_table(embeddings, k, knn_idx, progress=progress)
     num_nodes = embeddings.shape[0]
-    if k > num_nodes - 1:
-        raise ValueError(
-            f"k should be at most N - 1 = {num_nodes - 1} (each F-Graph holds k other nodes), got k={k}"
-        )
-    if knn_idx is None:
-        knn_idx = build_fgraphs(embeddings, k, progress=progress)
-    if isinstance(knn_idx, FGraphs):
-        knn_idx = knn_idx.knn_idx
-    require_tensor("knn_idx", knn_idx)
-    require_dim("knn_idx", knn_idx, 2)
-    require_index("knn_idx", knn_idx)
-    if knn_idx.shape[0] != num_nodes or knn_idx.shape[1] < k:
-        raise ValueError(
-            f"knn_idx should be [N, >= k] = [{num_nodes}, >= {k}], got {tuple(knn_idx.shape)}"
-        )
-    knn_idx = knn_idx[:, :k].to(embeddings.device).contiguous()
     scores = torch.empty(num_nodes, k)
     was_training = model.training
     model.eval()
@@ -108,26 +120,17 @@ def link_edges(
 
 @torch.no_grad()
 def similarity_edges(
-    embeddings: Tensor, k: int, *, knn_idx: Tensor | None = None
+    embeddings: Tensor, k: int, *, knn_idx: Tensor | FGraphs | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The no-graph counterpart of `link_edges`: the same kNN edges, scored by the cosine
     similarity of the two embeddings instead of a link head.
 
-    embeddings: [N, D]. knn_idx: [N, >= k] precomputed neighbours (`hdml_ext.ops.knn` when None).
+    embeddings: [N, D]. knn_idx: as in `link_edges`.
     Returns (src, dst, score), each [N * k], laid out as `link_edges`' (score in [-1, 1]), on
     the CPU, so that `propagate_edges` clusters them with the very same procedure.
     """
-    require_tensor("embeddings", embeddings)
-    require_dim("embeddings", embeddings, 2)
-    require_int("k", k, minimum=1)
+    knn_idx = neighbour_table(embeddings, k, knn_idx)
     num_nodes = embeddings.shape[0]
-    if k > num_nodes - 1:
-        raise ValueError(
-            f"k should be at most N - 1 = {num_nodes - 1} (each node has k other neighbours), got k={k}"
-        )
-    if knn_idx is None:
-        knn_idx = ops.knn(embeddings, k)[1]
-    knn_idx = knn_idx[:, :k].to(embeddings.device)
     unit = torch.nn.functional.normalize(embeddings.float(), dim=1)
     score = (unit[:, None, :] * unit[knn_idx]).sum(-1).clamp(-1.0, 1.0)
     src = torch.arange(num_nodes).repeat_interleave(k)
