@@ -13,14 +13,17 @@ O(N) memory, never O(N^2).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 import numpy as np
 
 from ._arrays import as_array, as_float_array, as_int_vector, same_length
 
-__all__ = ["bcubed_fscore", "nmi", "pairwise_fscore", "rank_metrics", "rank_metrics_from_order"]
+__all__ = [
+    "bcubed_fscore", "nmi", "pairwise_fscore", "rank_metrics", "rank_metrics_from_blocks",
+    "rank_metrics_from_order",
+]
 
 # Queries are processed in blocks so that the [block, G] temporaries stay near this many entries
 # (about 16 MB per int64 temporary): Market-1501's 3,368 x 15,913 never exists at once.
@@ -140,24 +143,60 @@ def rank_metrics_from_order(
     num_queries, num_gallery = order_np.shape
     if num_queries == 0 or num_gallery == 0:
         raise ValueError(f"order should be non-empty, got shape {order_np.shape}")
-    qp, gp, qc, gc = _check_ids(num_queries, num_gallery, q_pids, g_pids, q_camids, g_camids)
+    _check_ids(num_queries, num_gallery, q_pids, g_pids, q_camids, g_camids)
+    blocks = ((block, order_np[block]) for block in _blocks(num_queries, num_gallery))
+    return rank_metrics_from_blocks(blocks, q_pids, g_pids, q_camids, g_camids, max_rank)
+
+
+def rank_metrics_from_blocks(
+    blocks: Iterable[tuple[slice, object]],
+    q_pids: object,
+    g_pids: object,
+    q_camids: object,
+    g_camids: object,
+    max_rank: int = 50,
+) -> dict:
+    """`rank_metrics_from_order` of a ranking given block by block, so that the [Q, G] ranking
+    is never held at once.
+
+    Args:
+        blocks: (rows, order) pairs: `rows` a slice of the queries, `order` [len(rows), G]
+            integer, each row a permutation of 0..G-1, the gallery best-first (as
+            `hdml_ext.engine.distance_order` and `graph_order` yield them).
+        q_pids, q_camids, g_pids, g_camids, max_rank: as in `rank_metrics_from_order`.
+
+    Returns `rank_metrics_from_order`'s dict over the queries of all blocks.
+    """
+    qp, gp = as_int_vector("q_pids", q_pids), as_int_vector("g_pids", g_pids)
+    qp, gp, qc, gc = _check_ids(qp.shape[0], gp.shape[0], qp, gp, q_camids, g_camids)
     max_rank = _check_max_rank(max_rank)
-    low, high = int(order_np.min()), int(order_np.max())
-    if low < 0 or high >= num_gallery:
-        raise ValueError(
-            f"order should hold gallery indices in [0, {num_gallery}), got values in [{low}, {high}]"
-        )
+    num_gallery = gp.shape[0]
     aps, firsts, counted = [], [], []
-    for block in _blocks(num_queries, num_gallery):
-        chunk = order_np[block].astype(np.int64, copy=False)
+    for rows, order in blocks:
+        chunk = as_array("order", order)
+        if chunk.dtype.kind not in "iu":
+            raise TypeError(f"order should hold integer gallery indices, got dtype {chunk.dtype}")
+        num_rows = len(range(*rows.indices(qp.shape[0])))
+        if chunk.shape != (num_rows, num_gallery):
+            raise ValueError(
+                f"order of queries {rows.start}:{rows.stop} should be [{num_rows}, G = {num_gallery}], "
+                f"got shape {chunk.shape}"
+            )
+        if chunk.size:
+            low, high = int(chunk.min()), int(chunk.max())
+            if low < 0 or high >= num_gallery:
+                raise ValueError(
+                    f"order should hold gallery indices in [0, {num_gallery}), got values in [{low}, {high}]"
+                )
+        chunk = chunk.astype(np.int64, copy=False)
         seen = np.zeros(chunk.shape, dtype=bool)
         seen[np.arange(chunk.shape[0])[:, None], chunk] = True
         if not seen.all():
-            bad = block.start + int(np.nonzero(~seen.all(axis=1))[0][0])
+            bad = rows.start + int(np.nonzero(~seen.all(axis=1))[0][0])
             raise ValueError(
                 f"order should be a permutation of 0..{num_gallery - 1} in every row, row {bad} is not"
             )
-        ap, first, ok = _score_block(chunk, qp[block], qc[block], gp, gc)
+        ap, first, ok = _score_block(chunk, qp[rows], qc[rows], gp, gc)
         aps.append(ap)
         firsts.append(first)
         counted.append(ok)

@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from sklearn.metrics import normalized_mutual_info_score
 
 from hdml_ext import metrics
-from hdml_ext.metrics import bcubed_fscore, nmi, pairwise_fscore, rank_metrics, rank_metrics_from_order
+from hdml_ext.metrics import (
+    bcubed_fscore,
+    nmi,
+    pairwise_fscore,
+    rank_metrics,
+    rank_metrics_from_blocks,
+    rank_metrics_from_order,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Ranking: a worked example.
@@ -146,6 +153,24 @@ def test_rank_metrics_from_order_matches_distmat():
     got = rank_metrics_from_order(np.argsort(distmat, axis=1, kind="stable"), *ids, max_rank=7)
     assert got["mAP"] == pytest.approx(expected["mAP"])
     np.testing.assert_allclose(got["cmc"], expected["cmc"])
+
+
+def test_rank_metrics_from_blocks_equal_the_whole_order():
+    rng = np.random.default_rng(2)
+    distmat = rng.random((9, 15))
+    ids = rng.integers(0, 3, 9), rng.integers(0, 3, 15), rng.integers(0, 2, 9), rng.integers(0, 2, 15)
+    order = np.argsort(distmat, axis=1, kind="stable")
+    whole = rank_metrics_from_order(order, *ids, max_rank=5)
+    blocks = [(slice(start, min(start + 4, 9)), order[start : start + 4]) for start in range(0, 9, 4)]
+    got = rank_metrics_from_blocks(blocks, *ids, max_rank=5)
+    assert got["mAP"] == pytest.approx(whole["mAP"])
+    np.testing.assert_allclose(got["cmc"], whole["cmc"])
+    assert got["num_valid_queries"] == whole["num_valid_queries"]
+    short_block = r"order of queries 0:4 should be \[4, G = 15\], got shape \(3, 15\)"
+    with pytest.raises(ValueError, match=short_block):
+        rank_metrics_from_blocks([(slice(0, 4), order[:3])], *ids)
+    with pytest.raises(ValueError, match="should be a permutation"):
+        rank_metrics_from_blocks([(slice(0, 1), np.zeros((1, 15), dtype=np.int64))], *ids)
 
 
 def test_rank_metrics_from_order_uses_the_given_order():

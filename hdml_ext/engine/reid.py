@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -171,13 +170,6 @@ def graph_order(
         yield slice(start, stop), order
 
 
-def _has_true_match(
-    q_pids: np.ndarray, q_camids: np.ndarray, g_pids: np.ndarray, g_camids: np.ndarray
-) -> np.ndarray:
-    same = q_pids[:, None] == g_pids[None, :]
-    return (same & (q_camids[:, None] != g_camids[None, :]) & (g_pids[None, :] != -1)).any(axis=1)
-
-
 def evaluate_orders(
     orders: Iterable[tuple[slice, Tensor]],
     q_pids: object,
@@ -191,34 +183,15 @@ def evaluate_orders(
     ranking given block by block, as `distance_order` and `graph_order` yield it.
 
     Returns {"mAP", "rank1", "rank5", "rank10": float, "cmc": float64 ndarray [max_rank],
-    "num_valid_queries": int}. Blocks are merged weighting each by its counted queries.
+    "num_valid_queries": int}.
     """
-    qp, gp, qc, gc = (
-        np.asarray(torch.as_tensor(a).cpu()).astype(np.int64).reshape(-1)
-        for a in (q_pids, g_pids, q_camids, g_camids)
+    result = metrics.rank_metrics_from_blocks(
+        ((rows, order.cpu().numpy()) for rows, order in orders),
+        q_pids, g_pids, q_camids, g_camids, max_rank=max_rank,
     )
-    total_ap, total_cmc, counted = 0.0, np.zeros(max_rank), 0
-    for rows, order in orders:
-        valid = _has_true_match(qp[rows], qc[rows], gp, gc)
-        if not valid.any():
-            continue
-        result = metrics.rank_metrics_from_order(
-            order.cpu().numpy(), qp[rows], gp, qc[rows], gc, max_rank=max_rank
-        )
-        num = int(result.get("num_valid_queries", valid.sum()))
-        total_ap += result["mAP"] * num
-        total_cmc += np.asarray(result["cmc"], dtype=np.float64) * num
-        counted += num
-    if counted == 0:
-        raise ValueError(
-            "no query has a true match in the gallery once same-camera entries and junk (pid -1) "
-            "are removed, so mAP and CMC are undefined"
-        )
-    cmc = total_cmc / counted
-    out = {"mAP": total_ap / counted, "cmc": cmc, "num_valid_queries": counted}
     for r in (1, 5, 10):
-        out[f"rank{r}"] = float(cmc[min(r, max_rank) - 1])
-    return out
+        result[f"rank{r}"] = float(result["cmc"][min(r, max_rank) - 1])
+    return result
 
 
 def evaluate_reid(
