@@ -347,6 +347,34 @@ def _tuning_sample(num_rows: int) -> np.ndarray:
     return np.sort(rng.choice(num_rows, size=min(num_rows, TUNE_QUERIES), replace=False))
 
 
+class _SampleTruth:
+    """The exact neighbours of a seeded sample of rows, gathered while an index is filled block
+    by block (so the data are read once), and the recall of an index's answers for them.
+
+    ids: [M] the sampled rows; queries: float32 [M, D] their features.
+    """
+
+    def __init__(self, rows: _Rows, k: int) -> None:
+        self.k = k
+        self.ids = _tuning_sample(rows.num_rows)
+        self.queries = rows.rows(self.ids).float().cpu().numpy()
+        self._best_d = torch.full((self.ids.size, 0), math.inf)
+        self._best_i = torch.empty((self.ids.size, 0), dtype=torch.int64)
+        self._truth: np.ndarray | None = None
+
+    def add(self, block: np.ndarray, start: int) -> None:
+        """Merge in the rows block [B, D] whose first row is row `start`."""
+        d, i = ops.knn(torch.from_numpy(block), min(self.k + 1, block.shape[0]),
+                       queries=torch.from_numpy(self.queries))
+        self._best_d, self._best_i = _merge(self._best_d, self._best_i, d, i + start, self.k + 1)
+
+    def recall(self, found_d: np.ndarray, found: np.ndarray) -> float:
+        """Recall@k of an index's k+1 answers (self included) for the sampled rows."""
+        if self._truth is None:
+            self._truth = _drop_self(self._best_d.numpy(), self._best_i.numpy(), self.ids)[1]
+        return _recall(_drop_self(found_d, found, self.ids)[1], self._truth)
+
+
 # ----------------------------------------------------------------------------- backends
 
 
@@ -441,45 +469,30 @@ def _faiss_ivf(rows: _Rows, k: int, block_size: int, progress: bool):
     stored = min(IVF_STORED_PROBES, nlist)
     assign = np.empty((n, stored), dtype=np.int64)
     assign_d = np.empty((n, stored), dtype=np.float32)
-    sample = _tuning_sample(n)
-    queries = rows.rows(sample).float().cpu()
-    best_d = queries.new_full((sample.size, 0), math.inf)
-    best_i = torch.empty((sample.size, 0), dtype=torch.int64)
+    sample = _SampleTruth(rows, k)
     for start in tqdm(range(0, n, block_size), desc="faiss-ivf: add", disable=not progress, leave=False):
         stop = min(start + block_size, n)
         x = rows.numpy_block(start, stop)
         assign_d[start:stop], assign[start:stop] = quantizer.search(x, stored)
         first = np.ascontiguousarray(assign[start:stop, 0])
         index.add_core(stop - start, faiss.swig_ptr(x), None, faiss.swig_ptr(first))
-        d, i = ops.knn(torch.from_numpy(x), min(k + 1, stop - start), queries=queries)
-        best_d, best_i = _merge(best_d, best_i, d, i + start, k + 1)
-    truth = _drop_self(best_d.numpy(), best_i.numpy(), sample)[1]
+        sample.add(x, start)
 
-    def probe(x: np.ndarray, start: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+    def probe(x: np.ndarray, assigned: slice | np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """Search rows x, whose coarse assignments are assign[assigned], in nprobe lists."""
         index.nprobe = nprobe
         if nprobe <= stored:
-            stop = start + x.shape[0]
-            return index.search_preassigned(
-                x, k + 1, assign[start:stop, :nprobe], assign_d[start:stop, :nprobe]
-            )
+            return index.search_preassigned(x, k + 1, assign[assigned, :nprobe], assign_d[assigned, :nprobe])
         return index.search(x, k + 1)
 
-    sample_x = queries.numpy()
-    nprobe, recall = 1, 0.0
+    nprobe = 1
     while True:
-        index.nprobe = nprobe
-        if nprobe <= stored:
-            found_d, found = index.search_preassigned(
-                sample_x, k + 1, assign[sample, :nprobe], assign_d[sample, :nprobe]
-            )
-        else:
-            found_d, found = index.search(sample_x, k + 1)
-        found = _drop_self(found_d, found, sample)[1]
-        recall = _recall(found, truth)
+        recall = sample.recall(*probe(sample.queries, sample.ids, nprobe))
         if recall >= TUNE_RECALL or nprobe >= nlist:
             break
         nprobe = min(2 * nprobe, nlist)
-    out_d, out_i = _search_all(rows, k, block_size, progress, lambda x, s: probe(x, s, nprobe),
+    out_d, out_i = _search_all(rows, k, block_size, progress,
+                               lambda x, s: probe(x, slice(s, s + x.shape[0]), nprobe),
                                f"faiss-ivf: search (nprobe={nprobe})")
     # Rows whose probed lists held fewer than k+1 points: search them again with 4x the probes
     # (cheap, few rows); whatever is still short is recomputed exactly by _repair.
@@ -497,7 +510,7 @@ def _faiss_ivf(rows: _Rows, k: int, block_size: int, progress: bool):
     repaired = _repair(rows, out_d, out_i, k, block_size)
     params = {"nlist": nlist, "nprobe": nprobe, "train_rows": int(train_ids.size),
               "kmeans_iter": IVF_KMEANS_ITER, "sample_recall": round(recall, 4),
-              "sample_size": int(sample.size), "reprobed_rows": int(short.size),
+              "sample_size": int(sample.ids.size), "reprobed_rows": int(short.size),
               "repaired_rows": repaired}
     return torch.from_numpy(out_d), torch.from_numpy(out_i), params
 
@@ -507,23 +520,14 @@ def _faiss_hnsw(rows: _Rows, k: int, block_size: int, progress: bool):
     n = rows.num_rows
     index = faiss.IndexHNSWFlat(rows.dim, HNSW_M)
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-    sample = _tuning_sample(n)
-    queries = rows.rows(sample).float().cpu()
-    best_d = queries.new_full((sample.size, 0), math.inf)
-    best_i = torch.empty((sample.size, 0), dtype=torch.int64)
+    sample = _SampleTruth(rows, k)
     for start in tqdm(range(0, n, block_size), desc="faiss-hnsw: add", disable=not progress, leave=False):
-        stop = min(start + block_size, n)
-        x = rows.numpy_block(start, stop)
+        x = rows.numpy_block(start, min(start + block_size, n))
         index.add(x)
-        d, i = ops.knn(torch.from_numpy(x), min(k + 1, stop - start), queries=queries)
-        best_d, best_i = _merge(best_d, best_i, d, i + start, k + 1)
-    truth = _drop_self(best_d.numpy(), best_i.numpy(), sample)[1]
-    sample_x = queries.numpy()
+        sample.add(x, start)
     for factor in (2, 3, 4, 6, 8, 16):
         index.hnsw.efSearch = factor * (k + 1)
-        found_d, found = index.search(sample_x, k + 1)
-        found = _drop_self(found_d, found, sample)[1]
-        recall = _recall(found, truth)
+        recall = sample.recall(*index.search(sample.queries, k + 1))
         if recall >= TUNE_RECALL:
             break
     ef = int(index.hnsw.efSearch)
@@ -531,7 +535,8 @@ def _faiss_hnsw(rows: _Rows, k: int, block_size: int, progress: bool):
                                f"faiss-hnsw: search (efSearch={ef})")
     repaired = _repair(rows, out_d, out_i, k, block_size)
     params = {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION, "efSearch": ef,
-              "sample_recall": round(recall, 4), "sample_size": int(sample.size), "repaired_rows": repaired}
+              "sample_recall": round(recall, 4), "sample_size": int(sample.ids.size),
+              "repaired_rows": repaired}
     return torch.from_numpy(out_d), torch.from_numpy(out_i), params
 
 
