@@ -226,9 +226,9 @@ def _check_kind(args: argparse.Namespace, kinds: tuple[str, ...]) -> str:
 
 
 def _device(name: str) -> torch.device:
-    from .engine.trainer import resolve_device
+    from .engine.distributed import local_device
 
-    return resolve_device(name)
+    return local_device(name)
 
 
 def _image_dataset(records: list, settings: dict):

@@ -201,13 +201,6 @@ def _param_groups(model: nn.Module, lr: float, graph_lr_mult: float) -> list[dic
     return [*groups, {"params": graph, "lr": lr * graph_lr_mult}]
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """ "auto" -> CUDA when available, else CPU; anything else as torch.device."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def is_feature_model(model: nn.Module) -> bool:
     """Whether `model` scores F-Graphs of fixed features (HDMLOnFeatures) rather than images."""
     return type(model).__name__ == "HDMLOnFeatures"
