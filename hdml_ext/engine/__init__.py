@@ -4,6 +4,7 @@ from .checkpoint import atomic_save, load_model, read_checkpoint, seed_everythin
 from .clustering import ClusterConfig, cluster, clustering_metrics, link_edges
 from .propagation import connected_components, propagate_edges, propagate_knn
 from .reid import distance_order, evaluate_orders, evaluate_reid, graph_order, query_link_scores
+from .rerank import k_reciprocal_distances, k_reciprocal_order
 from .trainer import TrainConfig, Trainer, embed_rows
 
 __all__ = [
@@ -19,6 +20,8 @@ __all__ = [
     "evaluate_orders",
     "evaluate_reid",
     "graph_order",
+    "k_reciprocal_distances",
+    "k_reciprocal_order",
     "link_edges",
     "load_model",
     "propagate_edges",

@@ -1,29 +1,18 @@
-"""Evaluation metrics: mAP/CMC for person Re-ID, NMI, pairwise and BCubed F-scores for clustering.
+"""Re-ID ranking metrics under the Market-1501 protocol: mAP, CMC and mINP.
 
-Inputs are numpy arrays, torch tensors (any device) or sequences; outputs are Python floats and
-numpy arrays. The clustering metrics work from the sparse contingency table of the two
-labelings (the counts n_ij = |C_i ∩ Ĉ_j| that are non-zero), so they take O(N log N) time and
-O(N) memory, never O(N^2).
-
-    from hdml_ext.metrics import rank_metrics, nmi
-    result = rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids)
-    result["mAP"], result["cmc"][0]   # mAP and rank-1
+Queries are scored block by block, so no [Q, G] temporary is held at once.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 import numpy as np
 
-from ._arrays import as_array, as_float_array, as_int_vector, same_length
+from .._arrays import as_array, as_float_array, as_int_vector, same_length
 
-__all__ = [
-    "bcubed_fscore", "nmi", "pairwise_fscore", "rank_metrics", "rank_metrics_from_blocks",
-    "rank_metrics_from_order",
-]
+__all__ = ["rank_metrics", "rank_metrics_from_blocks", "rank_metrics_from_order"]
 
 # Queries are processed in blocks so that the [block, G] temporaries stay near this many entries
 # (about 16 MB per int64 temporary): Market-1501's 3,368 x 15,913 never exists at once.
@@ -65,14 +54,22 @@ def _blocks(num_queries: int, num_gallery: int) -> Iterator[slice]:
         yield slice(start, min(start + step, num_queries))
 
 
+class _BlockScores(NamedTuple):
+    """Per-query scores of one block: ap [B] float64, first [B] int64 (0-based rank of the first
+    true match after filtering), inp [B] float64, counted [B] bool (has a true match)."""
+
+    ap: np.ndarray
+    first: np.ndarray
+    inp: np.ndarray
+    counted: np.ndarray
+
+
 def _score_block(
     order: np.ndarray, qp: np.ndarray, qc: np.ndarray, g_pids: np.ndarray, g_camids: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """AP and first-match position of a block of queries.
+) -> _BlockScores:
+    """AP, first-match position and INP of a block of queries.
 
     order: [B, G] gallery indices best-first. qp, qc: [B] the queries' pids and camids.
-    Returns (ap [B] float64, first [B] int64 0-based rank of the first true match after
-    filtering, counted [B] bool: the query has at least one true match).
     """
     ranked_pids = g_pids[order]
     same_pid = ranked_pids == qp[:, None]
@@ -87,26 +84,33 @@ def _score_block(
     rows, cols = np.nonzero(match)
     precision = hits[rows, cols] / position[rows, cols]
     ap = np.bincount(rows, weights=precision, minlength=order.shape[0]) / np.maximum(num_rel, 1)
-    first_col = np.argmax(match, axis=1)
-    first = position[np.arange(order.shape[0]), first_col] - 1
-    return ap, first, counted
+    block_rows = np.arange(order.shape[0])
+    first = position[block_rows, np.argmax(match, axis=1)] - 1
+    # INP (fast-reid): true matches / 1-based rank of the last (hardest) true match.
+    last_col = order.shape[1] - 1 - np.argmax(match[:, ::-1], axis=1)
+    inp = num_rel / np.maximum(position[block_rows, last_col], 1)
+    return _BlockScores(ap, first, inp, counted)
 
 
-def _summarise(
-    aps: list[np.ndarray], firsts: list[np.ndarray], counted: list[np.ndarray], max_rank: int
-) -> dict:
-    ap = np.concatenate(aps)
-    first = np.concatenate(firsts)
-    keep = np.concatenate(counted)
+def _summarise(scores: list[_BlockScores], max_rank: int) -> dict:
+    keep = np.concatenate([block.counted for block in scores])
     num_valid = int(keep.sum())
     if num_valid == 0:
         raise ValueError(
             "no query has a true match in the gallery once same-camera entries and junk (pid -1) "
             "are removed, so mAP and CMC are undefined: check q_pids/g_pids and q_camids/g_camids"
         )
-    hist = np.bincount(np.minimum(first[keep], max_rank), minlength=max_rank + 1)[:max_rank]
+    ap = np.concatenate([block.ap for block in scores])[keep]
+    first = np.concatenate([block.first for block in scores])[keep]
+    inp = np.concatenate([block.inp for block in scores])[keep]
+    hist = np.bincount(np.minimum(first, max_rank), minlength=max_rank + 1)[:max_rank]
     cmc = np.cumsum(hist) / num_valid
-    return {"mAP": float(ap[keep].mean()), "cmc": cmc.astype(np.float64), "num_valid_queries": num_valid}
+    return {
+        "mAP": float(ap.mean()),
+        "cmc": cmc.astype(np.float64),
+        "mINP": float(inp.mean()),
+        "num_valid_queries": num_valid,
+    }
 
 
 def rank_metrics_from_order(
@@ -117,7 +121,7 @@ def rank_metrics_from_order(
     g_camids: object,
     max_rank: int = 50,
 ) -> dict:
-    """mAP and CMC of a precomputed ranking, under the Market-1501 protocol.
+    """mAP, CMC and mINP of a precomputed ranking, under the Market-1501 protocol.
 
     Args:
         order: [Q, G] integer; row q is a permutation of 0..G-1, the gallery best-first for query q
@@ -129,11 +133,12 @@ def rank_metrics_from_order(
     For each query, gallery entries with the query's pid and camid, and entries with pid -1, are
     removed from its ranking; queries left with no true match are skipped. AP is the mean over the
     true matches of the precision at that match; cmc[r] is the share of the counted queries whose
-    first true match is within the top r + 1.
+    first true match is within the top r + 1; INP (fast-reid's inverse negative penalty) is the
+    number of true matches over the 1-based rank of the last one, and mINP its mean.
 
     Returns:
-        {"mAP": float, "cmc": float64 ndarray [max_rank], "num_valid_queries": int}.
-        Raises ValueError when no query has a true match.
+        {"mAP": float, "cmc": float64 ndarray [max_rank], "mINP": float,
+        "num_valid_queries": int}. Raises ValueError when no query has a true match.
     """
     order_np = as_array("order", order)
     if order_np.ndim != 2:
@@ -171,7 +176,7 @@ def rank_metrics_from_blocks(
     qp, gp, qc, gc = _check_ids(qp.shape[0], gp.shape[0], qp, gp, q_camids, g_camids)
     max_rank = _check_max_rank(max_rank)
     num_gallery = gp.shape[0]
-    aps, firsts, counted = [], [], []
+    scores = []
     for rows, order in blocks:
         chunk = as_array("order", order)
         if chunk.dtype.kind not in "iu":
@@ -196,11 +201,8 @@ def rank_metrics_from_blocks(
             raise ValueError(
                 f"order should be a permutation of 0..{num_gallery - 1} in every row, row {bad} is not"
             )
-        ap, first, ok = _score_block(chunk, qp[rows], qc[rows], gp, gc)
-        aps.append(ap)
-        firsts.append(first)
-        counted.append(ok)
-    return _summarise(aps, firsts, counted, max_rank)
+        scores.append(_score_block(chunk, qp[rows], qc[rows], gp, gc))
+    return _summarise(scores, max_rank)
 
 
 def rank_metrics(
@@ -211,7 +213,7 @@ def rank_metrics(
     g_camids: object,
     max_rank: int = 50,
 ) -> dict:
-    """mAP and CMC of a query-gallery distance matrix, under the Market-1501 protocol.
+    """mAP, CMC and mINP of a query-gallery distance matrix, under the Market-1501 protocol.
 
     Args:
         distmat: [Q, G] real, lower = more similar (+inf allowed, NaN not). Each row is ranked
@@ -219,7 +221,8 @@ def rank_metrics(
         q_pids, q_camids, g_pids, g_camids, max_rank: as in `rank_metrics_from_order`.
 
     Returns:
-        {"mAP": float, "cmc": float64 ndarray [max_rank], "num_valid_queries": int}; the same as
+        {"mAP": float, "cmc": float64 ndarray [max_rank], "mINP": float,
+        "num_valid_queries": int}; the same as
         `rank_metrics_from_order(np.argsort(distmat, axis=1, kind="stable"), ...)`, computed
         block by block so that the [Q, G] ranking is never held at once.
     """
@@ -229,124 +232,8 @@ def rank_metrics(
         raise ValueError(f"distmat should be non-empty, got shape {dist.shape}")
     qp, gp, qc, gc = _check_ids(num_queries, num_gallery, q_pids, g_pids, q_camids, g_camids)
     max_rank = _check_max_rank(max_rank)
-    aps, firsts, counted = [], [], []
+    scores = []
     for block in _blocks(num_queries, num_gallery):
         order = np.argsort(dist[block], axis=1, kind="stable")
-        ap, first, ok = _score_block(order, qp[block], qc[block], gp, gc)
-        aps.append(ap)
-        firsts.append(first)
-        counted.append(ok)
-    return _summarise(aps, firsts, counted, max_rank)
-
-
-class _Contingency(NamedTuple):
-    """Sparse contingency table of two labelings of N items.
-
-    cells[c] is a non-zero count n_ij; cell_true[c] = a_i and cell_pred[c] = b_j are the sizes of
-    that cell's class and cluster; true_sizes [|C|] and pred_sizes [|Ĉ|] are all the sizes.
-    """
-
-    cells: np.ndarray
-    cell_true: np.ndarray
-    cell_pred: np.ndarray
-    true_sizes: np.ndarray
-    pred_sizes: np.ndarray
-    n: int
-
-
-def _contingency(labels_true: object, labels_pred: object) -> _Contingency:
-    truth = as_int_vector("labels_true", labels_true)
-    pred = as_int_vector("labels_pred", labels_pred)
-    same_length(("labels_true", "labels_pred"), (truth, pred))
-    _, t_idx = np.unique(truth, return_inverse=True)
-    _, p_idx = np.unique(pred, return_inverse=True)
-    t_idx = t_idx.reshape(-1)
-    p_idx = p_idx.reshape(-1)
-    true_sizes = np.bincount(t_idx)
-    pred_sizes = np.bincount(p_idx)
-    key = t_idx * np.int64(pred_sizes.shape[0]) + p_idx
-    _, first, cells = np.unique(key, return_index=True, return_counts=True)
-    return _Contingency(
-        cells=cells.astype(np.int64),
-        cell_true=true_sizes[t_idx[first]].astype(np.int64),
-        cell_pred=pred_sizes[p_idx[first]].astype(np.int64),
-        true_sizes=true_sizes.astype(np.int64),
-        pred_sizes=pred_sizes.astype(np.int64),
-        n=int(truth.shape[0]),
-    )
-
-
-def _entropy(sizes: np.ndarray, n: int) -> float:
-    p = sizes / n
-    return float(-(p * np.log(p)).sum())
-
-
-def nmi(labels_true: object, labels_pred: object) -> float:
-    """Normalised mutual information MI(C, Ĉ) / sqrt(H(C) H(Ĉ)) (paper IV-A; natural log).
-
-    Args:
-        labels_true: [N] integer ground-truth classes C.
-        labels_pred: [N] integer predicted clusters Ĉ (label values are arbitrary).
-
-    Returns 1.0 when both labelings are a single cluster and 0.0 when exactly one of them is.
-    Equals sklearn's normalized_mutual_info_score(..., average_method="geometric").
-    """
-    table = _contingency(labels_true, labels_pred)
-    single_true, single_pred = table.true_sizes.shape[0] == 1, table.pred_sizes.shape[0] == 1
-    if single_true and single_pred:
-        return 1.0
-    if single_true or single_pred:
-        return 0.0
-    n, cells = table.n, table.cells
-    log_ratio = np.log(cells) + math.log(n) - np.log(table.cell_true) - np.log(table.cell_pred)
-    mi = float((cells / n * log_ratio).sum())
-    h_true, h_pred = _entropy(table.true_sizes, n), _entropy(table.pred_sizes, n)
-    return float(min(max(mi, 0.0) / math.sqrt(h_true * h_pred), 1.0))
-
-
-def _fscore(precision: float, recall: float) -> float:
-    total = precision + recall
-    return 0.0 if total == 0.0 else 2.0 * precision * recall / total
-
-
-def pairwise_fscore(labels_true: object, labels_pred: object) -> tuple[float, float, float]:
-    """Pairwise precision, recall and F-score over unordered pairs of items.
-
-    A pair is a true positive when both items share a predicted cluster and a true class.
-    precision = TP / (pairs sharing a predicted cluster), recall = TP / (pairs sharing a class),
-    counted from the contingency table as sums of C(n, 2). With no predicted pairs (all
-    singletons) precision is 1.0 (no pair is wrongly joined); with no true pairs recall is 1.0.
-
-    Args:
-        labels_true, labels_pred: [N] integer labelings.
-
-    Returns (precision, recall, f) as Python floats.
-    """
-    table = _contingency(labels_true, labels_pred)
-
-    def pairs(sizes: np.ndarray) -> int:
-        return int((sizes * (sizes - 1) // 2).sum())
-
-    tp, pred_pairs, true_pairs = pairs(table.cells), pairs(table.pred_sizes), pairs(table.true_sizes)
-    precision = tp / pred_pairs if pred_pairs else 1.0
-    recall = tp / true_pairs if true_pairs else 1.0
-    return float(precision), float(recall), _fscore(precision, recall)
-
-
-def bcubed_fscore(labels_true: object, labels_pred: object) -> tuple[float, float, float]:
-    """BCubed precision, recall and F-score (per-item averages).
-
-    For item x with class C(x) and cluster Ĉ(x): precision(x) = |C(x) ∩ Ĉ(x)| / |Ĉ(x)|,
-    recall(x) = |C(x) ∩ Ĉ(x)| / |C(x)|; both are averaged over items, i.e.
-    precision = sum_ij n_ij^2 / b_j / N and recall = sum_ij n_ij^2 / a_i / N.
-
-    Args:
-        labels_true, labels_pred: [N] integer labelings.
-
-    Returns (precision, recall, f) as Python floats.
-    """
-    table = _contingency(labels_true, labels_pred)
-    squared = table.cells.astype(np.float64) ** 2
-    precision = float((squared / table.cell_pred).sum() / table.n)
-    recall = float((squared / table.cell_true).sum() / table.n)
-    return precision, recall, _fscore(precision, recall)
+        scores.append(_score_block(order, qp[block], qc[block], gp, gc))
+    return _summarise(scores, max_rank)

@@ -1,25 +1,12 @@
-"""hdml_ext.metrics: hand-computed rankings, brute-force references, sklearn's NMI, bad inputs."""
+"""hdml_ext.metrics ranking: hand-computed rankings, a per-query loop reference, bad inputs."""
 
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from sklearn.metrics import normalized_mutual_info_score
 
-from hdml_ext import metrics
-from hdml_ext.metrics import (
-    bcubed_fscore,
-    nmi,
-    pairwise_fscore,
-    rank_metrics,
-    rank_metrics_from_blocks,
-    rank_metrics_from_order,
-)
+from hdml_ext.metrics import rank_metrics, rank_metrics_from_blocks, rank_metrics_from_order, ranking
 
 # ---------------------------------------------------------------------------------------------
 # Ranking: a worked example.
@@ -37,6 +24,7 @@ from hdml_ext.metrics import (
 # Query D (pid 2, cam 1): its only match g1 is seen by camera 1 too -> removed -> skipped.
 #
 # mAP = (1/2 + 1/3) / 2 = 5/12; CMC = [0, 1/2, 1, 1, ...]; 2 valid queries.
+# INP: A 2 matches / last at rank 4 = 1/2, B 1/3 -> mINP = 5/12 (as mAP, by coincidence).
 # ---------------------------------------------------------------------------------------------
 G_PIDS = np.array([1, 2, 1, -1, 3, 1])
 G_CAMS = np.array([0, 1, 1, 2, 0, 2])
@@ -56,6 +44,8 @@ def test_rank_metrics_hand_example():
     result = rank_metrics(DISTMAT, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, max_rank=5)
     assert result["num_valid_queries"] == 2
     assert result["mAP"] == pytest.approx(5 / 12)
+    assert result["mINP"] == pytest.approx(5 / 12)
+    assert isinstance(result["mINP"], float)
     np.testing.assert_allclose(result["cmc"], [0.0, 0.5, 1.0, 1.0, 1.0])
     assert isinstance(result["mAP"], float)
     assert result["cmc"].shape == (5,)
@@ -102,9 +92,27 @@ def test_rank_metrics_accepts_tensors():
     np.testing.assert_allclose(got["cmc"], expected["cmc"])
 
 
+def test_minp_hand_example():
+    # Gallery pids 1 1 2 2 1, all camera 1; both queries camera 0, so nothing is removed.
+    # Query pid 1, ranking g0 g2 g1 g3 g4: matches at ranks 1, 3, 5 -> INP 3/5,
+    #   AP (1/1 + 2/3 + 3/5) / 3.
+    # Query pid 2, ranking g2 g3 g0 g1 g4: matches at ranks 1, 2 -> INP 2/2 = 1, AP 1.
+    order = np.array([[0, 2, 1, 3, 4], [2, 3, 0, 1, 4]])
+    result = rank_metrics_from_order(order, [1, 2], [1, 1, 2, 2, 1], [0, 0], [1] * 5, max_rank=5)
+    assert result["mINP"] == pytest.approx((3 / 5 + 1) / 2)
+    assert result["mAP"] == pytest.approx(((1 + 2 / 3 + 3 / 5) / 3 + 1) / 2)
+
+
+def test_minp_counts_ranks_after_removing_same_camera_and_junk():
+    # Ranking g0 g1 g2 g3: g0 junk, g1 the query's pid by the query's camera (removed), g2 a
+    # different pid, g3 the last true match -> kept ranking g2 g3, INP = 1/2 (not 1/4).
+    result = rank_metrics_from_order([[0, 1, 2, 3]], [5], [-1, 5, 6, 5], [0], [1, 0, 1, 1], max_rank=2)
+    assert result["mINP"] == pytest.approx(0.5)
+
+
 def _reference_rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):
-    """Loop per query, as torchreid's eval_market1501 does."""
-    aps, cmcs = [], []
+    """Loop per query, as torchreid's / fast-reid's eval_market1501 do (mINP as fast-reid)."""
+    aps, cmcs, inps = [], [], []
     for q in range(distmat.shape[0]):
         order = np.argsort(distmat[q], kind="stable")
         remove = ((g_pids[order] == q_pids[q]) & (g_camids[order] == q_camids[q])) | (g_pids[order] == -1)
@@ -112,12 +120,14 @@ def _reference_rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_ran
         if not raw.any():
             continue
         cmc = raw.cumsum()
+        last = np.nonzero(raw)[0].max()
+        inps.append(cmc[last] / (last + 1.0))
         cmc[cmc > 1] = 1
         cmc = np.concatenate([cmc, np.ones(max_rank)])[:max_rank]
         cmcs.append(cmc)
         precision = raw.cumsum() / np.arange(1, raw.size + 1)
         aps.append((precision * raw).sum() / raw.sum())
-    return float(np.mean(aps)), np.mean(cmcs, axis=0), len(aps)
+    return float(np.mean(aps)), np.mean(cmcs, axis=0), float(np.mean(inps)), len(aps)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -127,9 +137,10 @@ def test_rank_metrics_matches_loop_reference(seed):
     distmat = rng.integers(0, 10, size=(num_q, num_g)).astype(np.float32)  # many ties
     q_pids, g_pids = rng.integers(0, 6, num_q), rng.integers(-1, 6, num_g)
     q_cams, g_cams = rng.integers(0, 3, num_q), rng.integers(0, 3, num_g)
-    m_ap, cmc, valid = _reference_rank_metrics(distmat, q_pids, g_pids, q_cams, g_cams, 10)
+    m_ap, cmc, m_inp, valid = _reference_rank_metrics(distmat, q_pids, g_pids, q_cams, g_cams, 10)
     result = rank_metrics(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=10)
     assert result["mAP"] == pytest.approx(m_ap, abs=1e-12)
+    assert result["mINP"] == pytest.approx(m_inp, abs=1e-12)
     np.testing.assert_allclose(result["cmc"], cmc, atol=1e-12)
     assert result["num_valid_queries"] == valid
 
@@ -139,9 +150,10 @@ def test_rank_metrics_blocks_give_the_same_result(monkeypatch):
     distmat = rng.random((40, 30))
     ids = rng.integers(0, 4, 40), rng.integers(0, 4, 30), rng.integers(0, 2, 40), rng.integers(0, 2, 30)
     whole = rank_metrics(distmat, *ids, max_rank=10)
-    monkeypatch.setattr(metrics, "_BLOCK_ENTRIES", 64)  # 2 queries per block
+    monkeypatch.setattr(ranking, "_BLOCK_ENTRIES", 64)  # 2 queries per block
     blocked = rank_metrics(distmat, *ids, max_rank=10)
     assert blocked["mAP"] == pytest.approx(whole["mAP"], abs=1e-15)
+    assert blocked["mINP"] == pytest.approx(whole["mINP"], abs=1e-15)
     np.testing.assert_array_equal(blocked["cmc"], whole["cmc"])
 
 
@@ -164,6 +176,7 @@ def test_rank_metrics_from_blocks_equal_the_whole_order():
     blocks = [(slice(start, min(start + 4, 9)), order[start : start + 4]) for start in range(0, 9, 4)]
     got = rank_metrics_from_blocks(blocks, *ids, max_rank=5)
     assert got["mAP"] == pytest.approx(whole["mAP"])
+    assert got["mINP"] == pytest.approx(whole["mINP"])
     np.testing.assert_allclose(got["cmc"], whole["cmc"])
     assert got["num_valid_queries"] == whole["num_valid_queries"]
     short_block = r"order of queries 0:4 should be \[4, G = 15\], got shape \(3, 15\)"
@@ -256,125 +269,3 @@ def test_rank_metrics_from_order_rejects_out_of_range():
 def test_rank_metrics_from_order_rejects_float_order():
     with pytest.raises(TypeError, match="order should hold integer"):
         rank_metrics_from_order(np.zeros((1, 6)), Q_PIDS[:1], G_PIDS, Q_CAMS[:1], G_CAMS)
-
-
-# ---------------------------------------------------------------------------------------------
-# Clustering metrics.
-# ---------------------------------------------------------------------------------------------
-labelings = st.integers(1, 40).flatmap(
-    lambda n: st.tuples(
-        st.lists(st.integers(0, 5), min_size=n, max_size=n),
-        st.lists(st.integers(-3, 7), min_size=n, max_size=n),
-    )
-)
-
-
-@settings(max_examples=60, deadline=None)
-@given(labelings)
-def test_nmi_matches_sklearn_geometric(pair):
-    truth, pred = np.array(pair[0]), np.array(pair[1])
-    expected = normalized_mutual_info_score(truth, pred, average_method="geometric")
-    assert nmi(truth, pred) == pytest.approx(expected, abs=1e-10)
-
-
-def test_nmi_uses_the_geometric_mean():
-    truth = np.array([0, 0, 0, 0, 1, 1, 2, 2])
-    pred = np.array([0, 0, 1, 1, 1, 1, 1, 1])
-    geometric = normalized_mutual_info_score(truth, pred, average_method="geometric")
-    arithmetic = normalized_mutual_info_score(truth, pred, average_method="arithmetic")
-    assert abs(geometric - arithmetic) > 1e-3
-    assert nmi(truth, pred) == pytest.approx(geometric)
-
-
-def test_nmi_edge_cases():
-    assert nmi([3, 3, 3], [7, 7, 7]) == 1.0
-    assert nmi([0, 0, 0, 0], [0, 1, 2, 3]) == 0.0
-    assert nmi([0, 1, 2, 3], [5, 5, 5, 5]) == 0.0
-    assert nmi([0, 0, 1, 1], [9, 9, 4, 4]) == pytest.approx(1.0)
-    assert isinstance(nmi(np.array([0, 1]), np.array([0, 1])), float)
-
-
-def test_nmi_accepts_tensors():
-    truth, pred = torch.tensor([0, 0, 1, 1, 2]), torch.tensor([1, 1, 1, 0, 0])
-    assert nmi(truth, pred) == pytest.approx(nmi(truth.numpy(), pred.numpy()))
-
-
-def _brute_pairwise(truth, pred):
-    tp = fp = fn = 0
-    for i, j in itertools.combinations(range(len(truth)), 2):
-        same_true, same_pred = truth[i] == truth[j], pred[i] == pred[j]
-        tp += same_true and same_pred
-        fp += same_pred and not same_true
-        fn += same_true and not same_pred
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    f = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f
-
-
-def _brute_bcubed(truth, pred):
-    n = len(truth)
-    precision = recall = 0.0
-    for i in range(n):
-        same_pred = [j for j in range(n) if pred[j] == pred[i]]
-        same_true = [j for j in range(n) if truth[j] == truth[i]]
-        both = sum(truth[j] == truth[i] for j in same_pred)
-        precision += both / len(same_pred)
-        recall += both / len(same_true)
-    precision, recall = precision / n, recall / n
-    return precision, recall, 2 * precision * recall / (precision + recall)
-
-
-@settings(max_examples=60, deadline=None)
-@given(labelings)
-def test_pairwise_fscore_matches_brute_force(pair):
-    truth, pred = pair
-    assert pairwise_fscore(truth, pred) == pytest.approx(_brute_pairwise(truth, pred), abs=1e-12)
-
-
-@settings(max_examples=60, deadline=None)
-@given(labelings)
-def test_bcubed_fscore_matches_brute_force(pair):
-    truth, pred = pair
-    assert bcubed_fscore(truth, pred) == pytest.approx(_brute_bcubed(truth, pred), abs=1e-12)
-
-
-def test_pairwise_fscore_hand_example():
-    # truth {0,1,2} {3,4}; pred {0,1} {2,3,4}. Predicted pairs: (0,1) (2,3) (2,4) (3,4) -> 4;
-    # true pairs: (0,1) (0,2) (1,2) (3,4) -> 4; both: (0,1) (3,4) -> 2. P = R = F = 1/2.
-    assert pairwise_fscore([0, 0, 0, 1, 1], [5, 5, 6, 6, 6]) == pytest.approx((0.5, 0.5, 0.5))
-
-
-def test_bcubed_fscore_hand_example():
-    # Same labelings. Per item precision: 1, 1, 1/3, 2/3, 2/3 -> 11/15;
-    # recall: 2/3, 2/3, 1/3, 1, 1 -> 11/15.
-    assert bcubed_fscore([0, 0, 0, 1, 1], [5, 5, 6, 6, 6]) == pytest.approx((11 / 15, 11 / 15, 11 / 15))
-
-
-def test_pairwise_fscore_all_singletons():
-    assert pairwise_fscore([0, 0, 1], [0, 1, 2]) == (1.0, 0.0, 0.0)
-    assert pairwise_fscore([0, 1, 2], [0, 1, 2]) == (1.0, 1.0, 1.0)
-
-
-@pytest.mark.parametrize("metric", [nmi, pairwise_fscore, bcubed_fscore])
-def test_clustering_metric_rejects_length_mismatch(metric):
-    with pytest.raises(ValueError, match="labels_true and labels_pred should have the same length"):
-        metric([0, 1, 1], [0, 1])
-
-
-@pytest.mark.parametrize("metric", [nmi, pairwise_fscore, bcubed_fscore])
-def test_clustering_metric_rejects_empty_input(metric):
-    with pytest.raises(ValueError, match="labels_true should not be empty"):
-        metric([], [])
-
-
-@pytest.mark.parametrize("metric", [nmi, pairwise_fscore, bcubed_fscore])
-def test_clustering_metric_rejects_2d_labels(metric):
-    with pytest.raises(ValueError, match="labels_pred should be 1-D"):
-        metric([0, 1], [[0, 1]])
-
-
-@pytest.mark.parametrize("metric", [nmi, pairwise_fscore, bcubed_fscore])
-def test_clustering_metric_rejects_float_labels(metric):
-    with pytest.raises(TypeError, match="labels_true should hold integers"):
-        metric([0.5, 1.0], [0, 1])
