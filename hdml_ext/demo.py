@@ -60,10 +60,11 @@ from .engine import (
     evaluate_orders,
     graph_order,
     link_edges,
+    propagate_edges,
     query_link_scores,
     seed_everything,
 )
-from .engine.clustering import propagate_edges, similarity_edges
+from .engine.clustering import similarity_edges
 from .settings import dump_settings
 
 #: The demo's settings: the paper's model and schedule scaled down to digits on a 2-core CPU.
@@ -236,7 +237,8 @@ def _choose_threshold(edges: tuple, labels: np.ndarray, config: ClusterConfig) -
     best: tuple[float, float, dict] | None = None
     for quantile_value in np.unique(np.quantile(score.numpy().astype(np.float64), THRESHOLD_QUANTILES)):
         threshold = float(quantile_value)
-        predicted = propagate_edges(src, dst, score, labels.size, replace(config, threshold=threshold))
+        predicted, _ = propagate_edges(labels.size, src, dst, score,
+                                       **replace(config, threshold=threshold).propagation_settings())
         metrics = clustering_metrics(labels, predicted)
         value = _selection_score(metrics)
         if best is None or value > best[0]:
@@ -281,7 +283,9 @@ def _diagnostics_text(diagnostics: dict) -> str:
 
 def _propagate(edges: tuple, num_nodes: int, config: ClusterConfig, threshold: float) -> np.ndarray:
     src, dst, score = edges
-    return propagate_edges(src, dst, score, num_nodes, replace(config, threshold=threshold))
+    labels, _ = propagate_edges(num_nodes, src, dst, score,
+                                **replace(config, threshold=threshold).propagation_settings())
+    return labels
 
 
 def run_demo(

@@ -76,7 +76,7 @@ def main(results: Path) -> None:
     trainer = Trainer(features_model(), features, labels, config(), out_dir=results / "features")
     out["features_history"] = trainer.fit()
     out["features_params"] = parameters(trainer.model)
-    out["features_knn"] = trainer.sampler.knn_idx
+    out["features_knn"] = trainer.sampler.fgraphs.knn_idx
 
     # 2. The same, interrupted after epoch 1 and resumed by fresh trainers on every rank.
     Trainer(features_model(), features, labels, config(epochs=1), out_dir=results / "resumed").fit()
@@ -89,7 +89,7 @@ def main(results: Path) -> None:
     trainer = Trainer(images_model(), images, image_labels, config(epochs=1))
     out["images_history"] = trainer.fit()
     out["images_params"] = parameters(trainer.model)
-    out["images_knn"] = trainer.sampler.knn_idx
+    out["images_knn"] = trainer.sampler.fgraphs.knn_idx
 
     # 4. bf16 autocast and channels_last, on images large enough for oneDNN's bf16 convolutions.
     images, image_labels = images_data(128, 64)

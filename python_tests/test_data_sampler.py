@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hdml_ext.data import FGraphSampler, gather_rows
-from hdml_ext.graph import fgraph_nodes
+from hdml_ext.graph import FGraphs, build_fgraphs, fgraph_nodes
 from hdml_ext.ops import reference
 
 
@@ -29,8 +29,8 @@ def test_rebuild_uses_the_knn_of_the_embeddings():
     labels, features, _ = _data()
     sampler = _sampler(labels, features)
     _, expected = reference.knn(features, 4)
-    assert torch.equal(sampler.knn_idx, expected)
-    assert sampler.knn_dist.shape == (labels.numel(), 4)
+    assert torch.equal(sampler.fgraphs.knn_idx, expected)
+    assert sampler.fgraphs.knn_dist.shape == (labels.numel(), 4)
 
 
 def test_collate_focus_first_and_neighbours_from_the_table():
@@ -40,9 +40,9 @@ def test_collate_focus_first_and_neighbours_from_the_table():
     batch = sampler.collate(focus, images)
     global_nodes = batch.image_ids[batch.nodes]
     assert torch.equal(global_nodes[:, 0], focus)
-    assert torch.equal(global_nodes[:, 1:], sampler.knn_idx[focus])
-    assert torch.equal(global_nodes, fgraph_nodes(sampler.knn_idx, focus))
-    assert torch.equal(batch.adj, reference.fgraph_adjacency(sampler.knn_idx, focus))
+    assert torch.equal(global_nodes[:, 1:], sampler.fgraphs.knn_idx[focus])
+    assert torch.equal(global_nodes, fgraph_nodes(sampler.fgraphs.knn_idx, focus))
+    assert torch.equal(batch.adj, reference.fgraph_adjacency(sampler.fgraphs.knn_idx, focus))
     assert torch.equal(batch.focus, focus)
 
 
@@ -54,7 +54,7 @@ def test_collate_unique_images_remap_consistently():
     # Each distinct image once, ascending; images[nodes] are the original images of the node ids.
     assert torch.equal(batch.image_ids, torch.unique(batch.image_ids))
     assert batch.images.shape[0] == batch.image_ids.numel() == batch.labels.numel()
-    global_nodes = fgraph_nodes(sampler.knn_idx, focus)
+    global_nodes = fgraph_nodes(sampler.fgraphs.knn_idx, focus)
     assert torch.equal(batch.images[batch.nodes], images[global_nodes])
     assert torch.equal(batch.labels, labels[batch.image_ids])
     assert torch.equal(batch.labels[batch.nodes], labels[global_nodes])
@@ -141,7 +141,54 @@ def test_state_dict_round_trip():
     sampler = _sampler(labels, features)
     other = FGraphSampler(labels, 4, identities_per_batch=3, focus_per_identity=2)
     other.load_state_dict(sampler.state_dict())
-    assert torch.equal(other.knn_idx, sampler.knn_idx)
+    assert torch.equal(other.fgraphs.knn_idx, sampler.fgraphs.knn_idx)
+
+
+def test_rebuild_with_another_backend_gives_the_same_batches():
+    labels, features, images = _data()
+    exact = _sampler(labels, features)
+    flat = FGraphSampler(labels, 4, identities_per_batch=3, focus_per_identity=2, backend="faiss-flat")
+    flat.rebuild(features)
+    assert flat.fgraphs.backend == "faiss-flat" and exact.fgraphs.backend == "exact"
+    assert torch.equal(flat.fgraphs.knn_idx, exact.fgraphs.knn_idx)
+    focus = exact.focus_batches(0)[0]
+    assert all(torch.equal(a, b) for a, b in zip(flat.collate(focus, images), exact.collate(focus, images)))
+
+
+def test_set_fgraphs_and_set_table_use_tables_built_elsewhere():
+    labels, features, _ = _data()
+    graphs = build_fgraphs(features, 4, backend="exact")
+    sampler = FGraphSampler(labels, 4)
+    sampler.set_fgraphs(graphs)
+    assert torch.equal(sampler.fgraphs.knn_idx, graphs.knn_idx)
+    other = FGraphSampler(labels, 4)
+    other.set_table(graphs.knn_idx, graphs.knn_dist)
+    assert torch.equal(other.collate([0, 3]).adj, sampler.collate([0, 3]).adj)
+    with pytest.raises(ValueError, match=r"fgraphs should have \[N, k\] = \[35, 3\] tables, got \[35, 4\]"):
+        FGraphSampler(labels, 3).set_fgraphs(graphs)
+    with pytest.raises(TypeError, match=r"fgraphs should be an hdml_ext\.graph\.FGraphs"):
+        sampler.set_fgraphs(graphs.knn_idx)
+    with pytest.raises(TypeError, match=r"knn_idx should have dtype torch\.int64"):
+        sampler.set_table(graphs.knn_idx.int(), graphs.knn_dist)
+    assert isinstance(sampler.fgraphs, FGraphs)
+
+
+def test_state_dict_keeps_its_keys_and_restores_no_table():
+    labels, features, _ = _data()
+    state = _sampler(labels, features).state_dict()
+    assert set(state) == {"k", "seed", "knn_idx", "knn_dist"}
+    empty = FGraphSampler(labels, 4)
+    assert empty.state_dict()["knn_idx"] is None
+    restored = FGraphSampler(labels, 4)
+    restored.load_state_dict(state)
+    restored.load_state_dict(empty.state_dict())
+    assert restored.fgraphs is None
+
+
+def test_error_unknown_backend():
+    labels, _, _ = _data()
+    with pytest.raises(ValueError, match="backend should be one of auto, exact"):
+        FGraphSampler(labels, 3, backend="annoy")
 
 
 def test_error_k_too_large():

@@ -8,8 +8,16 @@ import torch
 from conftest import DEVICES
 from torch import nn
 
-from hdml_ext.engine import ClusterConfig, TrainConfig, Trainer, cluster, clustering_metrics, link_edges
-from hdml_ext.engine.clustering import propagate_edges, similarity_edges
+from hdml_ext.engine import (
+    ClusterConfig,
+    TrainConfig,
+    Trainer,
+    cluster,
+    clustering_metrics,
+    link_edges,
+    propagate_edges,
+)
+from hdml_ext.engine.clustering import similarity_edges
 from hdml_ext.graph import build_fgraphs
 from hdml_ext.nn import HDMLOnFeatures
 from hdml_ext.ops import reference
@@ -58,7 +66,8 @@ def test_similarity_edges_are_link_edges_scored_by_cosine():
     expected = torch.nn.functional.cosine_similarity(points[src], points[dst], dim=1)
     torch.testing.assert_close(score, expected)
     # The same propagation clusters them: the blobs' kNN edges are all within a blob.
-    predicted = propagate_edges(src, dst, score, points.shape[0], ClusterConfig(threshold=0.9, max_size=None))
+    predicted, _ = propagate_edges(points.shape[0], src, dst, score,
+                                   **ClusterConfig(threshold=0.9, max_size=None).propagation_settings())
     assert clustering_metrics(labels.numpy(), predicted)["nmi"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="k should be at most N - 1"):
         similarity_edges(points, points.shape[0])
@@ -87,8 +96,10 @@ def test_max_size_splits_a_merged_component():
     src = torch.tensor([0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 5])
     dst = torch.tensor([1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 6])
     score = torch.tensor([0.99] * 10 + [0.6])
-    merged = propagate_edges(src, dst, score, 12, ClusterConfig(threshold=0.5, max_size=None))
-    split = propagate_edges(src, dst, score, 12, ClusterConfig(threshold=0.5, max_size=8, step=0.5))
+    merged, _ = propagate_edges(12, src, dst, score,
+                                **ClusterConfig(threshold=0.5, max_size=None).propagation_settings())
+    split, _ = propagate_edges(12, src, dst, score,
+                               **ClusterConfig(threshold=0.5, max_size=8, step=0.5).propagation_settings())
     assert len(np.unique(merged)) == 1
     np.testing.assert_array_equal(split, np.repeat([0, 1], 6))
 
@@ -170,3 +181,12 @@ def test_similarity_edges_take_the_same_neighbour_tables_as_link_edges():
     assert torch.equal(from_graphs[1], graphs.knn_idx[:, :k].reshape(-1))
     with pytest.raises(ValueError, match=r"knn_idx should be \[N, >= k\] = \[32, >= 4\], got \(32, 3\)"):
         similarity_edges(points, k, knn_idx=graphs.knn_idx[:, :3])
+
+
+def test_cluster_config_defaults_are_propagation_defaults():
+    import inspect
+
+    defaults = {name: p.default for name, p in inspect.signature(propagate_edges).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    assert ClusterConfig().propagation_settings() == defaults
+    assert defaults == {"threshold": 0.5, "max_size": 300, "step": 0.05, "max_iter": 20}

@@ -83,7 +83,7 @@ def test_images_two_processes_match_one_process(ranks, one_thread):
     images, labels = images_data()
     reference = Trainer(images_model(), images, labels, config(epochs=1, accumulate=2))
     history = reference.fit()
-    assert torch.equal(reference.sampler.knn_idx, rank0["images_knn"])
+    assert torch.equal(reference.sampler.fgraphs.knn_idx, rank0["images_knn"])
     np.testing.assert_allclose(_losses(rank0["images_history"])[1], _losses(history)[1], rtol=1e-5)
     assert _max_diff(rank0["images_params"], parameters(reference.model)) <= 1e-5
 

@@ -10,7 +10,6 @@ from torch import nn
 
 from hdml_ext import metrics
 from hdml_ext.engine import distance_order, evaluate_orders, evaluate_reid, graph_order, query_link_scores
-from hdml_ext.engine.reid import query_fgraphs
 from hdml_ext.ops import reference
 
 
@@ -97,15 +96,6 @@ def test_query_graphs_hold_the_query_first_and_the_gallery_knn_edges():
                         members[c] in g_knn[members[a]].tolist() or members[a] in g_knn[members[c]].tolist()
                     )
                 assert bool(adj[b, a, c]) == expected
-
-
-def test_query_fgraphs_table_layout():
-    q, g = _embeddings()
-    table, q_dist, q_idx = query_fgraphs(q, g, 3)
-    assert table.shape == (g.shape[0] + q.shape[0], 3)
-    assert torch.equal(table[g.shape[0] :], q_idx)
-    assert torch.equal(table[: g.shape[0]], reference.knn(g, 3)[1])
-    assert torch.allclose(q_dist, reference.knn(g, 3, queries=q)[0])
 
 
 def test_distance_order_is_a_stable_argsort():

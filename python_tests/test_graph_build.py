@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hdml_ext import ops
-from hdml_ext.graph import BACKENDS, FGraphs, build_fgraphs, exact_knn_rows, fgraph_nodes
+from hdml_ext.graph import KNN_BACKENDS, FGraphs, build_fgraphs, exact_knn_rows, faiss_backends, fgraph_nodes
 from hdml_ext.graph import build as build_module
 
 K = 10
@@ -100,13 +100,14 @@ def test_exact_knn_rows_matches_the_op(points, exact):
 def test_save_load_round_trip_in_the_learn_to_cluster_layout(points, tmp_path):
     graphs = build_fgraphs(points, K, backend="exact")
     path = tmp_path / "knn.npz"
-    graphs.save(path, dim=points.shape[1])
+    graphs.save(path)
     with np.load(path) as npz:
         data = npz["data"]
         assert data.shape == (points.shape[0], 2, K)
         assert np.array_equal(data[:, 0].astype(np.int64), graphs.knn_idx.numpy())
         assert np.array_equal(data[:, 1], graphs.knn_dist.numpy())
         assert str(npz["metric"]) == "euclidean"
+        assert str(npz["format"]) == "hdml_ext.fgraphs/1"
     loaded = FGraphs.load(path)
     assert torch.equal(loaded.knn_idx, graphs.knn_idx)
     assert torch.equal(loaded.knn_dist, graphs.knn_dist)
@@ -122,8 +123,8 @@ def test_cache_is_reused_sliced_or_recomputed(points, tmp_path, monkeypatch):
     first = build_fgraphs(points, K, backend="exact", cache=path)
     assert path.is_file()
     calls = []
-    original = build_module._RUN["exact"]
-    monkeypatch.setitem(build_module._RUN, "exact", lambda *a: calls.append(1) or original(*a))
+    original = build_module._TABLE_BUILDERS["exact"]
+    monkeypatch.setitem(build_module._TABLE_BUILDERS, "exact", lambda *a: calls.append(1) or original(*a))
     again = build_fgraphs(points, K, backend="exact", cache=path)
     smaller = build_fgraphs(points, 4, backend="exact", cache=path)  # k' >= k: sliced
     assert calls == []
@@ -192,7 +193,7 @@ def test_bad_inputs_name_the_argument(points, tmp_path):
         build_fgraphs(points, 2, block_size=None)
     with pytest.raises(ValueError, match="N >= 2 rows"):
         build_fgraphs(points[:1], 1)
-    assert set(BACKENDS) == {"auto", "exact", "faiss-flat", "faiss-ivf", "faiss-hnsw"}
+    assert set(KNN_BACKENDS) == {"auto", "exact", "faiss-flat", "faiss-ivf", "faiss-hnsw"}
 
 
 @pytest.mark.parametrize("backend", ["exact", "faiss-flat", "faiss-ivf"])
@@ -209,14 +210,14 @@ def test_non_finite_rows_are_reported_with_their_row(points, backend, tmp_path):
 
 
 def test_ivf_rows_short_of_neighbours_are_searched_again(points, exact, monkeypatch):
-    monkeypatch.setattr(build_module, "TUNE_RECALL", 0.0)  # nprobe = 1: lists of ~20 rows run short
+    monkeypatch.setattr(faiss_backends, "TUNE_RECALL", 0.0)  # nprobe = 1: lists of ~20 rows run short
     graphs = build_fgraphs(points, K, backend="faiss-ivf")
     assert graphs.params["nprobe"] == 1 and graphs.params["reprobed_rows"] > 0
     assert ((graphs.knn_idx >= 0) & (graphs.knn_idx < points.shape[0])).all()
     assert not (graphs.knn_idx == torch.arange(points.shape[0])[:, None]).any()
     assert _recall(graphs.knn_idx, exact[1]) >= 0.8
-    monkeypatch.setattr(build_module, "IVF_STORED_PROBES", 1)  # the exact fallback for what is left
-    monkeypatch.setattr(build_module, "_ivf_nlist", lambda n: 1000)  # lists of ~2 rows
+    monkeypatch.setattr(faiss_backends, "IVF_STORED_PROBES", 1)  # the exact fallback for what is left
+    monkeypatch.setattr(faiss_backends, "_ivf_nlist", lambda n: 1000)  # lists of ~2 rows
     graphs = build_fgraphs(points, K, backend="faiss-ivf")
     assert graphs.params["repaired_rows"] > 0
     assert ((graphs.knn_idx >= 0) & (graphs.knn_idx < points.shape[0])).all()

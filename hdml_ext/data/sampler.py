@@ -1,11 +1,11 @@
 """The F-Graph sampler: batches of focus nodes and their F-Graphs for training (paper III-B).
 
 A training step sees B focus nodes, each with the k nearest neighbours of its current
-embedding. The kNN table of the whole training set is built once per rebuild (from the model's
-current embeddings, `rebuild`), and every batch is collated from it:
+embedding. The F-Graphs of the whole training set (`hdml_ext.graph.FGraphs`) are built once per
+rebuild (from the model's current embeddings, `rebuild`), and every batch is collated from them:
 
     sampler = FGraphSampler(labels, k=50, identities_per_batch=4, focus_per_identity=4, seed=0)
-    sampler.rebuild(embeddings)                 # [N, D] -> kNN table [N, k]
+    sampler.rebuild(embeddings)                 # [N, D] -> sampler.fgraphs, kNN tables [N, k]
     for focus in sampler.focus_batches(epoch):  # PK batches of focus ids
         batch = sampler.collate(focus, images)  # distinct images once, nodes remapped to them
 
@@ -25,8 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .. import ops
-from ..graph import fgraph_nodes
+from ..graph import FGraphs, build_fgraphs, require_k, require_knn_backend
 from ..ops._validate import require_dim, require_int, require_tensor
 
 #: Where rows (images or features) come from: an [N, ...] tensor, or a map-style data set whose
@@ -40,7 +39,7 @@ class FGraphBatch(NamedTuple):
     image_ids: [U] int64, the distinct data-set rows the batch needs, ascending.
     nodes: [B, k+1] int64 rows of `image_ids`: nodes[b, 0] is focus[b] (the focus is node 0 of
         its own graph), then its k neighbours nearest first.
-    adj: [B, k+1, k+1] bool F-Graph adjacency (`hdml_ext.ops.fgraph_adjacency`).
+    adj: [B, k+1, k+1] bool F-Graph adjacency (`hdml_ext.graph.FGraphs.batch`).
     labels: [U] int64 class of each distinct row.
     focus: [B] int64 data-set ids of the focus nodes.
     images: [U, ...] the rows themselves (images or features), or None when not gathered.
@@ -96,6 +95,8 @@ class FGraphSampler:
         focus_per_identity: K, focus nodes per identity and batch.
         seed: the batches of epoch e are a function of (seed, e) alone.
         drop_last: drop the epoch's last batch when it holds fewer than P identities.
+        backend: the kNN backend of `rebuild` (`hdml_ext.graph.KNN_BACKENDS`); "exact" by
+            default, the exact op on the embeddings' device.
 
     Per epoch every row is a focus node once: each identity's rows are shuffled and cut into
     groups of K (a last, short group is topped up with other rows of the same identity when it
@@ -112,6 +113,7 @@ class FGraphSampler:
         focus_per_identity: int = 4,
         seed: int = 0,
         drop_last: bool = False,
+        backend: str = "exact",
     ) -> None:
         require_tensor("labels", labels)
         require_dim("labels", labels, 1)
@@ -126,18 +128,13 @@ class FGraphSampler:
                 f"labels should be >= 0 (junk rows must be dropped before training), "
                 f"got min {int(self.labels.min())}"
             )
-        self.k = require_int("k", k, minimum=1)
-        if k > num_rows - 1:
-            raise ValueError(
-                f"k should be at most N - 1 = {num_rows - 1} (each node's F-Graph holds k other "
-                f"nodes), got k={k}"
-            )
+        self.k = require_k(k, num_rows)
+        self.backend = require_knn_backend(backend)
         self.identities_per_batch = require_int("identities_per_batch", identities_per_batch, minimum=1)
         self.focus_per_identity = require_int("focus_per_identity", focus_per_identity, minimum=1)
         self.seed = require_int("seed", seed)
         self.drop_last = bool(drop_last)
-        self.knn_idx: Tensor | None = None
-        self.knn_dist: Tensor | None = None
+        self.fgraphs: FGraphs | None = None
         order = torch.argsort(self.labels, stable=True)
         classes, counts = torch.unique_consecutive(self.labels[order], return_counts=True)
         self._members: list[Tensor] = list(order.split(counts.tolist()))
@@ -148,35 +145,36 @@ class FGraphSampler:
         return int(self.labels.shape[0])
 
     def rebuild(self, embeddings: Tensor) -> None:
-        """Build the kNN table from the current embeddings [N, D] (Euclidean, self excluded).
-
-        The table lives on the CPU; the search runs on the embeddings' device.
-        """
+        """Build `fgraphs` from the current embeddings [N, D] (Euclidean, self excluded) with
+        `build_fgraphs(embeddings, k, backend=backend)`: the search runs on the embeddings'
+        device, the tables live on the CPU."""
         require_tensor("embeddings", embeddings)
         require_dim("embeddings", embeddings, 2)
         if embeddings.shape[0] != self.num_rows:
             raise ValueError(
                 f"embeddings should have one row per label ({self.num_rows}), got {embeddings.shape[0]}"
             )
-        dist, idx = ops.knn(embeddings.detach(), self.k)
-        self.set_table(idx, dist)
+        self.set_fgraphs(build_fgraphs(embeddings, self.k, backend=self.backend))
+
+    def set_fgraphs(self, fgraphs: FGraphs) -> None:
+        """Use F-Graphs built elsewhere: N = len(labels) nodes and k neighbours each; their
+        tables are kept on the CPU."""
+        if not isinstance(fgraphs, FGraphs):
+            raise TypeError(f"fgraphs should be an hdml_ext.graph.FGraphs, got {type(fgraphs).__name__}")
+        if (fgraphs.num_nodes, fgraphs.k) != (self.num_rows, self.k):
+            raise ValueError(f"fgraphs should have [N, k] = [{self.num_rows}, {self.k}] tables, got "
+                             f"[{fgraphs.num_nodes}, {fgraphs.k}]")
+        self.fgraphs = fgraphs.to("cpu")
 
     def set_table(self, knn_idx: Tensor, knn_dist: Tensor) -> None:
         """Use a kNN table built elsewhere (e.g. broadcast from another process): knn_idx int64
-        [N, k] and knn_dist [N, k] as `rebuild` makes them; they are kept on the CPU."""
-        if tuple(knn_idx.shape) != (self.num_rows, self.k) or knn_idx.dtype != torch.int64:
-            raise ValueError(
-                f"knn_idx should be int64 [{self.num_rows}, {self.k}], got {knn_idx.dtype} "
-                f"{tuple(knn_idx.shape)}"
-            )
-        if tuple(knn_dist.shape) != (self.num_rows, self.k):
-            raise ValueError(f"knn_dist should be [{self.num_rows}, {self.k}], got {tuple(knn_dist.shape)}")
-        self.knn_idx, self.knn_dist = knn_idx.cpu(), knn_dist.cpu()
+        [N, k] and knn_dist [N, k] as `rebuild` makes them."""
+        self.set_fgraphs(FGraphs(knn_idx, knn_dist, "given", "kNN tables set by the caller"))
 
-    def _require_table(self) -> Tensor:
-        if self.knn_idx is None:
-            raise RuntimeError("the sampler has no kNN table yet: call rebuild(embeddings) first")
-        return self.knn_idx
+    def _require_fgraphs(self) -> FGraphs:
+        if self.fgraphs is None:
+            raise RuntimeError("the sampler has no F-Graphs yet: call rebuild(embeddings) first")
+        return self.fgraphs
 
     def focus_batches(self, epoch: int) -> list[Tensor]:
         """The focus ids of every batch of `epoch`: a list of int64 [B] tensors (B <= P * K)."""
@@ -209,28 +207,18 @@ class FGraphSampler:
             batches.append(torch.cat(parts))
         return batches
 
-    def num_batches(self, epoch: int) -> int:
-        """len(focus_batches(epoch))."""
-        return len(self.focus_batches(epoch))
-
     def collate(self, focus: Tensor | Sequence[int], source: RowSource | None = None) -> FGraphBatch:
         """The F-Graphs of `focus` ([B] data-set ids) as one batch.
 
         The distinct rows of all B graphs are listed once (`image_ids`) and `nodes` indexes
-        them, so images[nodes[b]] are the rows fgraph_nodes(knn_idx, focus)[b]. With `source`
+        them, so images[nodes[b]] are the rows fgraphs.nodes(focus)[b]. With `source`
         (the training images or features, see `RowSource`) the rows are gathered into `images`.
         """
-        knn_idx = self._require_table()
+        fgraphs = self._require_fgraphs()
         focus_t = torch.as_tensor(focus, dtype=torch.int64).reshape(-1).cpu()
         if focus_t.numel() == 0:
             raise ValueError("focus should hold at least one node id, got none")
-        if int(focus_t.min()) < 0 or int(focus_t.max()) >= self.num_rows:
-            raise ValueError(
-                f"focus ids should lie in [0, {self.num_rows}), got values in "
-                f"[{int(focus_t.min())}, {int(focus_t.max())}]"
-            )
-        global_nodes = fgraph_nodes(knn_idx, focus_t)
-        adj = ops.fgraph_adjacency(knn_idx, focus_t)
+        global_nodes, adj = fgraphs.batch(focus_t)
         image_ids, nodes = torch.unique(global_nodes, return_inverse=True)
         images = None if source is None else gather_rows(source, image_ids)
         return FGraphBatch(
@@ -243,17 +231,26 @@ class FGraphSampler:
         )
 
     def state_dict(self) -> dict:
-        """The kNN table (so a resumed run continues with the same graphs) and the settings."""
-        return {"k": self.k, "seed": self.seed, "knn_idx": self.knn_idx, "knn_dist": self.knn_dist}
+        """The kNN tables (so a resumed run continues with the same graphs) and the settings."""
+        fgraphs = self.fgraphs
+        return {
+            "k": self.k,
+            "seed": self.seed,
+            "knn_idx": None if fgraphs is None else fgraphs.knn_idx,
+            "knn_dist": None if fgraphs is None else fgraphs.knn_dist,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a `state_dict`; k must match."""
         if int(state["k"]) != self.k:
             raise ValueError(f"sampler state was saved with k={state['k']}, this sampler has k={self.k}")
         knn_idx = state["knn_idx"]
-        if knn_idx is not None and tuple(knn_idx.shape) != (self.num_rows, self.k):
+        if knn_idx is None:
+            self.fgraphs = None
+            return
+        if tuple(knn_idx.shape) != (self.num_rows, self.k):
             raise ValueError(
                 f"sampler state's knn_idx should be [{self.num_rows}, {self.k}], got {tuple(knn_idx.shape)}"
             )
-        self.knn_idx = knn_idx
-        self.knn_dist = state.get("knn_dist")
+        restored = FGraphs(knn_idx, state.get("knn_dist"), "given", "kNN tables restored from a state_dict")
+        self.set_fgraphs(restored)

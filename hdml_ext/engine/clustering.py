@@ -1,13 +1,14 @@
 """Face clustering with HDML (paper III-D, end): link scores on every node's F-Graph, then
 pseudo-label propagation over the scored edges.
 
-    labels = cluster(model, embeddings, k=50, threshold=0.5, max_size=300)
+    labels = cluster(model, embeddings, ClusterConfig(k=50, threshold=0.5, max_size=300))
     clustering_metrics(true_labels, labels)   # {"nmi", "pairwise_f", "bcubed_f", ...}
 
-Every node is the focus of its own F-Graph (its k nearest neighbours by Euclidean distance);
-the link head scores each (focus, neighbour) pair. The edges above `threshold` are joined into
-connected components; components larger than `max_size` are split again at a threshold raised
-by `step`, up to `max_iter` rounds (`hdml_ext.engine.propagation`).
+Every node is the focus of its own F-Graph (its k nearest neighbours by Euclidean distance,
+`hdml_ext.graph.FGraphs`); the link head scores each (focus, neighbour) pair. The edges above
+`threshold` are joined into connected components; components larger than `max_size` are split
+again at a threshold raised by `step`, up to `max_iter` rounds
+(`hdml_ext.engine.propagation.propagate_edges`, with `ClusterConfig.propagation_settings()`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .. import metrics, ops
-from ..graph import FGraphs, build_fgraphs, fgraph_nodes
-from ..ops._validate import require_dim, require_index, require_int, require_tensor
+from .. import metrics
+from ..graph import FGraphs, build_fgraphs
+from ..ops._validate import require_dim, require_int, require_tensor
 from . import propagation
 
 
@@ -38,41 +39,42 @@ class ClusterConfig:
     """
 
     k: int | None = None
-    threshold: float = 0.5
-    max_size: int = 300
-    step: float = 0.05
-    max_iter: int = 20
+    threshold: float = propagation.THRESHOLD
+    max_size: int = propagation.MAX_SIZE
+    step: float = propagation.STEP
+    max_iter: int = propagation.MAX_ITER
     batch_size: int = 256
 
+    def propagation_settings(self) -> dict:
+        """The keyword arguments of `propagation.propagate_edges`: threshold, max_size, step,
+        max_iter."""
+        return {"threshold": self.threshold, "max_size": self.max_size, "step": self.step,
+                "max_iter": self.max_iter}
 
-def neighbour_table(
+
+def node_fgraphs(
     embeddings: Tensor, k: int, knn_idx: Tensor | FGraphs | None = None, *, progress: bool = False
-) -> Tensor:
-    """The first k neighbours of every row of `embeddings` ([N, D]): int64 [N, k] on its device.
+) -> FGraphs:
+    """The F-Graphs of every row of `embeddings` ([N, D]) with k neighbours, on its device.
 
-    knn_idx: a precomputed [N, >= k] table (nearest first, self excluded), the `FGraphs` of
-    `hdml_ext.graph.build_fgraphs`, or None for `build_fgraphs(embeddings, k)` (backend "auto").
+    knn_idx: precomputed `FGraphs` (from `hdml_ext.graph.build_fgraphs`) or an int64 [N, >= k]
+    table (nearest first, self excluded), of which the first k columns are used; None:
+    `build_fgraphs(embeddings, k)` (backend "auto": exact while that is fast, an approximate
+    index for large N).
     """
     require_tensor("embeddings", embeddings)
     require_dim("embeddings", embeddings, 2)
-    require_int("k", k, minimum=1)
     num_nodes = embeddings.shape[0]
-    if k > num_nodes - 1:
-        raise ValueError(
-            f"k should be at most N - 1 = {num_nodes - 1} (each F-Graph holds k other nodes), got k={k}"
-        )
     if knn_idx is None:
-        knn_idx = build_fgraphs(embeddings, k, progress=progress)
-    if isinstance(knn_idx, FGraphs):
-        knn_idx = knn_idx.knn_idx
-    require_tensor("knn_idx", knn_idx)
-    require_dim("knn_idx", knn_idx, 2)
-    require_index("knn_idx", knn_idx)
-    if knn_idx.shape[0] != num_nodes or knn_idx.shape[1] < k:
-        raise ValueError(
-            f"knn_idx should be [N, >= k] = [{num_nodes}, >= {k}], got {tuple(knn_idx.shape)}"
-        )
-    return knn_idx[:, :k].to(embeddings.device).contiguous()
+        graphs = build_fgraphs(embeddings, k, progress=progress)
+    else:
+        graphs = knn_idx if isinstance(knn_idx, FGraphs) else FGraphs(knn_idx)
+        require_int("k", k, minimum=1)
+        if graphs.num_nodes != num_nodes or graphs.k < k:
+            raise ValueError(
+                f"knn_idx should be [N, >= k] = [{num_nodes}, >= {k}], got {tuple(graphs.knn_idx.shape)}"
+            )
+    return graphs.with_k(k).to(embeddings.device)
 
 
 @torch.no_grad()
@@ -88,10 +90,8 @@ def link_edges(
     """The scored edges of every node's F-Graph.
 
     model: anything with `link_scores(z [B, k+1, D], adj) -> [B, k]` (HDML, HDMLOnFeatures).
-    embeddings: [N, D] on the model's device. knn_idx: [N, >= k] int64 precomputed neighbours
-    (nearest first, self excluded; the first k columns are used), or the `FGraphs` of
-    `hdml_ext.graph.build_fgraphs`; None: `build_fgraphs(embeddings, k)` (backend "auto": exact
-    while that is fast, an approximate index for large N).
+    embeddings: [N, D] on the model's device. knn_idx: precomputed `FGraphs` or [N, >= k]
+    table, or None to build them (`node_fgraphs`).
     Returns (src, dst, score), each [N * k]: src[i * k + j] = i, dst = its j-th neighbour,
     score = the link probability (same identity), on the CPU.
 
@@ -99,7 +99,7 @@ def link_edges(
     on demand; only the [N, k] neighbour and score tables are held for all N.
     """
     require_int("batch_size", batch_size, minimum=1)
-    knn_idx = neighbour_table(embeddings, k, knn_idx, progress=progress)
+    graphs = node_fgraphs(embeddings, k, knn_idx, progress=progress)
     num_nodes = embeddings.shape[0]
     scores = torch.empty(num_nodes, k)
     was_training = model.training
@@ -108,14 +108,13 @@ def link_edges(
         for start in tqdm(
             range(0, num_nodes, batch_size), desc="scoring F-Graphs", disable=not progress, leave=False
         ):
-            focus = torch.arange(start, min(start + batch_size, num_nodes), device=knn_idx.device)
-            nodes = fgraph_nodes(knn_idx, focus)
-            adj = ops.fgraph_adjacency(knn_idx, focus)
+            focus = torch.arange(start, min(start + batch_size, num_nodes), device=embeddings.device)
+            nodes, adj = graphs.batch(focus)
             scores[start : start + focus.numel()] = model.link_scores(embeddings[nodes], adj).float().cpu()
     finally:
         model.train(was_training)
     src = torch.arange(num_nodes).repeat_interleave(k)
-    return src, knn_idx.cpu().reshape(-1), scores.reshape(-1)
+    return src, graphs.knn_idx.cpu().reshape(-1), scores.reshape(-1)
 
 
 @torch.no_grad()
@@ -127,32 +126,14 @@ def similarity_edges(
 
     embeddings: [N, D]. knn_idx: as in `link_edges`.
     Returns (src, dst, score), each [N * k], laid out as `link_edges`' (score in [-1, 1]), on
-    the CPU, so that `propagate_edges` clusters them with the very same procedure.
+    the CPU, so that `propagation.propagate_edges` clusters them with the very same procedure.
     """
-    knn_idx = neighbour_table(embeddings, k, knn_idx)
+    knn_idx = node_fgraphs(embeddings, k, knn_idx).knn_idx
     num_nodes = embeddings.shape[0]
     unit = torch.nn.functional.normalize(embeddings.float(), dim=1)
     score = (unit[:, None, :] * unit[knn_idx]).sum(-1).clamp(-1.0, 1.0)
     src = torch.arange(num_nodes).repeat_interleave(k)
     return src, knn_idx.cpu().reshape(-1), score.cpu().reshape(-1)
-
-
-def propagate_edges(
-    src: Tensor, dst: Tensor, score: Tensor, num_nodes: int, config: ClusterConfig | None = None
-) -> np.ndarray:
-    """Cluster labels [N] (int64, 0..C-1) from scored edges by pseudo-label propagation."""
-    config = config or ClusterConfig()
-    labels, _ = propagation.propagate_edges(
-        num_nodes,
-        src.numpy(),
-        dst.numpy(),
-        score.numpy(),
-        threshold=config.threshold,
-        max_size=config.max_size,
-        step=config.step,
-        max_iter=config.max_iter,
-    )
-    return labels
 
 
 def cluster(
@@ -165,13 +146,15 @@ def cluster(
 ) -> np.ndarray:
     """Cluster labels [N] of the rows of `embeddings` ([N, D], on the model's device): link
     scores of every node's F-Graph (`link_edges`, with `knn_idx` [N, >= k] or `FGraphs` when
-    precomputed), then `propagate_edges`."""
+    precomputed), then `propagation.propagate_edges` with the config's settings."""
     config = config or ClusterConfig()
     k = int(model.to_config()["k"]) if config.k is None else config.k
     src, dst, score = link_edges(
         model, embeddings, k, batch_size=config.batch_size, knn_idx=knn_idx, progress=progress
     )
-    return propagate_edges(src, dst, score, embeddings.shape[0], config)
+    settings = config.propagation_settings()
+    labels, _ = propagation.propagate_edges(embeddings.shape[0], src, dst, score, **settings)
+    return labels
 
 
 def clustering_metrics(labels_true: object, labels_pred: object) -> dict:

@@ -21,6 +21,12 @@ from .._arrays import as_array, as_float_array, as_int_vector, same_length
 
 __all__ = ["connected_components", "propagate_edges", "propagate_knn"]
 
+# The one set of defaults (`hdml cluster`, the demo and `ClusterConfig` use them).
+THRESHOLD = 0.5
+MAX_SIZE = 300
+STEP = 0.05
+MAX_ITER = 20
+
 
 def _check_num_nodes(num_nodes: object) -> int:
     if isinstance(num_nodes, bool) or not isinstance(num_nodes, (int, np.integer)):
@@ -111,10 +117,10 @@ def propagate_edges(
     dst: object,
     score: object,
     *,
-    threshold: float = 0.5,
-    max_size: int | None = 300,
-    step: float = 0.1,
-    max_iter: int = 100,
+    threshold: float = THRESHOLD,
+    max_size: int | None = MAX_SIZE,
+    step: float = STEP,
+    max_iter: int = MAX_ITER,
 ) -> tuple[np.ndarray, dict]:
     """Cluster N nodes from scored edges by thresholded connected components with size control.
 
@@ -191,10 +197,10 @@ def propagate_knn(
     nbr_idx: object,
     score: object,
     *,
-    threshold: float = 0.5,
-    max_size: int | None = 300,
-    step: float = 0.1,
-    max_iter: int = 100,
+    threshold: float = THRESHOLD,
+    max_size: int | None = MAX_SIZE,
+    step: float = STEP,
+    max_iter: int = MAX_ITER,
 ) -> tuple[np.ndarray, dict]:
     """`propagate_edges` over a kNN table: node i is linked to nbr_idx[i, j] with score[i, j].
 

@@ -1,10 +1,11 @@
 """Person Re-ID inference: rank the gallery for each query by HDML's link scores (paper III-D).
 
-For a query q the F-Graph has the query as focus (node 0) and its k nearest gallery items as the
-other nodes. Its adjacency joins the query to all of them and two gallery items a, c when c is
-in a's own k nearest gallery items (the gallery's kNN table, self excluded), OR-ed both ways.
-The link head scores S_f (softmax of eq. 14, "same identity as the query") for the k items;
-they are ranked by S first, and the rest of the gallery follows by distance:
+For a query q the F-Graph (`hdml_ext.graph.query_fgraphs`) has the query as focus (node 0) and
+its k nearest gallery items as the other nodes. Its adjacency joins the query to all of them and
+two gallery items a, c when c is in a's own k nearest gallery items (the gallery's kNN table,
+self excluded), OR-ed both ways. The link head scores S_f (softmax of eq. 14, "same identity as
+the query") for the k items; they are ranked by S first, and the rest of the gallery follows by
+distance:
 
     result = evaluate_reid(model, query_images, gallery_images, q_pids, g_pids, q_camids, g_camids)
     result["mAP"], result["rank1"]
@@ -22,8 +23,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .. import metrics, ops
-from ..graph import fgraph_nodes
+from .. import metrics
+from ..graph import query_fgraphs
 from ..ops._validate import require_dim, require_int, require_tensor
 
 #: Entries of a [block, G] temporary per query block (about 16 MB of float32 / 32 MB of int64).
@@ -65,37 +66,6 @@ def distance_order(
         yield slice(start, stop), torch.sort(dist, dim=1, stable=True).indices
 
 
-def query_fgraphs(
-    query: Tensor, gallery: Tensor, k: int, *, gallery_knn: Tensor | None = None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The kNN table whose rows G.. are the queries' F-Graphs over the gallery.
-
-    Returns (table, q_dist, q_idx): table int64 [G + Q, k], rows 0..G-1 the gallery's own kNN
-    (ids into the gallery, self excluded), row G + q the k nearest gallery items of query q;
-    q_dist/q_idx [Q, k] those query lists. With this table, node G + q's F-Graph
-    (`fgraph_nodes(table, G + q)`, `ops.fgraph_adjacency(table, G + q)`) is the query's
-    F-Graph: node 0 the query, nodes 1..k its neighbours, joined as the module docstring says.
-    `gallery_knn` [G, >= k] may pass a precomputed gallery table (its first k columns are used).
-    """
-    _check_embeddings(query, gallery)
-    require_int("k", k, minimum=1)
-    num_gallery = gallery.shape[0]
-    if k > num_gallery - 1:
-        raise ValueError(
-            f"k should be at most G - 1 = {num_gallery - 1} (the gallery's own kNN table excludes "
-            f"each item itself), got k={k}"
-        )
-    if gallery_knn is None:
-        gallery_knn = ops.knn(gallery, k)[1]
-    elif gallery_knn.dim() != 2 or gallery_knn.shape[0] != num_gallery or gallery_knn.shape[1] < k:
-        raise ValueError(
-            f"gallery_knn should be [G, >= k] = [{num_gallery}, >= {k}], got {tuple(gallery_knn.shape)}"
-        )
-    q_dist, q_idx = ops.knn(gallery, k, queries=query)
-    table = torch.cat([gallery_knn[:, :k].to(q_idx.device), q_idx])
-    return table, q_dist, q_idx
-
-
 @torch.no_grad()
 def query_link_scores(
     model: nn.Module,
@@ -113,11 +83,12 @@ def query_link_scores(
     HDMLOnFeatures). query [Q, D], gallery [G, D]: embeddings on the model's device.
     Returns (neighbours, scores): int64 [Q, k] gallery ids nearest first, and float [Q, k] the
     probability that each is the query's identity. Graphs are scored `batch_size` at a time.
+    gallery_knn: a precomputed int64 [G, >= k] gallery kNN table (`query_fgraphs`).
     """
     require_int("batch_size", batch_size, minimum=1)
-    table, _, neighbours = query_fgraphs(query, gallery, k, gallery_knn=gallery_knn)
+    _check_embeddings(query, gallery)
+    graphs = query_fgraphs(query, gallery, k, gallery_knn=gallery_knn)
     embeddings = torch.cat([gallery, query])
-    num_gallery = gallery.shape[0]
     scores = []
     was_training = model.training
     model.eval()
@@ -128,17 +99,11 @@ def query_link_scores(
             disable=not progress,
             leave=False,
         ):
-            focus = torch.arange(
-                num_gallery + start,
-                num_gallery + min(start + batch_size, query.shape[0]),
-                device=table.device,
-            )
-            nodes = fgraph_nodes(table, focus)
-            adj = ops.fgraph_adjacency(table, focus)
+            nodes, adj = graphs.batch(torch.arange(start, min(start + batch_size, query.shape[0])))
             scores.append(model.link_scores(embeddings[nodes], adj).float())
     finally:
         model.train(was_training)
-    return neighbours, torch.cat(scores)
+    return graphs.knn_idx, torch.cat(scores)
 
 
 def graph_order(
@@ -179,7 +144,7 @@ def evaluate_orders(
     *,
     max_rank: int = 50,
 ) -> dict:
-    """mAP and CMC (Market-1501 protocol, `hdml_ext.metrics.rank_metrics_from_order`) of a
+    """mAP and CMC (Market-1501 protocol, `hdml_ext.metrics.rank_metrics_from_blocks`) of a
     ranking given block by block, as `distance_order` and `graph_order` yield it.
 
     Returns {"mAP", "rank1", "rank5", "rank10": float, "cmc": float64 ndarray [max_rank],

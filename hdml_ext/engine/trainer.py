@@ -479,13 +479,14 @@ class Trainer:
         if self._main:
             self.sampler.rebuild(embeddings.to(self.device))  # type: ignore[union-attr]
         if self.world_size > 1:
-            knn_idx = distributed.broadcast(self.sampler.knn_idx)
-            knn_dist = distributed.broadcast(self.sampler.knn_dist)
+            graphs = self.sampler.fgraphs if self._main else None
+            knn_idx = distributed.broadcast(None if graphs is None else graphs.knn_idx)
+            knn_dist = distributed.broadcast(None if graphs is None else graphs.knn_dist)
             if not self._main:
                 self.sampler.set_table(knn_idx, knn_dist)
 
     def _needs_rebuild(self, epoch: int) -> bool:
-        if self.sampler.knn_idx is None:
+        if self.sampler.fgraphs is None:
             return True
         # Features never change: their graphs are built once.
         return not self._features and epoch % self.config.rebuild_every == 0

@@ -1,6 +1,20 @@
-"""F-Graph construction: kNN tables at any scale (`build_fgraphs`), node sets and adjacency."""
+"""F-Graphs (paper III-B): `FGraphs`, the one handle every caller holds, built by
+`build_fgraphs` (any kNN backend) or, for Re-ID queries over a gallery, `query_fgraphs`.
+Only this package calls the knn and fgraph_adjacency ops (docs/graph.md)."""
 
-from .build import BACKENDS, FGraphs, build_fgraphs, exact_knn_rows
-from .fgraph import fgraph_nodes
+from .build import KNN_BACKENDS, build_fgraphs, require_knn_backend
+from .exact import exact_knn_rows
+from .fgraphs import FGraphs, fgraph_nodes, require_k
+from .query import QueryFGraphs, query_fgraphs
 
-__all__ = ["BACKENDS", "FGraphs", "build_fgraphs", "exact_knn_rows", "fgraph_nodes"]
+__all__ = [
+    "KNN_BACKENDS",
+    "FGraphs",
+    "QueryFGraphs",
+    "build_fgraphs",
+    "exact_knn_rows",
+    "fgraph_nodes",
+    "query_fgraphs",
+    "require_k",
+    "require_knn_backend",
+]

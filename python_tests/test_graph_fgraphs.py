@@ -1,12 +1,14 @@
-"""hdml_ext.graph.fgraph_nodes: node order, focus None vs given, agreement with the adjacency, errors."""
+"""hdml_ext.graph.fgraphs: fgraph_nodes (node order, focus None vs given, agreement with the
+adjacency, errors), the FGraphs handle (batch, with_k, to, checks), require_k, and load's checks."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import DEVICES
 
-from hdml_ext.graph import fgraph_nodes
+from hdml_ext.graph import FGraphs, fgraph_nodes, require_k
 from hdml_ext.ops import fgraph_adjacency, reference
 
 
@@ -109,3 +111,97 @@ def test_focus_id_negative():
 def test_focus_given_for_a_table_without_rows():
     with pytest.raises(ValueError, match=r"focus ids should lie in \[0, 0\)"):
         fgraph_nodes(torch.zeros(0, 2, dtype=torch.int64), torch.tensor([0]))
+
+
+def _graphs(num_nodes: int = 12, k: int = 3, seed: int = 0) -> FGraphs:
+    points = torch.randn(num_nodes, 4, generator=torch.Generator().manual_seed(seed))
+    dist, idx = reference.knn(points, k)
+    return FGraphs(idx, dist.float(), "exact", "test tables")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_batch_is_nodes_and_adjacency_of_the_focus(device):
+    graphs = _graphs().to(device)
+    focus = torch.tensor([4, 0, 11, 4], device=device)
+    nodes, adj = graphs.batch(focus)
+    assert torch.equal(nodes, fgraph_nodes(graphs.knn_idx, focus))
+    assert torch.equal(adj, fgraph_adjacency(graphs.knn_idx, focus))
+    assert nodes.shape == (4, 4) and adj.shape == (4, 4, 4) and adj.device == focus.device
+
+
+def test_with_k_keeps_the_first_columns_and_to_moves_the_tables():
+    graphs = _graphs(k=5)
+    three = graphs.with_k(3)
+    assert torch.equal(three.knn_idx, graphs.knn_idx[:, :3])
+    assert torch.equal(three.knn_dist, graphs.knn_dist[:, :3])
+    assert three.k == 3 and three.num_nodes == 12 and three.backend == "exact"
+    assert graphs.with_k(5) is graphs
+    with pytest.raises(ValueError, match="k should be at most the tables' 5 columns, got k=6"):
+        graphs.with_k(6)
+    assert graphs.to("meta").knn_idx.device.type == "meta"
+
+
+def test_tables_given_without_distances():
+    graphs = FGraphs(torch.tensor([[1], [0], [1]]))
+    assert graphs.knn_dist is None and graphs.backend == "given"
+    with pytest.raises(ValueError, match="knn_dist should be a tensor to save"):
+        graphs.save("unused.npz")
+
+
+def test_fgraphs_checks_its_tables():
+    with pytest.raises(TypeError, match=r"knn_idx should have dtype torch\.int64"):
+        FGraphs(torch.zeros(3, 1))
+    with pytest.raises(ValueError, match="knn_idx should be 2-D"):
+        FGraphs(torch.zeros(3, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"k should be at most N - 1 = 2 .* got k=3 for N = 3"):
+        FGraphs(torch.zeros(3, 3, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"knn_dist should have knn_idx's shape \(3, 1\), got \(3, 2\)"):
+        FGraphs(torch.zeros(3, 1, dtype=torch.int64), torch.zeros(3, 2))
+
+
+def test_require_k_names_k_and_the_node_count():
+    assert require_k(4, 5) == 4
+    with pytest.raises(ValueError, match=r"k should be at most G - 1 = 3 .* got k=4 for G = 4"):
+        require_k(4, 4, nodes="G")
+    with pytest.raises(ValueError, match="k should be >= 1"):
+        require_k(0, 4)
+    with pytest.raises(TypeError, match="k should be an int"):
+        require_k(1.0, 4)
+
+
+def _write_tables(path, data, **extra):
+    np.savez(path, data=data, **extra)
+
+
+def test_load_rejects_bad_ids_and_distances(tmp_path):
+    data = np.zeros((3, 2, 1), dtype=np.float32)
+    data[:, 0, 0] = [1, 0, 1]
+    path = tmp_path / "tables.npz"
+    for bad_id in (np.nan, 3.0, -1.0, 0.5):
+        data[1, 0, 0] = bad_id
+        _write_tables(path, data)
+        with pytest.raises(ValueError, match=r"should hold neighbour ids: integers in \[0, 3\)"):
+            FGraphs.load(path)
+    data[1, 0, 0] = 0
+    data[2, 1, 0] = np.nan
+    _write_tables(path, data)
+    with pytest.raises(ValueError, match="should hold finite distances"):
+        FGraphs.load(path)
+
+
+def test_load_rejects_what_is_not_a_knn_npz(tmp_path):
+    npy = tmp_path / "array.npy"
+    np.save(npy, np.zeros((3, 2, 1)))
+    with pytest.raises(ValueError, match=r"got a single \.npy array"):
+        FGraphs.load(npy)
+    other = tmp_path / "other.npz"
+    np.savez(other, weights=np.zeros(3))
+    with pytest.raises(ValueError, match=r"array 'data' \[N, 2, k\], got .* holding arrays \['weights'\]"):
+        FGraphs.load(other)
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip file at all")
+    with pytest.raises(ValueError, match="could not read"):
+        FGraphs.load(junk)
+    _write_tables(other, np.zeros((3, 1)))
+    with pytest.raises(ValueError, match=r"should have shape \[N, 2, k\]"):
+        FGraphs.load(other)
