@@ -74,7 +74,8 @@ def test_relative_input_equals_subtracting_the_focus_by_hand(attention):
         by_hand = plain.edge_head(plain.regcn(z - z[:, :1], adj)[:, 1:])  # the literal path
         assert relative.regcn.layers[0].bias.abs().min() > 0  # the bias takes part
         torch.testing.assert_close(relative(features, nodes, adj).link_logits, by_hand)
-        torch.testing.assert_close(relative.link_scores(z, adj), torch.softmax(by_hand.float(), dim=-1)[..., 1])
+        expected_scores = torch.softmax(by_hand.float(), dim=-1)[..., 1]
+        torch.testing.assert_close(relative.link_scores(z, adj), expected_scores)
 
 
 def test_relative_input_on_the_image_model():
