@@ -235,7 +235,7 @@ def _image_dataset(records: list, settings: dict):
     from .data import ImageDataset
 
     data = settings["data"]
-    return ImageDataset.from_records(records, size=(data["height"], data["width"]), train=False)
+    return ImageDataset.from_records(records, size=(data["height"], data["width"]))
 
 
 def _digits(settings: dict):

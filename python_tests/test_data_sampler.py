@@ -34,10 +34,10 @@ def test_rebuild_uses_the_knn_of_the_embeddings():
 
 
 def test_collate_focus_first_and_neighbours_from_the_table():
-    labels, features, images = _data()
+    labels, features, _ = _data()
     sampler = _sampler(labels, features)
     focus = torch.tensor([3, 0, 17, 3])
-    batch = sampler.collate(focus, images)
+    batch = sampler.collate(focus)
     global_nodes = batch.image_ids[batch.nodes]
     assert torch.equal(global_nodes[:, 0], focus)
     assert torch.equal(global_nodes[:, 1:], sampler.fgraphs.knn_idx[focus])
@@ -50,37 +50,15 @@ def test_collate_unique_images_remap_consistently():
     labels, features, images = _data()
     sampler = _sampler(labels, features)
     focus = sampler.focus_batches(0)[0]
-    batch = sampler.collate(focus, images)
-    # Each distinct image once, ascending; images[nodes] are the original images of the node ids.
+    batch = sampler.collate(focus)
+    rows = gather_rows(images, batch.image_ids)
+    # Each distinct image once, ascending; rows[nodes] are the original images of the node ids.
     assert torch.equal(batch.image_ids, torch.unique(batch.image_ids))
-    assert batch.images.shape[0] == batch.image_ids.numel() == batch.labels.numel()
+    assert rows.shape[0] == batch.image_ids.numel() == batch.labels.numel()
     global_nodes = fgraph_nodes(sampler.fgraphs.knn_idx, focus)
-    assert torch.equal(batch.images[batch.nodes], images[global_nodes])
+    assert torch.equal(rows[batch.nodes], images[global_nodes])
     assert torch.equal(batch.labels, labels[batch.image_ids])
     assert torch.equal(batch.labels[batch.nodes], labels[global_nodes])
-
-
-def test_collate_without_source_has_no_images():
-    labels, features, _ = _data()
-    batch = _sampler(labels, features).collate([1, 2])
-    assert batch.images is None
-
-
-class _TupleDataset(torch.utils.data.Dataset):
-    def __init__(self, images, labels):
-        self.images, self.labels = images, labels
-
-    def __len__(self):
-        return self.images.shape[0]
-
-    def __getitem__(self, index):
-        return self.images[index], int(self.labels[index]), index
-
-
-def test_gather_rows_from_a_dataset_matches_the_tensor():
-    labels, _, images = _data()
-    ids = torch.tensor([5, 1, 9])
-    assert torch.equal(gather_rows(_TupleDataset(images, labels), ids), images[ids])
 
 
 def test_pk_composition_and_epoch_coverage():
@@ -145,14 +123,14 @@ def test_state_dict_round_trip():
 
 
 def test_rebuild_with_another_backend_gives_the_same_batches():
-    labels, features, images = _data()
+    labels, features, _ = _data()
     exact = _sampler(labels, features)
     flat = FGraphSampler(labels, 4, identities_per_batch=3, focus_per_identity=2, backend="faiss-flat")
     flat.rebuild(features)
     assert flat.fgraphs.backend == "faiss-flat" and exact.fgraphs.backend == "exact"
     assert torch.equal(flat.fgraphs.knn_idx, exact.fgraphs.knn_idx)
     focus = exact.focus_batches(0)[0]
-    assert all(torch.equal(a, b) for a, b in zip(flat.collate(focus, images), exact.collate(focus, images)))
+    assert all(torch.equal(a, b) for a, b in zip(flat.collate(focus), exact.collate(focus)))
 
 
 def test_set_fgraphs_and_set_table_use_tables_built_elsewhere():
@@ -238,15 +216,3 @@ def test_error_state_with_other_k():
     state = _sampler(labels, features).state_dict()
     with pytest.raises(ValueError, match="k=4"):
         FGraphSampler(labels, 3).load_state_dict(state)
-
-
-def test_error_bad_dataset_item():
-    class Bad(torch.utils.data.Dataset):
-        def __len__(self):
-            return 2
-
-        def __getitem__(self, index):
-            return "not a tensor"
-
-    with pytest.raises(TypeError, match=r"source\[0\]"):
-        gather_rows(Bad(), torch.tensor([0]))

@@ -161,6 +161,31 @@ def test_features_model_trains_on_the_link_loss(tmp_path):
     assert isinstance(load_model(tmp_path / "model.pt"), HDMLOnFeatures)
 
 
+def test_checkpoints_written_before_the_link_options_still_load(tmp_path):
+    images, labels = _images()
+    Trainer(_model(), images, labels, _config(epochs=1), out_dir=tmp_path).fit()
+    record = read_checkpoint(tmp_path / "model.pt")
+    for key in ("edge_input", "relative_input", "balanced_link_loss"):
+        del record["model_config"][key]
+    torch.save(record, tmp_path / "old.pt")
+    old = load_model(tmp_path / "old.pt")
+    new = load_model(tmp_path / "model.pt")
+    assert old.to_config() == new.to_config() and old.edge_input == "node"
+    for name, value in new.state_dict().items():
+        assert torch.equal(old.state_dict()[name], value)
+
+
+def test_resume_rejects_another_model_class(tmp_path):
+    features = torch.randn(18, 8)
+    _, labels = _images()
+    seed_everything(0)
+    model = HDMLOnFeatures(8, k=K, gcn_dims=(16,))
+    Trainer(model, features, labels, _config(epochs=1), out_dir=tmp_path).fit()
+    images, _ = _images()
+    with pytest.raises(ValueError, match="resume: the checkpoint holds a HDMLOnFeatures, the trainer a HDML"):
+        Trainer(_model(), images, labels, _config()).fit(resume=tmp_path / "checkpoint.pt")
+
+
 def test_config_round_trip_and_unknown_key():
     config = _config()
     assert TrainConfig.from_dict(config.to_dict()) == config

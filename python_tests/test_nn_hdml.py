@@ -146,6 +146,16 @@ def test_ablation_switches_are_constructor_arguments():
     assert out.link_logits.shape == (2, 10, 2) and out.embeddings.shape == (12, 1024)
 
 
+def test_configs_written_before_the_link_options_still_load():
+    old = {"num_classes": 5, "backbone": "resnet18", "k": 4, "use_nfa": True, "nfe_stages": [2, 3, 4],
+           "gcn_dims": [32, 16], "attention": True, "node_weight": 1.0, "link_weight": 1.0,
+           "lo": 0.3, "hi": 0.9}
+    config = HDML.from_config(old).to_config()
+    assert config == old | {"edge_input": "node", "relative_input": False, "balanced_link_loss": False}
+    old_features = {"in_dim": 12, "k": 5, "gcn_dims": [16, 8], "attention": True}
+    assert HDMLOnFeatures.from_config(old_features).to_config()["edge_input"] == "node"
+
+
 def test_config_round_trip():
     torch.manual_seed(0)
     model = _tiny(use_nfa=False, nfe_stages=(2, 4), attention=False, node_weight=0.3, lo=0.2, hi=0.8).eval()
@@ -314,27 +324,39 @@ def test_rejects_link_scores_of_the_wrong_width(tiny_model):
         tiny_model.link_scores(torch.randn(2, 5, 512), torch.ones(2, 5, 5, dtype=torch.bool))
 
 
-# HDMLOnFeatures: the graph half on given features (face clustering).
+# HDMLOnFeatures: the graph half on given features (face clustering), same interface as HDML.
+
+
+def _feature_batch(num_clusters: int = 3, per_cluster: int = 6, dim: int = 12, k: int = 5):
+    """Features [U, dim], labels [U], and the F-Graphs of every row: nodes [U, k+1], adj."""
+    features, labels = clustered_features(num_clusters, per_cluster, dim)
+    nodes, adj = knn_fgraphs(features, k)
+    return features, labels, nodes, adj
 
 
 def test_on_features_paper_dims_shapes():
     model = HDMLOnFeatures(1536)
-    z = torch.randn(2, 51, 1536)
+    assert model.input_kind == "features" and HDML.input_kind == "images"
+    assert model.out_dim == 1536 and model.k == 50
+    rows = torch.randn(60, 1536)
+    nodes = torch.randint(0, 60, (2, 51))
     adj = torch.rand(2, 51, 51) < 0.2
-    assert model(z, adj).shape == (2, 50, 2)
-    assert model.link_scores(z, adj).shape == (2, 50)
+    out = model(rows, nodes, adj)
+    assert isinstance(out, HDMLOutput) and out.node_logits is None
+    assert out.embeddings is rows and out.link_logits.shape == (2, 50, 2)
+    assert model.link_scores(rows[nodes], adj).shape == (2, 50)
 
 
 def test_on_features_overfits_clustered_features():
     torch.manual_seed(0)
     features, labels = clustered_features(6, 10, 16, spread=1.0)
     nodes, adj = knn_fgraphs(features, 8)
-    graph_labels = labels[nodes]
     model = HDMLOnFeatures(16, k=8, gcn_dims=(32, 16))
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(40):
-        loss = model.loss(model(features[nodes], adj), graph_labels)
+        loss, parts = model.loss(model(features, nodes, adj), labels, nodes)
+        assert set(parts) == {"link"} and parts["link"] is loss
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -345,52 +367,98 @@ def test_on_features_overfits_clustered_features():
 @pytest.mark.parametrize("device", DEVICES)
 def test_on_features_gradient_and_scores(device):
     torch.manual_seed(0)
-    features, labels = clustered_features(3, 6, 12)
-    nodes, adj = knn_fgraphs(features, 5)
+    features, labels, nodes, adj = (t.to(device) for t in _feature_batch())
     model = HDMLOnFeatures(12, k=5, gcn_dims=(16, 8)).to(device)
-    z, adj = features[nodes].to(device), adj.to(device)
-    logits = model(z, adj)
-    model.loss(logits, labels[nodes].to(device)).backward()
+    out = model(features, nodes, adj)
+    model.loss(out, labels, nodes)[0].backward()
     assert_every_parameter_has_a_finite_grad(model)
-    scores = model.link_scores(z, adj)
+    scores = model.link_scores(features[nodes], adj)
     assert scores.shape == (18, 5) and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_on_features_forward_equals_the_literal_per_graph_path():
+    # The first projection runs once per distinct row: the same as running RE-GCN on rows[nodes].
+    torch.manual_seed(0)
+    features, _, nodes, adj = _feature_batch()
+    model = HDMLOnFeatures(12, k=5, gcn_dims=(16, 8)).eval()
+    with torch.no_grad():
+        out = model(features, nodes, adj)
+        literal = model.edge_head(model.regcn(features[nodes], adj)[:, 1:])
+        torch.testing.assert_close(out.link_logits, literal)
+        torch.testing.assert_close(model.link_scores(features[nodes], adj),
+                                   torch.softmax(out.link_logits, dim=-1)[..., 1])
+
+
+def test_on_features_loss_equals_hdml_link_loss():
+    features, labels, nodes, adj = _feature_batch()
+    model = HDMLOnFeatures(12, k=5, gcn_dims=(8,))
+    out = model(features, nodes, adj)
+    loss, _ = model.loss(out, labels, nodes)
+    same = labels[nodes][:, 1:] == labels[nodes][:, :1]
+    expected = -torch.log_softmax(out.link_logits, -1).gather(-1, same.long()[..., None]).mean()
+    torch.testing.assert_close(loss, expected)
+
+
+def test_on_features_embed_is_the_features_checked():
+    model = HDMLOnFeatures(12, k=5, gcn_dims=(8,))
+    rows = torch.randn(4, 12)
+    assert model.embed(rows) is rows
+    with pytest.raises(ValueError, match=r"rows should be \[U, 12\] features, got shape \(4, 10\)"):
+        model.embed(torch.randn(4, 10))
+    with pytest.raises(TypeError, match="rows should be a floating-point tensor"):
+        model.embed(torch.zeros(4, 12, dtype=torch.int64))
 
 
 def test_on_features_config_round_trip():
     model = HDMLOnFeatures(12, k=5, gcn_dims=(16, 8), attention=False)
     config = json.loads(json.dumps(model.to_config()))
-    assert config == {"in_dim": 12, "k": 5, "gcn_dims": [16, 8], "attention": False}
+    assert config == {"in_dim": 12, "k": 5, "gcn_dims": [16, 8], "attention": False, "edge_input": "node",
+                      "relative_input": False, "balanced_link_loss": False}
     assert HDMLOnFeatures.from_config(config).to_config() == config
 
 
 def test_on_features_compiles_fullgraph():
     torch.manual_seed(0)
     model = HDMLOnFeatures(12, k=5, gcn_dims=(16, 8)).eval()
-    z, adj = torch.randn(3, 6, 12), torch.rand(3, 6, 6) < 0.5
+    rows, nodes, adj = torch.randn(8, 12), torch.randint(0, 8, (3, 6)), torch.rand(3, 6, 6) < 0.5
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
-    torch.testing.assert_close(compiled(z, adj), model(z, adj))
+    torch.testing.assert_close(compiled(rows, nodes, adj).link_logits, model(rows, nodes, adj).link_logits)
 
 
 def test_on_features_rejects_adjacency_of_the_wrong_size():
     with pytest.raises(ValueError, match=r"adj should be \[B, k\+1, k\+1\] = \[2, 6, 6\]"):
-        HDMLOnFeatures(12, k=5)(torch.randn(2, 4, 12), torch.ones(2, 4, 4, dtype=torch.bool))
+        HDMLOnFeatures(12, k=5)(torch.randn(8, 12), torch.zeros(2, 6, dtype=torch.int64),
+                                torch.ones(2, 4, 4, dtype=torch.bool))
 
 
 def test_on_features_rejects_features_of_the_wrong_width():
+    with pytest.raises(ValueError, match=r"rows should be \[U, 12\] features"):
+        HDMLOnFeatures(12, k=5)(torch.randn(8, 10), torch.zeros(2, 6, dtype=torch.int64),
+                                torch.ones(2, 6, 6, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"z should be \[B, n, 12\]"):
-        HDMLOnFeatures(12, k=5)(torch.randn(2, 6, 10), torch.ones(2, 6, 6, dtype=torch.bool))
+        HDMLOnFeatures(12, k=5).link_scores(torch.randn(2, 6, 10), torch.ones(2, 6, 6, dtype=torch.bool))
+
+
+def test_on_features_rejects_nodes_out_of_the_rows():
+    with pytest.raises(ValueError, match=r"nodes should index the 8 images, i.e. lie in \[0, 8\)"):
+        HDMLOnFeatures(12, k=5)(torch.randn(8, 12), torch.full((2, 6), 8),
+                                torch.ones(2, 6, 6, dtype=torch.bool))
 
 
 def test_on_features_rejects_labels_of_the_wrong_shape():
+    features, labels, nodes, adj = _feature_batch()
     model = HDMLOnFeatures(12, k=5, gcn_dims=(8,))
-    with pytest.raises(ValueError, match=r"labels_of_nodes should have shape \[2, 6\]"):
-        model.loss(torch.randn(2, 5, 2), torch.zeros(2, 5, dtype=torch.int64))
+    out = model(features, nodes, adj)
+    with pytest.raises(ValueError, match=r"labels should have shape \[18\]"):
+        model.loss(out, labels[:5], nodes)
 
 
-def test_on_features_rejects_link_logits_of_the_wrong_shape():
+def test_on_features_rejects_loss_nodes_of_another_batch():
+    features, labels, nodes, adj = _feature_batch()
     model = HDMLOnFeatures(12, k=5, gcn_dims=(8,))
-    with pytest.raises(ValueError, match=r"link_logits should be \[B, k, 2\] = \[B, 5, 2\]"):
-        model.loss(torch.randn(2, 6, 2), torch.zeros(2, 6, dtype=torch.int64))
+    out = model(features, nodes, adj)
+    with pytest.raises(ValueError, match="nodes should have one row per F-Graph"):
+        model.loss(out, labels, nodes[:2])
 
 
 def test_on_features_from_config_needs_in_dim():

@@ -9,7 +9,8 @@ from .image_dataset import ImageDataset, TensorImageDataset
 from .image_folder import read_image_folder
 from .records import FeatureSet, ImageRecord, ReIDRecord, ReIDSplits, TensorSplit, TensorSplits
 from .reid import parse_reid_name, read_dukemtmc, read_market1501, read_reid_folders, read_reid_split
-from .sampler import FGraphBatch, FGraphSampler, gather_rows
+from .rows import RowSource, gather_rows, iter_rows, source_length
+from .sampler import FGraphBatch, FGraphSampler
 
 __all__ = [
     "FGraphBatch",
@@ -19,10 +20,12 @@ __all__ = [
     "ImageRecord",
     "ReIDRecord",
     "ReIDSplits",
+    "RowSource",
     "TensorImageDataset",
     "TensorSplit",
     "TensorSplits",
     "gather_rows",
+    "iter_rows",
     "load_digits_features",
     "load_digits_reid",
     "parse_reid_name",
@@ -34,4 +37,5 @@ __all__ = [
     "read_market1501",
     "read_reid_folders",
     "read_reid_split",
+    "source_length",
 ]

@@ -2,7 +2,7 @@
 
     from hdml_ext.data import ImageDataset, read_market1501
     splits = read_market1501(root)
-    dataset = ImageDataset.from_records(splits.train, train=True)
+    dataset = ImageDataset.from_records(splits.train)
     image, label, index = dataset[0]     # [3, 256, 128] float32, int, int
 """
 
@@ -31,12 +31,6 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def _check_flip(flip_prob: float) -> float:
-    if isinstance(flip_prob, bool) or not isinstance(flip_prob, (int, float)) or not 0.0 <= flip_prob <= 1.0:
-        raise ValueError(f"flip_prob should be a number in [0, 1], got {flip_prob!r}")
-    return float(flip_prob)
-
-
 class ImageDataset(Dataset):
     """Images on disk, loaded with PIL as RGB, resized to size = (H, W), ImageNet-normalised.
 
@@ -44,9 +38,8 @@ class ImageDataset(Dataset):
         paths: [N] image files.
         labels: [N] integer labels.
         size: (height, width) after resizing; (256, 128) as in the paper.
-        train: apply a random horizontal flip (probability flip_prob; torch's RNG).
-        flip_prob: flip probability when training.
 
+    Training augmentation (the random horizontal flip) is the trainer's, seeded per batch.
     __getitem__(i) returns (image [3, H, W] float32, labels[i], i). An unreadable or missing
     file raises OSError naming the path.
     """
@@ -57,8 +50,6 @@ class ImageDataset(Dataset):
         labels: Sequence[int],
         *,
         size: tuple[int, int] = (256, 128),
-        train: bool = False,
-        flip_prob: float = 0.5,
     ) -> None:
         if len(paths) != len(labels):
             raise ValueError(
@@ -67,13 +58,13 @@ class ImageDataset(Dataset):
         self.paths = [str(path) for path in paths]
         self.labels = [int(label) for label in labels]
         self.size = _check_size(size)
-        self.train = bool(train)
-        self.flip_prob = _check_flip(flip_prob)
-        steps = [transforms.Resize(self.size)]
-        if self.train:
-            steps.append(transforms.RandomHorizontalFlip(self.flip_prob))
-        steps += [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-        self.transform = transforms.Compose(steps)
+        self.transform = transforms.Compose(
+            [
+                transforms.Resize(self.size),
+                transforms.ToTensor(),
+                transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            ]
+        )
 
     @classmethod
     def from_records(cls, records: Sequence, **kwargs) -> ImageDataset:
@@ -101,14 +92,11 @@ class TensorImageDataset(Dataset):
 
     Args:
         images: [N, 3, H, W] float. labels: [N] integer.
-        train: random horizontal flip with probability flip_prob (torch's RNG).
 
     __getitem__(i) returns (image [3, H, W], int label, i).
     """
 
-    def __init__(
-        self, images: torch.Tensor, labels: torch.Tensor, *, train: bool = False, flip_prob: float = 0.5
-    ) -> None:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         if not isinstance(images, torch.Tensor) or images.dim() != 4:
             got = f"{images.dim()}-D" if isinstance(images, torch.Tensor) else type(images).__name__
             raise ValueError(f"images should be a 4-D [N, C, H, W] tensor, got {got}")
@@ -120,8 +108,6 @@ class TensorImageDataset(Dataset):
             )
         self.images = images
         self.labels = labels
-        self.train = bool(train)
-        self.flip_prob = _check_flip(flip_prob)
 
     @classmethod
     def from_split(cls, split: TensorSplit, **kwargs) -> TensorImageDataset:
@@ -131,7 +117,4 @@ class TensorImageDataset(Dataset):
         return int(self.images.shape[0])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
-        image = self.images[index]
-        if self.train and torch.rand(()) < self.flip_prob:
-            image = image.flip(-1)
-        return image, int(self.labels[index]), index
+        return self.images[index], int(self.labels[index]), index

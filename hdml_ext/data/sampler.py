@@ -7,7 +7,7 @@ rebuild (from the model's current embeddings, `rebuild`), and every batch is col
     sampler = FGraphSampler(labels, k=50, identities_per_batch=4, focus_per_identity=4, seed=0)
     sampler.rebuild(embeddings)                 # [N, D] -> sampler.fgraphs, kNN tables [N, k]
     for focus in sampler.focus_batches(epoch):  # PK batches of focus ids
-        batch = sampler.collate(focus, images)  # distinct images once, nodes remapped to them
+        batch = sampler.collate(focus)          # distinct rows once, nodes remapped to them
 
 Focus nodes are drawn PK-style (P identities x K focus nodes each, as in the Re-ID literature's
 identity samplers), so each batch holds several identities and the link task sees positives
@@ -19,18 +19,14 @@ graphs, so each distinct image is embedded once per batch: `nodes` indexes the b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from ..graph import FGraphs, build_fgraphs, require_k, require_knn_backend
 from ..ops._validate import require_dim, require_int, require_tensor
-
-#: Where rows (images or features) come from: an [N, ...] tensor, or a map-style data set whose
-#: items are a tensor or a tuple/list/dict holding one (first element, or key "image").
-RowSource = Union[Tensor, Dataset]
+from .streams import stream_generator
 
 
 class FGraphBatch(NamedTuple):
@@ -42,7 +38,8 @@ class FGraphBatch(NamedTuple):
     adj: [B, k+1, k+1] bool F-Graph adjacency (`hdml_ext.graph.FGraphs.batch`).
     labels: [U] int64 class of each distinct row.
     focus: [B] int64 data-set ids of the focus nodes.
-    images: [U, ...] the rows themselves (images or features), or None when not gathered.
+
+    The rows themselves are read with `hdml_ext.data.rows.gather_rows(source, image_ids)`.
     """
 
     image_ids: Tensor
@@ -50,39 +47,6 @@ class FGraphBatch(NamedTuple):
     adj: Tensor
     labels: Tensor
     focus: Tensor
-    images: Tensor | None = None
-
-
-def item_tensor(item: object, index: int) -> Tensor:
-    if isinstance(item, Tensor):
-        return item
-    if isinstance(item, dict) and isinstance(item.get("image"), Tensor):
-        return item["image"]
-    if isinstance(item, (tuple, list)) and item and isinstance(item[0], Tensor):
-        return item[0]
-    raise TypeError(
-        f"source[{index}] should be a tensor, a tuple/list whose first element is one, or a "
-        f"dict with an 'image' tensor; got {type(item).__name__}"
-    )
-
-
-def source_length(source: RowSource) -> int:
-    """Number of rows of a tensor or map-style data set."""
-    if isinstance(source, Tensor):
-        return int(source.shape[0])
-    return len(source)  # type: ignore[arg-type]
-
-
-def gather_rows(source: RowSource, ids: Tensor) -> Tensor:
-    """source rows `ids` stacked: [len(ids), ...]. A tensor is indexed directly (on its device)."""
-    if isinstance(source, Tensor):
-        return source[ids.to(source.device)]
-    return torch.stack([item_tensor(source[int(i)], int(i)) for i in ids.tolist()])
-
-
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    # Distinct, reproducible streams per (seed, epoch), independent of the global RNG.
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63 - 1))
 
 
 class FGraphSampler:
@@ -178,7 +142,7 @@ class FGraphSampler:
 
     def focus_batches(self, epoch: int) -> list[Tensor]:
         """The focus ids of every batch of `epoch`: a list of int64 [B] tensors (B <= P * K)."""
-        gen = _epoch_generator(self.seed, require_int("epoch", epoch, minimum=0))
+        gen = stream_generator(self.seed, require_int("epoch", epoch, minimum=0))
         size = self.focus_per_identity
         groups: list[list[Tensor]] = []
         for members in self._members:
@@ -207,12 +171,12 @@ class FGraphSampler:
             batches.append(torch.cat(parts))
         return batches
 
-    def collate(self, focus: Tensor | Sequence[int], source: RowSource | None = None) -> FGraphBatch:
+    def collate(self, focus: Tensor | Sequence[int]) -> FGraphBatch:
         """The F-Graphs of `focus` ([B] data-set ids) as one batch.
 
         The distinct rows of all B graphs are listed once (`image_ids`) and `nodes` indexes
-        them, so images[nodes[b]] are the rows fgraphs.nodes(focus)[b]. With `source`
-        (the training images or features, see `RowSource`) the rows are gathered into `images`.
+        them, so rows[nodes[b]] are the data-set rows fgraphs.nodes(focus)[b] when rows =
+        gather_rows(source, image_ids).
         """
         fgraphs = self._require_fgraphs()
         focus_t = torch.as_tensor(focus, dtype=torch.int64).reshape(-1).cpu()
@@ -220,14 +184,12 @@ class FGraphSampler:
             raise ValueError("focus should hold at least one node id, got none")
         global_nodes, adj = fgraphs.batch(focus_t)
         image_ids, nodes = torch.unique(global_nodes, return_inverse=True)
-        images = None if source is None else gather_rows(source, image_ids)
         return FGraphBatch(
             image_ids=image_ids,
             nodes=nodes,
             adj=adj,
             labels=self.labels[image_ids],
             focus=focus_t,
-            images=images,
         )
 
     def state_dict(self) -> dict:

@@ -2,10 +2,11 @@
 
 from .checkpoint import atomic_save, load_model, read_checkpoint, seed_everything
 from .clustering import ClusterConfig, cluster, clustering_metrics, link_edges
+from .inference import embed_rows
 from .propagation import connected_components, propagate_edges, propagate_knn
 from .reid import distance_order, evaluate_orders, evaluate_reid, graph_order, query_link_scores
 from .rerank import k_reciprocal_distances, k_reciprocal_order
-from .trainer import TrainConfig, Trainer, embed_rows
+from .trainer import TrainConfig, Trainer
 
 __all__ = [
     "ClusterConfig",

@@ -4,7 +4,8 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
 `torch.load(..., weights_only=True)` (no pickled code):
 
     {"format": "hdml-checkpoint", "version": 1,
-     "model_class": "HDML" | "HDMLOnFeatures", "model_config": {...}, "model_state": {...},
+     "model_class": a name of hdml_ext.nn.MODELS ("HDML" | "HDMLOnFeatures"),
+     "model_config": {...}, "model_state": {...},
      # training checkpoints add:
      "train_config": {...}, "optimizer": {...}, "scheduler": {...}, "sampler": {...},
      "epoch": completed epochs, "step": completed steps, "rng": {...}}
@@ -22,9 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..nn import MODELS, model_from_config, model_name
+
 FORMAT = "hdml-checkpoint"
 VERSION = 1
-MODEL_CLASSES = ("HDML", "HDMLOnFeatures")
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -93,14 +95,11 @@ def seed_everything(seed: int) -> None:
 
 
 def model_record(model: nn.Module) -> dict:
-    """The part of a checkpoint that rebuilds the model: class name, config and state dict."""
-    name = type(model).__name__
-    if name not in MODEL_CLASSES or not hasattr(model, "to_config"):
-        raise TypeError(f"model should be an hdml_ext.nn.HDML or HDMLOnFeatures, got {name}")
+    """The part of a checkpoint that rebuilds the model: registry name, config and state dict."""
     return {
         "format": FORMAT,
         "version": VERSION,
-        "model_class": name,
+        "model_class": model_name(model),
         "model_config": model.to_config(),
         "model_state": {key: value.detach().cpu() for key, value in model.state_dict().items()},
     }
@@ -117,7 +116,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise ValueError(f"checkpoint {str(path)!r} could not be read as a torch file: {error}") from error
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ValueError(f"{str(path)!r} is not an hdml checkpoint (no 'format': {FORMAT!r} entry)")
-    if record.get("model_class") not in MODEL_CLASSES:
+    if record.get("model_class") not in MODELS:
         raise ValueError(
             f"checkpoint {str(path)!r} names an unknown model class {record.get('model_class')!r}"
         )
@@ -126,10 +125,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 def build_model(record: dict) -> nn.Module:
     """The model a checkpoint record describes, with its weights loaded (on the CPU)."""
-    from .. import nn as hnn
-
-    cls = getattr(hnn, record["model_class"])
-    model = cls.from_config(record["model_config"])
+    model = model_from_config(record["model_class"], record["model_config"])
     model.load_state_dict(record["model_state"])
     return model
 

@@ -1,38 +1,5 @@
-"""Training loop for HDML (images) and HDMLOnFeatures (pre-extracted features).
-
-Defaults are the paper's schedule (IV-B): SGD, lr 1e-3, momentum 0.9, weight decay 1e-4,
-20 epochs, lr x0.1 at epochs 12, 16 and 18, random horizontal flip (the 256x128 resize is
-the image readers' job). Every setting is a `TrainConfig` field.
-
-    trainer = Trainer(model, images, labels, TrainConfig(epochs=20), out_dir="runs/market")
-    history = trainer.fit()                      # or fit(resume="runs/market/checkpoint.pt")
-
-Per epoch: the F-Graphs are rebuilt from the model's current embeddings when
-epoch % rebuild_every == 0 (epoch 0 from the initial model), the PK batches of focus nodes
-are drawn (`hdml_ext.data.sampler`), and every `accumulate` batches make one SGD step on
-L = L1 + L2, the gradient averaged over them. At each epoch's end the scheduler steps and
-`out_dir/checkpoint.pt` is replaced atomically with the model, optimiser, scheduler, sampler
-(kNN table), epoch, step and RNG states, so that `fit(resume=...)` continues exactly as if
-never interrupted. Each step appends a JSON line to `out_dir/log.jsonl`:
-{"epoch", "step", "loss", "node", "link", "lr", "seconds"} (loss, node, link: the means over
-the step's batches).
-
-Several processes (torchrun, see `hdml_ext.engine.distributed`): with W processes, the
-epoch's global batch list (the same on every rank: it depends on (seed, epoch) alone) is
-topped up by repeating its first batches (or, with drop_last, cut) to a multiple of
-W * accumulate, and dealt round-robin: rank r takes global batches r, r + W, r + 2W, ...
-Global step s is thus the batches s*W*A .. (s+1)*W*A - 1 of the list, and DistributedDataParallel
-averages the W ranks' gradients, which is the gradient one process with accumulate = W * A
-computes over the same batches: the two runs are the same in exact arithmetic. BatchNorm
-normalises each batch by its own statistics in both (one batch per forward pass), unless
-sync_bn pools them across ranks; the running statistics (used only in eval mode, for the
-rebuilds' embeddings) are rank 0's, as DDP broadcasts them, so they differ from the
-one-process run's. The random flips of a batch are drawn from (seed, epoch, global batch
-index), so they too do not depend on which rank runs it. Rebuilds: every rank embeds a
-contiguous share of the training rows, the shares are all-gathered, rank 0 builds the kNN
-table and broadcasts it. Rank 0 alone logs, shows progress bars and writes files; the others
-wait for it at a barrier after each checkpoint.
-"""
+"""The training loop for either model of `hdml_ext.nn.MODELS` (paper IV-B schedule by default);
+docs/training.md describes the loop, checkpoints, the log and the distributed rules."""
 
 from __future__ import annotations
 
@@ -52,7 +19,10 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ..data.sampler import FGraphBatch, FGraphSampler, RowSource, gather_rows, item_tensor, source_length
+from ..data.rows import RowSource, iter_rows, source_length
+from ..data.sampler import FGraphBatch, FGraphSampler
+from ..data.streams import stream_generator
+from ..nn import model_name
 from . import distributed
 from .checkpoint import (
     atomic_save,
@@ -62,6 +32,7 @@ from .checkpoint import (
     restore_rng_state,
 )
 from .distributed import BACKENDS, local_device, resolve_backend
+from .inference import embed_rows
 
 AMP_MODES = ("none", "bf16", "fp16")
 
@@ -186,7 +157,7 @@ def _check_int(name: str, value: object, minimum: int) -> None:
         raise ValueError(f"train.{name} should be an int >= {minimum}, got {value!r}")
 
 
-#: Parameter name prefixes of the graph half of HDML (RE-GCN and edge head).
+#: Parameter name prefixes of the graph half of either model (RE-GCN and edge head).
 GRAPH_PREFIXES = ("regcn.", "edge_head.")
 
 
@@ -201,103 +172,14 @@ def _param_groups(model: nn.Module, lr: float, graph_lr_mult: float) -> list[dic
     return [*groups, {"params": graph, "lr": lr * graph_lr_mult}]
 
 
-def is_feature_model(model: nn.Module) -> bool:
-    """Whether `model` scores F-Graphs of fixed features (HDMLOnFeatures) rather than images."""
-    return type(model).__name__ == "HDMLOnFeatures"
-
-
-@torch.no_grad()
-def embed_rows(
-    model: nn.Module,
-    source: RowSource,
-    *,
-    batch_size: int = 128,
-    device: str | torch.device = "cpu",
-    num_workers: int = 0,
-    progress: bool = False,
-    desc: str = "embed",
-    rows: Tensor | None = None,
-) -> Tensor:
-    """Embeddings [R, D] of the rows `rows` (int64 [R]; None: all N rows) of `source`, in eval
-    mode, batch by batch, on the CPU.
-
-    For HDML the rows are images passed through `model.embed` (a data set is read by
-    `num_workers` DataLoader workers, 0: in this process); for HDMLOnFeatures they are
-    features, returned as they are (float32).
-    """
-    ids = torch.arange(source_length(source)) if rows is None else rows.reshape(-1).cpu()
-    n = int(ids.numel())
-    if is_feature_model(model):
-        return gather_rows(source, ids).float().cpu()
-    was_training = model.training
-    model.eval()
-    device = torch.device(device)
-    if isinstance(source, Tensor) or num_workers == 0:
-        batches = (gather_rows(source, ids[start : start + batch_size]) for start in range(0, n, batch_size))
-    else:
-        batches = iter(
-            torch.utils.data.DataLoader(
-                torch.utils.data.Subset(_Items(source), ids.tolist()),
-                batch_size=batch_size,
-                num_workers=num_workers,
-                collate_fn=_collate_images,
-            )
-        )
-    parts = []
-    try:
-        for images in tqdm(batches, total=-(-n // batch_size), desc=desc, disable=not progress, leave=False):
-            parts.append(model.embed(images.to(device)).float().cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(parts) if parts else torch.empty(0)
-
-
-def _collate_images(images: list) -> Tensor:
-    return torch.stack(images)
-
-
-class _ImageLoader:
-    """Loads the distinct rows of each batch, in the main process or through DataLoader workers."""
-
-    def __init__(self, source: RowSource, num_workers: int) -> None:
-        self.source = source
-        self.num_workers = num_workers if not isinstance(source, Tensor) else 0
-
-    def __call__(self, batches: list[FGraphBatch]):
-        if self.num_workers == 0:
-            for batch in batches:
-                yield gather_rows(self.source, batch.image_ids)
-            return
-        loader = torch.utils.data.DataLoader(
-            _Items(self.source),
-            batch_sampler=[b.image_ids.tolist() for b in batches],
-            num_workers=self.num_workers,
-            collate_fn=_collate_images,
-            persistent_workers=False,
-        )
-        yield from loader
-
-
-class _Items(torch.utils.data.Dataset):
-    """A data set whose items are reduced to their image tensor (for DataLoader workers)."""
-
-    def __init__(self, source: torch.utils.data.Dataset) -> None:
-        self.source = source
-
-    def __len__(self) -> int:
-        return len(self.source)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> Tensor:
-        return item_tensor(self.source[index], index)
-
-
 class Trainer:
-    """Trains an HDML (images) or HDMLOnFeatures (features) model on F-Graph batches.
+    """Trains a model of `hdml_ext.nn.MODELS` (HDML on images, HDMLOnFeatures on features) on
+    F-Graph batches, through the model interface alone (docs/training.md).
 
     Args:
-        model: hdml_ext.nn.HDML or HDMLOnFeatures; its k is the F-Graphs' k.
+        model: a model of `hdml_ext.nn.MODELS`; its k is the F-Graphs' k.
         source: the training rows, [N, 3, H, W] images or [N, D] features as a tensor, or a
-            map-style data set of images (see `hdml_ext.data.sampler.RowSource`).
+            map-style data set of images (see `hdml_ext.data.rows.RowSource`).
         labels: [N] int64 identity of each row (0..C-1 for HDML's node head).
         config: `TrainConfig` (paper defaults when None).
         out_dir: where checkpoint.pt, model.pt and log.jsonl go (None: nothing is written).
@@ -306,8 +188,8 @@ class Trainer:
 
     When a torch.distributed process group of W > 1 processes is active (see
     `hdml_ext.engine.distributed.init_distributed`), the model is wrapped in
-    DistributedDataParallel and every rank trains on its share of each epoch's batches (module
-    docstring); build the trainer on every rank with the same arguments. `self.model` stays
+    DistributedDataParallel and every rank trains on its share of each epoch's batches
+    (docs/training.md); build the trainer on every rank with the same arguments. `self.model` stays
     the bare model (what checkpoints hold).
     """
 
@@ -334,10 +216,11 @@ class Trainer:
             )
         if n < self.world_size:
             raise ValueError(f"{n} training rows cannot be shared among {self.world_size} processes")
-        self._features = is_feature_model(model)
+        # Feature rows are their own embeddings: they never change, so neither do the F-Graphs.
+        self._fixed_embeddings = model.input_kind == "features"
         self.model = model.to(self.device)
-        if self.config.channels_last and not self._features:
-            self.model.to(memory_format=torch.channels_last)
+        if self.config.channels_last:
+            self.model.to(memory_format=torch.channels_last)  # 4-D (conv) weights only
         if self.world_size > 1:
             if self.config.sync_bn:
                 self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
@@ -347,10 +230,9 @@ class Trainer:
             )
         else:
             self._net = self.model
-        k = int(model.to_config()["k"])
         self.sampler = FGraphSampler(
             labels,
-            k,
+            model.k,
             identities_per_batch=self.config.identities_per_batch,
             focus_per_identity=self.config.focus_per_identity,
             seed=self.config.seed,
@@ -370,7 +252,6 @@ class Trainer:
         self.on_step = on_step
         self.epoch = 0  # completed epochs
         self.step = 0  # completed steps
-        self._loader = _ImageLoader(source, self.config.num_workers)
 
     def _check_device_options(self) -> None:
         config = self.config
@@ -429,10 +310,10 @@ class Trainer:
                 f"resume: the checkpoint is a model file, not a training checkpoint "
                 f"(no {', '.join(missing)}); resume from {CHECKPOINT_NAME}"
             )
-        if record["model_class"] != type(self.model).__name__:
+        if record["model_class"] != model_name(self.model):
             raise ValueError(
                 f"resume: the checkpoint holds a {record['model_class']}, the trainer a "
-                f"{type(self.model).__name__}"
+                f"{model_name(self.model)}"
             )
         self.model.load_state_dict(record["model_state"])
         self.optimizer.load_state_dict(record["optimizer"])
@@ -457,27 +338,23 @@ class Trainer:
     # ----------------------------------------------------------------- training
     def _rebuild(self, epoch: int) -> None:
         """New kNN table from the current model, the same on every rank."""
-        if self._features:
-            # The features are the embeddings: rank 0 reads them, no model pass is needed.
-            embeddings = embed_rows(self.model, self.source) if self._main else None
-        else:
-            # Every rank embeds its share with rank 0's BatchNorm statistics; shares are gathered.
-            distributed.broadcast_buffers(self.model)
-            n = source_length(self.source)
-            with self._autocast():
-                part = embed_rows(
-                    self.model,
-                    self.source,
-                    batch_size=self.config.embed_batch_size,
-                    device=self.device,
-                    num_workers=self.config.num_workers,
-                    progress=self.config.progress and self._main,
-                    desc=f"epoch {epoch + 1}: rebuilding F-Graphs",
-                    rows=distributed.shard_rows(n),
-                )
-            embeddings = distributed.all_gather_rows(part, n)
+        # Every rank embeds its share with rank 0's BatchNorm statistics; shares are gathered.
+        distributed.broadcast_buffers(self.model)
+        n = source_length(self.source)
+        with self._autocast():
+            part = embed_rows(
+                self.model,
+                self.source,
+                batch_size=self.config.embed_batch_size,
+                device=self.device,
+                num_workers=self.config.num_workers,
+                progress=self.config.progress and self._main,
+                desc=f"epoch {epoch + 1}: rebuilding F-Graphs",
+                rows=distributed.shard_rows(n),
+            )
+        embeddings = distributed.all_gather_rows(part, n)
         if self._main:
-            self.sampler.rebuild(embeddings.to(self.device))  # type: ignore[union-attr]
+            self.sampler.rebuild(embeddings.to(self.device))
         if self.world_size > 1:
             graphs = self.sampler.fgraphs if self._main else None
             knn_idx = distributed.broadcast(None if graphs is None else graphs.knn_idx)
@@ -488,12 +365,11 @@ class Trainer:
     def _needs_rebuild(self, epoch: int) -> bool:
         if self.sampler.fgraphs is None:
             return True
-        # Features never change: their graphs are built once.
-        return not self._features and epoch % self.config.rebuild_every == 0
+        return not self._fixed_embeddings and epoch % self.config.rebuild_every == 0
 
     def rank_batches(self, epoch: int) -> list[tuple[int, Tensor]]:
         """This rank's batches of `epoch`: (global batch index, focus ids int64 [B]) pairs,
-        world_size * accumulate dividing the epoch's global batch count (module docstring)."""
+        world_size * accumulate dividing the epoch's global batch count (docs/training.md)."""
         batches = self.sampler.focus_batches(epoch)
         group = self.world_size * self.config.accumulate
         extra = -len(batches) % group
@@ -509,12 +385,12 @@ class Trainer:
         return [(i, batches[i]) for i in range(self.rank, len(batches), self.world_size)]
 
     def _prepare(self, rows: Tensor, epoch: int, index: int) -> Tensor:
-        """A batch's rows on the device, flipped at random (images), channels_last if asked."""
+        """A batch's rows on the device; images flipped at random and channels_last if asked."""
         rows = rows.to(self.device, non_blocking=True)
-        if self._features or rows.dim() != 4:
+        if rows.dim() != 4:
             return rows
         if self.config.flip:
-            gen = _flip_generator(self.config.seed, epoch, index)
+            gen = stream_generator(self.config.seed, epoch, index)
             flip = (torch.rand(rows.shape[0], generator=gen) < 0.5).to(rows.device)
             if bool(flip.any()):
                 rows = rows.clone()
@@ -523,17 +399,15 @@ class Trainer:
             rows = rows.contiguous(memory_format=torch.channels_last)
         return rows
 
-    def _loss(self, batch: FGraphBatch, rows: Tensor) -> tuple[Tensor, dict]:
+    def _loss(self, batch: FGraphBatch, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(total, node, link) losses of a batch; node is 0 for a model without the node task."""
         nodes = batch.nodes.to(self.device)
         adj = batch.adj.to(self.device)
         labels = batch.labels.to(self.device)
         with self._autocast():
-            if self._features:
-                link_logits = self._net(rows[nodes], adj)
-                link = self.model.loss(link_logits, labels[nodes])
-                return link, {"node": torch.zeros((), device=self.device), "link": link}
-            output = self._net(rows, nodes, adj)
-            return self.model.loss(output, labels, nodes)
+            total, parts = self.model.loss(self._net(rows, nodes, adj), labels, nodes)
+        node = parts.get("node", torch.zeros((), device=self.device))
+        return total, node, parts["link"]
 
     def train_epoch(self, epoch: int) -> list[dict]:
         """One epoch (0-based `epoch`): rebuild if due, then one SGD step per `accumulate` PK
@@ -553,7 +427,8 @@ class Trainer:
         )
         started = time.perf_counter()
         sums = torch.zeros(3, device=self.device)
-        for i, ((index, _), batch, rows) in enumerate(zip(plan, batches, self._loader(batches))):
+        loaded = iter_rows(self.source, [batch.image_ids for batch in batches], self.config.num_workers)
+        for i, ((index, _), batch, rows) in enumerate(zip(plan, batches, loaded)):
             last = (i + 1) % accumulate == 0
             if i % accumulate == 0:
                 self.optimizer.zero_grad(set_to_none=True)
@@ -562,9 +437,9 @@ class Trainer:
             # DDP all-reduces the gradients in the backward pass of a step's last batch only.
             sync = contextlib.nullcontext() if last or self._net is self.model else self._net.no_sync()
             with sync:
-                total, parts = self._loss(batch, rows)
+                total, node, link = self._loss(batch, rows)
                 self.scaler.scale(total / accumulate).backward()
-            sums += torch.stack([total, parts["node"], parts["link"]]).detach().float() / accumulate
+            sums += torch.stack([total, node, link]).detach().float() / accumulate
             if not last:
                 continue
             loss, node, link = distributed.all_reduce_mean(sums).tolist()
@@ -617,7 +492,7 @@ class Trainer:
         tmp.write_text("".join(kept), encoding="utf-8")
         os.replace(tmp, path)
 
-    def _write(self, write: Callable[[], object]) -> None:
+    def _write_on_rank0(self, write: Callable[[], object]) -> None:
         """Run `write` on rank 0 while the other ranks wait at a barrier."""
         if self._main:
             write()
@@ -632,15 +507,15 @@ class Trainer:
         """
         if resume is not None:
             self.load_state_dict(read_checkpoint(resume))
-            self._write(self._truncate_log)
+            self._write_on_rank0(self._truncate_log)
         history: list[dict] = []
         for epoch in range(self.epoch, self.config.epochs):
             history.extend(self.train_epoch(epoch))
             if self.out_dir is not None:
-                self._write(self.save_checkpoint)
+                self._write_on_rank0(self.save_checkpoint)
         if self.out_dir is not None:
             out_dir = self.out_dir
-            self._write(
+            self._write_on_rank0(
                 lambda: atomic_save(
                     {
                         **model_record(self.model),
@@ -652,12 +527,6 @@ class Trainer:
                 )
             )
         return history
-
-
-def _flip_generator(seed: int, epoch: int, index: int) -> torch.Generator:
-    """The random flips of global batch `index` of `epoch`: a function of (seed, epoch, index)
-    alone, so a batch is flipped alike whichever rank runs it and after a resume."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch * 1_000_033 + index + 1) % (2**63 - 1))
 
 
 def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -1,51 +1,35 @@
-"""The whole model (paper Fig. 1): shared HA-Net -> node head (L1), and RE-GCN on each F-Graph
--> edge head (L2); plus the RE-GCN + edge head alone on given features (face clustering)."""
+"""The two models (paper Fig. 1): `HDML`, the whole multi-task model (shared HA-Net -> node
+head, L1; RE-GCN on each F-Graph -> edge head, L2), and `HDMLOnFeatures`, its graph half on
+given features (the paper's face clustering setting). Both answer the same calls (see
+`FGraphLinkModel` for the shared graph half):
+
+    model.input_kind                       # "images" or "features": what the rows are
+    model.embed(rows [U, ...]) -> [U, out_dim]
+    model(rows, nodes [B, k+1], adj [B, k+1, k+1]) -> HDMLOutput
+    model.loss(output, labels [U], nodes) -> (total, {"node": L1, "link": L2} or {"link": L2})
+    model.link_scores(z [B, k+1, out_dim], adj) -> [B, k]
+    model.to_config() / type(model).from_config(config); model.k, model.out_dim
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, ClassVar
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional
 
 from ..ops._validate import require_float, require_int
-from ._checks import check_adjacency, check_graph_batch, check_images, check_labels, check_nodes
+from ._checks import check_adjacency, check_images, check_nodes
 from .hanet import HANet
-from .heads import EdgeHead, NodeHead
-from .regcn import REGCN
+from .heads import NodeHead
+from .link import FGraphLinkModel, HDMLOutput, config_from
+
+_GRAPH_KEYS = ("k", "gcn_dims", "attention", "edge_input", "relative_input", "balanced_link_loss")
 
 
-class HDMLOutput(NamedTuple):
-    """What `HDML.forward` returns.
-
-    embeddings: [U, D] HA-Net embedding m of every distinct image (D = 512 * len(nfe_stages)).
-    node_logits: [U, num_classes] node classification logits (the auxiliary task).
-    link_logits: [B, k, 2] edge logits of each F-Graph's non-focus nodes 1..k (the main task).
-    """
-
-    embeddings: Tensor
-    node_logits: Tensor
-    link_logits: Tensor
-
-
-def link_loss(link_logits: Tensor, same: Tensor) -> Tensor:
-    """L2 (eq. 15): cross entropy of [B, k, 2] logits against bool [B, k] "same identity" targets."""
-    return functional.cross_entropy(link_logits.reshape(-1, 2).float(), same.reshape(-1).long())
-
-
-def _config_from(cls: type, config: Mapping[str, Any], allowed: Iterable[str]) -> dict[str, Any]:
-    if not isinstance(config, Mapping):
-        raise TypeError(f"config should be a mapping, got {type(config).__name__}")
-    unknown = sorted(set(config) - set(allowed))
-    if unknown:
-        raise ValueError(f"config has keys {cls.__name__} does not take: {', '.join(unknown)}")
-    return dict(config)
-
-
-class HDML(nn.Module):
+class HDML(FGraphLinkModel):
     """Hierarchical deep multi-task learning with attention (the paper's full model).
 
     `forward` runs HA-Net once per distinct image of the batch (F-Graphs of one batch share
@@ -58,33 +42,38 @@ class HDML(nn.Module):
         k: neighbours per F-Graph; each graph has k+1 nodes, the focus first.
         gcn_dims, attention: see `REGCN` (layer widths, RE-GCN vs plain GCN).
         node_weight, link_weight: the joint loss is node_weight * L1 + link_weight * L2.
+        edge_input, relative_input, balanced_link_loss: the focus-aware link options of
+            `FGraphLinkModel` (defaults: the paper's head, input and loss).
 
     `to_config()` records these (all but `weights`, which only initialises the backbone: a
     saved model's state dict carries the trained values); `from_config` rebuilds the model.
     """
 
-    _CONFIG_KEYS = ("num_classes", "backbone", "k", "use_nfa", "nfe_stages", "gcn_dims", "attention",
-                    "node_weight", "link_weight", "lo", "hi")
+    input_kind: ClassVar[str] = "images"
+    _CONFIG_KEYS = ("num_classes", "backbone", "use_nfa", "nfe_stages", "node_weight", "link_weight",
+                    "lo", "hi", *_GRAPH_KEYS)
 
     def __init__(self, num_classes: int, *, backbone: str = "resnet50", k: int = 50, use_nfa: bool = True,
                  nfe_stages: Iterable[int] = (2, 3, 4), gcn_dims: Iterable[int] = (1536, 1536, 512, 256),
                  attention: bool = True, node_weight: float = 1.0, link_weight: float = 1.0,
-                 lo: float = 0.3, hi: float = 0.9, weights: str | os.PathLike | None = None) -> None:
+                 lo: float = 0.3, hi: float = 0.9, weights: str | os.PathLike | None = None,
+                 edge_input: str = "node", relative_input: bool = False,
+                 balanced_link_loss: bool = False) -> None:
         super().__init__()
         self.num_classes = require_int("num_classes", num_classes, minimum=1)
-        self.k = require_int("k", k, minimum=1)
+        k = require_int("k", k, minimum=1)
         self.node_weight = require_float("node_weight", node_weight)
         self.link_weight = require_float("link_weight", link_weight)
         self.hanet = HANet(backbone, use_nfa, nfe_stages, weights, lo, hi)
         self.node_head = NodeHead(self.hanet.out_dim, num_classes)
-        self.regcn = REGCN(self.hanet.out_dim, gcn_dims, attention)
-        self.edge_head = EdgeHead(self.regcn.out_dim)
+        self._build_graph_half(self.hanet.out_dim, k, gcn_dims, attention, edge_input, relative_input,
+                               balanced_link_loss)
         self.out_dim = self.hanet.out_dim
         self._config = {
             "num_classes": self.num_classes, "backbone": backbone, "k": self.k, "use_nfa": self.hanet.use_nfa,
             "nfe_stages": list(self.hanet.nfe_stages), "gcn_dims": list(self.regcn.dims),
             "attention": self.regcn.attention, "node_weight": self.node_weight,
-            "link_weight": self.link_weight, "lo": float(lo), "hi": float(hi),
+            "link_weight": self.link_weight, "lo": float(lo), "hi": float(hi), **self._graph_options(),
         }
 
     def to_config(self) -> dict[str, Any]:
@@ -95,7 +84,7 @@ class HDML(nn.Module):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> HDML:
         """Build a model from `to_config()`'s dict (`weights` may be added to initialise the backbone)."""
-        kwargs = _config_from(cls, config, (*cls._CONFIG_KEYS, "weights"))
+        kwargs = config_from(cls, config, (*cls._CONFIG_KEYS, "weights"))
         if "num_classes" not in kwargs:
             raise ValueError("config should give num_classes")
         return cls(kwargs.pop("num_classes"), **kwargs)
@@ -112,87 +101,82 @@ class HDML(nn.Module):
         check_adjacency(adj, nodes.shape[0], self.k, images.device)
         embeddings = self.hanet(images)
         node_logits = self.node_head(embeddings)
-        link_logits = self.edge_head(self.regcn(embeddings, adj, index=nodes)[:, 1:])
-        return HDMLOutput(embeddings, node_logits, link_logits)
+        return HDMLOutput(embeddings, node_logits, self._link_logits(embeddings, nodes, adj))
 
     def loss(self, output: HDMLOutput, labels: Tensor, nodes: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """The joint loss node_weight * L1 + link_weight * L2.
 
         L1: cross entropy of all U images' node logits against `labels` [U] (class ids).
         L2: cross entropy of the link logits against "labels[nodes[:, i]] == labels[nodes[:, 0]]"
-        for i = 1..k. Returns (total, {"node": L1, "link": L2}).
+        for i = 1..k (class-balanced with balanced_link_loss). Returns (total, {"node": L1, "link": L2}).
         """
-        num_images = output.node_logits.shape[0]
-        check_labels("labels", labels, (num_images,))
-        check_nodes(nodes, num_images, self.k, output.node_logits.device)
-        if nodes.shape[0] != output.link_logits.shape[0]:
-            raise ValueError(f"nodes should have one row per F-Graph of output "
-                             f"({output.link_logits.shape[0]}), got {nodes.shape[0]}")
+        self._check_loss_inputs(output, labels, nodes)
         node = functional.cross_entropy(output.node_logits.float(), labels)
-        graph_labels = labels[nodes]
-        link = link_loss(output.link_logits, graph_labels[:, 1:] == graph_labels[:, :1])
+        link = self._link_loss(output, labels, nodes)
         total = self.node_weight * node + self.link_weight * link
         return total, {"node": node, "link": link}
 
-    def link_scores(self, z: Tensor, adj: Tensor) -> Tensor:
-        """S_f (eq. 14) of F-Graphs whose nodes are already embedded: z [B, k+1, out_dim] (focus
-        first), adj [B, k+1, k+1] -> [B, k], the probability each node shares the focus's identity."""
-        check_graph_batch(z, adj, self.out_dim)
-        check_adjacency(adj, z.shape[0], self.k, z.device)
-        logits = self.edge_head(self.regcn(z, adj)[:, 1:])
-        return torch.softmax(logits.float(), dim=-1)[..., 1]
 
-
-class HDMLOnFeatures(nn.Module):
+class HDMLOnFeatures(FGraphLinkModel):
     """RE-GCN + edge head on given node features (the paper's face clustering setting, where
-    the embeddings come from a fixed ResNet-50).
+    the embeddings come from a fixed ResNet-50): the rows are features, and they are their own
+    embeddings.
 
     Args:
         in_dim: the features' width.
-        k, gcn_dims, attention: as in `HDML`.
+        k, gcn_dims, attention, edge_input, relative_input, balanced_link_loss: as in `HDML`.
 
-    `forward(z [B, k+1, in_dim], adj [B, k+1, k+1]) -> link_logits [B, k, 2]`.
+    `forward(rows [U, in_dim], nodes [B, k+1], adj [B, k+1, k+1]) -> HDMLOutput(rows, None,
+    link_logits [B, k, 2])`; `loss` is L2 alone.
     """
 
-    _CONFIG_KEYS = ("in_dim", "k", "gcn_dims", "attention")
+    input_kind: ClassVar[str] = "features"
+    _CONFIG_KEYS = ("in_dim", *_GRAPH_KEYS)
 
     def __init__(self, in_dim: int, *, k: int = 50, gcn_dims: Iterable[int] = (1536, 1536, 512, 256),
-                 attention: bool = True) -> None:
+                 attention: bool = True, edge_input: str = "node", relative_input: bool = False,
+                 balanced_link_loss: bool = False) -> None:
         super().__init__()
         self.in_dim = require_int("in_dim", in_dim, minimum=1)
-        self.k = require_int("k", k, minimum=1)
-        self.regcn = REGCN(in_dim, gcn_dims, attention)
-        self.edge_head = EdgeHead(self.regcn.out_dim)
+        self._build_graph_half(in_dim, require_int("k", k, minimum=1), gcn_dims, attention, edge_input,
+                               relative_input, balanced_link_loss)
+        self.out_dim = self.in_dim
 
     def to_config(self) -> dict[str, Any]:
         """The constructor arguments this model was built with (JSON-serialisable)."""
         return {"in_dim": self.in_dim, "k": self.k, "gcn_dims": list(self.regcn.dims),
-                "attention": self.regcn.attention}
+                "attention": self.regcn.attention, **self._graph_options()}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> HDMLOnFeatures:
-        """Build a model from `to_config()`'s dict."""
-        kwargs = _config_from(cls, config, cls._CONFIG_KEYS)
+        """Build a model from `to_config()`'s dict (keys added since an older config default)."""
+        kwargs = config_from(cls, config, cls._CONFIG_KEYS)
         if "in_dim" not in kwargs:
             raise ValueError("config should give in_dim")
         return cls(kwargs.pop("in_dim"), **kwargs)
 
-    def forward(self, z: Tensor, adj: Tensor) -> Tensor:
-        check_graph_batch(z, adj, self.in_dim)
-        check_adjacency(adj, z.shape[0], self.k, z.device)
-        return self.edge_head(self.regcn(z, adj)[:, 1:])
+    def embed(self, rows: Tensor) -> Tensor:
+        """The embeddings of feature rows [U, in_dim]: the rows themselves, checked."""
+        if not isinstance(rows, Tensor):
+            raise TypeError(f"rows should be a torch.Tensor, got {type(rows).__name__}")
+        if rows.dim() != 2 or rows.shape[1] != self.in_dim:
+            raise ValueError(f"rows should be [U, {self.in_dim}] features, got shape {tuple(rows.shape)}")
+        if not rows.is_floating_point():
+            raise TypeError(f"rows should be a floating-point tensor, got dtype {rows.dtype}")
+        return rows
 
-    def loss(self, link_logits: Tensor, labels_of_nodes: Tensor) -> Tensor:
-        """L2: cross entropy of link_logits [B, k, 2] against "labels_of_nodes[:, i] ==
-        labels_of_nodes[:, 0]" (i = 1..k); labels_of_nodes: [B, k+1] class ids of each graph's nodes."""
-        if not isinstance(link_logits, Tensor):
-            raise TypeError(f"link_logits should be a torch.Tensor, got {type(link_logits).__name__}")
-        if link_logits.dim() != 3 or tuple(link_logits.shape[1:]) != (self.k, 2):
-            raise ValueError(f"link_logits should be [B, k, 2] = [B, {self.k}, 2], "
-                             f"got shape {tuple(link_logits.shape)}")
-        check_labels("labels_of_nodes", labels_of_nodes, (link_logits.shape[0], self.k + 1))
-        return link_loss(link_logits, labels_of_nodes[:, 1:] == labels_of_nodes[:, :1])
+    def forward(self, rows: Tensor, nodes: Tensor, adj: Tensor) -> HDMLOutput:
+        """rows [U, in_dim] features; nodes int64 [B, k+1], rows of `rows`, each graph's focus
+        first; adj [B, k+1, k+1] bool/float. Returns `HDMLOutput` with node_logits None."""
+        self.embed(rows)
+        check_nodes(nodes, rows.shape[0], self.k, rows.device)
+        check_adjacency(adj, nodes.shape[0], self.k, rows.device)
+        return HDMLOutput(rows, None, self._link_logits(rows, nodes, adj))
 
-    def link_scores(self, z: Tensor, adj: Tensor) -> Tensor:
-        """S_f (eq. 14): [B, k], the probability each non-focus node shares the focus's identity."""
-        return torch.softmax(self.forward(z, adj).float(), dim=-1)[..., 1]
+    def loss(self, output: HDMLOutput, labels: Tensor, nodes: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """L2 alone: cross entropy of the link logits against "labels[nodes[:, i]] ==
+        labels[nodes[:, 0]]" (i = 1..k; class-balanced with balanced_link_loss), labels [U] the
+        rows' class ids. Returns (L2, {"link": L2})."""
+        self._check_loss_inputs(output, labels, nodes)
+        link = self._link_loss(output, labels, nodes)
+        return link, {"link": link}

@@ -25,17 +25,23 @@ class NodeHead(nn.Module):
 
 
 class EdgeHead(nn.Module):
-    """Edge classification (the main task): FC(d -> d) -> PReLU -> FC(d -> 2) on a node's final
-    RE-GCN feature; logit 1 says "same identity as the focus". softmax(...)[..., 1] is S_f (eq. 14).
+    """Edge classification (the main task): FC(in_dim -> d) -> PReLU -> FC(d -> 2) on an edge's
+    input (the paper: a node's final RE-GCN feature, in_dim = d); logit 1 says "same identity as
+    the focus". softmax(...)[..., 1] is S_f (eq. 14).
+
+    Args:
+        dim: d, the hidden width (the RE-GCN output width).
+        in_dim: the input width (None: dim; 3 * dim for the [h_i, h_f, |h_i - h_f|] input).
 
     Shapes:
-        forward(e [..., dim]) -> [..., 2].
+        forward(e [..., in_dim]) -> [..., 2].
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, in_dim: int | None = None) -> None:
         super().__init__()
         self.dim = require_int("dim", dim, minimum=1)
-        self.fc1 = nn.Linear(dim, dim)
+        self.in_dim = dim if in_dim is None else require_int("in_dim", in_dim, minimum=1)
+        self.fc1 = nn.Linear(self.in_dim, dim)
         self.act = nn.PReLU(dim)
         self.fc2 = nn.Linear(dim, 2)
 

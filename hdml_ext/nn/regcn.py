@@ -55,6 +55,9 @@ class REGCNLayer(nn.Module):
         forward(z [U, in_dim], adj, index [B, n] int64) -> [B, n, out_dim]: node b, i is row
         index[b, i] of the table z. The projection is per node, so each distinct row is
         projected once and the results gathered: graphs that share nodes share that GEMM.
+        relative=True makes every node's input x_i - x_focus (node 0 of its graph, as L-GCN
+        does). With index it is applied after the projection, W(x_i - x_f) = W x_i - W x_f (the
+        bias is added after the aggregation, outside the projection, so this is exact).
     """
 
     def __init__(self, in_dim: int, out_dim: int, attention: bool = True) -> None:
@@ -73,14 +76,16 @@ class REGCNLayer(nn.Module):
         bound = 1.0 / math.sqrt(self.in_dim)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, z: Tensor, adj: Tensor, index: Tensor | None = None) -> Tensor:
+    def forward(self, z: Tensor, adj: Tensor, index: Tensor | None = None, relative: bool = False) -> Tensor:
         if index is None:
             check_graph_batch(z, adj, self.in_dim)
-            projected = functional.linear(z, self.weight)
+            projected = functional.linear(z - z[:, :1] if relative else z, self.weight)
         else:
             check_node_table(z, index, adj, self.in_dim)
             projected = functional.linear(z, self.weight).index_select(0, index.reshape(-1))
             projected = projected.view(*index.shape, 2 * self.out_dim)
+            if relative:
+                projected = projected - projected[:, :1]
         own, nbr = projected.split(self.out_dim, dim=-1)
         out = functional.relu(own + ops.gcn_aggregate(adj, nbr) + self.bias)
         return self.attention(out) if self.attention is not None else out
@@ -113,6 +118,7 @@ class REGCN(nn.Module):
         forward(z [B, n, in_dim], adj [B, n, n]) -> [B, n, dims[-1]].
         forward(z [U, in_dim], adj, index [B, n] int64) -> [B, n, dims[-1]]: the nodes are
         rows of the table z (see `REGCNLayer`; only the first layer can share the work).
+        relative=True subtracts each graph's focus (node 0) from the first layer's input.
     """
 
     def __init__(self, in_dim: int = 1536, dims: Iterable[int] = (1536, 1536, 512, 256),
@@ -125,8 +131,8 @@ class REGCN(nn.Module):
         self.layers = nn.ModuleList([REGCNLayer(a, b, attention) for a, b in zip(widths[:-1], widths[1:])])
         self.out_dim = self.dims[-1]
 
-    def forward(self, z: Tensor, adj: Tensor, index: Tensor | None = None) -> Tensor:
-        z = self.layers[0](z, adj, index)
+    def forward(self, z: Tensor, adj: Tensor, index: Tensor | None = None, relative: bool = False) -> Tensor:
+        z = self.layers[0](z, adj, index, relative)
         for layer in self.layers[1:]:
             z = layer(z, adj)
         return z

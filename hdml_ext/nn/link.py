@@ -1,0 +1,141 @@
+"""The graph half both models share (paper III-D): RE-GCN over each F-Graph, then the edge head
+on its non-focus nodes, with the focus-aware options the paper lacks, and the link loss L2."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional
+
+from ._checks import check_adjacency, check_graph_batch, check_labels, check_nodes
+from .heads import EdgeHead
+from .regcn import REGCN
+
+#: What the edge head reads for node i of an F-Graph whose focus is f: "node" (the paper, h_i),
+#: "relative" (h_i - h_f, as L-GCN) or "pair" ([h_i, h_f, |h_i - h_f|], width 3d).
+EDGE_INPUTS = ("node", "relative", "pair")
+
+
+class HDMLOutput(NamedTuple):
+    """What a model's `forward` returns.
+
+    embeddings: [U, D] embedding of every distinct row (HDML: HA-Net's m, D = 512 *
+        len(nfe_stages); HDMLOnFeatures: the given features).
+    node_logits: [U, num_classes] node classification logits (the auxiliary task), or None for
+        a model without the node task (HDMLOnFeatures).
+    link_logits: [B, k, 2] edge logits of each F-Graph's non-focus nodes 1..k (the main task).
+    """
+
+    embeddings: Tensor
+    node_logits: Tensor | None
+    link_logits: Tensor
+
+
+def link_loss(link_logits: Tensor, same: Tensor, balanced: bool = False) -> Tensor:
+    """L2 (eq. 15): cross entropy of [B, k, 2] logits against bool [B, k] "same identity" targets.
+
+    balanced=False: the mean over all B * k edges (the paper). balanced=True: the mean over
+    the positive edges and the mean over the negative ones, averaged, so both classes weigh
+    the same in the batch (a class absent from the batch is left out of the average).
+    """
+    per_edge = functional.cross_entropy(link_logits.reshape(-1, 2).float(), same.reshape(-1).long(),
+                                        reduction="none" if balanced else "mean")
+    if not balanced:
+        return per_edge
+    positive = same.reshape(-1).to(per_edge.dtype)
+    masks = torch.stack([1.0 - positive, positive])
+    counts = masks.sum(dim=1)
+    class_means = (masks * per_edge).sum(dim=1) / counts.clamp(min=1.0)
+    return class_means.sum() / (counts > 0).sum()
+
+
+def edge_inputs(h: Tensor, edge_input: str) -> Tensor:
+    """The edge head's input for the non-focus nodes of F-Graphs whose final RE-GCN features are
+    h [B, k+1, d] (focus first): [B, k, d] ("node", "relative") or [B, k, 3d] ("pair")."""
+    nodes, focus = h[:, 1:], h[:, :1]
+    if edge_input == "node":
+        return nodes
+    if edge_input == "relative":
+        return nodes - focus
+    return torch.cat([nodes, focus.expand_as(nodes), (nodes - focus).abs()], dim=-1)
+
+
+def config_from(cls: type, config: Mapping[str, Any], allowed: Iterable[str]) -> dict[str, Any]:
+    """`config` as constructor keyword arguments of `cls`; raise on keys it does not take."""
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config should be a mapping, got {type(config).__name__}")
+    unknown = sorted(set(config) - set(allowed))
+    if unknown:
+        raise ValueError(f"config has keys {cls.__name__} does not take: {', '.join(unknown)}")
+    return dict(config)
+
+
+class FGraphLinkModel(nn.Module):
+    """Base of HDML and HDMLOnFeatures: their RE-GCN (`regcn`) and edge head (`edge_head`) on
+    F-Graphs of k+1 nodes, and the link task's calls.
+
+    Subclasses call `_build_graph_half` in their constructor. Options (recorded in `to_config`):
+        edge_input: one of `EDGE_INPUTS` ("node" is the paper's head).
+        relative_input: subtract each graph's focus input feature from all its nodes before
+            the RE-GCN (L-GCN's pivot subtraction).
+        balanced_link_loss: L2 weighs positive and negative edges equally (see `link_loss`).
+    """
+
+    k: int
+    out_dim: int
+    regcn: REGCN
+    edge_head: EdgeHead
+
+    def _build_graph_half(self, in_dim: int, k: int, gcn_dims: Iterable[int], attention: bool,
+                          edge_input: str, relative_input: bool, balanced_link_loss: bool) -> None:
+        if edge_input not in EDGE_INPUTS:
+            raise ValueError(f"edge_input should be one of {', '.join(EDGE_INPUTS)}, got {edge_input!r}")
+        for name, value in (("relative_input", relative_input), ("balanced_link_loss", balanced_link_loss)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} should be a bool, got {type(value).__name__} ({value!r})")
+        self.k = k
+        self.edge_input = edge_input
+        self.relative_input = relative_input
+        self.balanced_link_loss = balanced_link_loss
+        self.regcn = REGCN(in_dim, gcn_dims, attention)
+        width = self.regcn.out_dim
+        self.edge_head = EdgeHead(width, 3 * width if edge_input == "pair" else width)
+
+    def _graph_options(self) -> dict[str, Any]:
+        return {"edge_input": self.edge_input, "relative_input": self.relative_input,
+                "balanced_link_loss": self.balanced_link_loss}
+
+    def _link_logits(self, table: Tensor, nodes: Tensor, adj: Tensor) -> Tensor:
+        """Edge logits [B, k, 2] of F-Graphs whose nodes are rows `nodes` [B, k+1] of `table`
+        [U, D] (the first RE-GCN projection runs once per row of the table)."""
+        h = self.regcn(table, adj, index=nodes, relative=self.relative_input)
+        return self.edge_head(edge_inputs(h, self.edge_input))
+
+    def link_scores(self, z: Tensor, adj: Tensor) -> Tensor:
+        """S_f (eq. 14) of F-Graphs whose nodes are already embedded: z [B, k+1, out_dim] (focus
+        first), adj [B, k+1, k+1] -> [B, k], the probability each node shares the focus's identity."""
+        check_graph_batch(z, adj, self.out_dim)
+        check_adjacency(adj, z.shape[0], self.k, z.device)
+        h = self.regcn(z, adj, relative=self.relative_input)
+        logits = self.edge_head(edge_inputs(h, self.edge_input))
+        return torch.softmax(logits.float(), dim=-1)[..., 1]
+
+    def _check_loss_inputs(self, output: HDMLOutput, labels: Tensor, nodes: Tensor) -> None:
+        """Raise unless labels is an integer [U] tensor and nodes an int64 [B, k+1] one that
+        fit `output`."""
+        num_rows = output.embeddings.shape[0]
+        check_labels("labels", labels, (num_rows,))
+        check_nodes(nodes, num_rows, self.k, output.link_logits.device)
+        if nodes.shape[0] != output.link_logits.shape[0]:
+            raise ValueError(f"nodes should have one row per F-Graph of output "
+                             f"({output.link_logits.shape[0]}), got {nodes.shape[0]}")
+
+    def _link_loss(self, output: HDMLOutput, labels: Tensor, nodes: Tensor) -> Tensor:
+        """L2 of `output` against "labels[nodes[:, i]] == labels[nodes[:, 0]]" (i = 1..k)
+        (inputs checked by `_check_loss_inputs`)."""
+        graph_labels = labels[nodes]
+        same = graph_labels[:, 1:] == graph_labels[:, :1]
+        return link_loss(output.link_logits, same, self.balanced_link_loss)

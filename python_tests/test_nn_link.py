@@ -1,0 +1,146 @@
+"""The graph half both models share (hdml_ext.nn.link): focus-aware edge inputs, the relative
+GCN input, the class-balanced link loss, and their configs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from nn_helpers import assert_every_parameter_has_a_finite_grad, clustered_features, knn_fgraphs
+
+from hdml_ext.nn import EDGE_INPUTS, HDML, HDMLOnFeatures, HDMLOutput, link_loss
+
+
+def _graphs(dim: int = 6, k: int = 3, dtype: torch.dtype = torch.float32):
+    features, labels = clustered_features(3, 4, dim)
+    nodes, adj = knn_fgraphs(features, k)
+    return features.to(dtype), labels, nodes, adj
+
+
+@pytest.mark.parametrize("edge_input", EDGE_INPUTS)
+@pytest.mark.parametrize("relative_input", [False, True])
+def test_every_edge_input_shapes_and_gradients(edge_input, relative_input):
+    torch.manual_seed(0)
+    features, labels, nodes, adj = _graphs()
+    model = HDMLOnFeatures(6, k=3, gcn_dims=(8, 5), edge_input=edge_input, relative_input=relative_input)
+    assert model.edge_head.fc1.in_features == (15 if edge_input == "pair" else 5)
+    out = model(features, nodes, adj)
+    assert out.link_logits.shape == (12, 3, 2)
+    model.loss(out, labels, nodes)[0].backward()
+    assert_every_parameter_has_a_finite_grad(model)
+    scores = model.link_scores(features[nodes], adj)
+    assert scores.shape == (12, 3) and ((scores >= 0) & (scores <= 1)).all()
+
+
+@pytest.mark.parametrize("edge_input", EDGE_INPUTS)
+def test_every_edge_input_passes_gradcheck(edge_input):
+    torch.manual_seed(0)
+    features, _, nodes, adj = _graphs(dim=4, dtype=torch.float64)
+    model = HDMLOnFeatures(4, k=3, gcn_dims=(5,), attention=False, edge_input=edge_input,
+                           relative_input=True).double()
+    rows = features[:8].clone().requires_grad_()
+    nodes = nodes[nodes.max(dim=1).values < 8][:3]
+    assert nodes.shape[0] >= 1
+    adj = adj[: nodes.shape[0]]
+    assert torch.autograd.gradcheck(lambda r: model(r, nodes, adj).link_logits, (rows,))
+
+
+def test_edge_inputs_read_the_focus():
+    torch.manual_seed(0)
+    features, _, nodes, adj = _graphs(dtype=torch.float64)
+    model = HDMLOnFeatures(6, k=3, gcn_dims=(5,), edge_input="pair").double().eval()
+    with torch.no_grad():
+        h = model.regcn(features[nodes], adj)
+        focus = h[:, :1].expand(-1, 3, -1)
+        expected = model.edge_head(torch.cat([h[:, 1:], focus, (h[:, 1:] - focus).abs()], dim=-1))
+        torch.testing.assert_close(model(features, nodes, adj).link_logits, expected)
+        model.edge_input = "relative"
+        model.edge_head.fc1 = torch.nn.Linear(5, 5).double()
+        expected = model.edge_head(h[:, 1:] - h[:, :1])
+        torch.testing.assert_close(model(features, nodes, adj).link_logits, expected)
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_relative_input_equals_subtracting_the_focus_by_hand(attention):
+    torch.manual_seed(0)
+    features, _, nodes, adj = _graphs(dtype=torch.float64)
+    options = {"k": 3, "gcn_dims": (8, 5), "attention": attention}
+    relative = HDMLOnFeatures(6, relative_input=True, **options).double().eval()
+    plain = HDMLOnFeatures(6, **options).double().eval()
+    plain.load_state_dict(relative.state_dict())
+    with torch.no_grad():
+        z = features[nodes]
+        by_hand = plain.edge_head(plain.regcn(z - z[:, :1], adj)[:, 1:])  # the literal path
+        assert relative.regcn.layers[0].bias.abs().min() > 0  # the bias takes part
+        torch.testing.assert_close(relative(features, nodes, adj).link_logits, by_hand)
+        expected_scores = torch.softmax(by_hand.float(), dim=-1)[..., 1]
+        torch.testing.assert_close(relative.link_scores(z, adj), expected_scores)
+
+
+def test_relative_input_on_the_image_model():
+    torch.manual_seed(0)
+    model = HDML(3, backbone="resnet18", k=3, nfe_stages=(2,), gcn_dims=(8,), relative_input=True,
+                 edge_input="relative").eval()
+    images = torch.randn(5, 3, 32, 16)
+    nodes = torch.tensor([[0, 1, 2, 3], [4, 0, 2, 1]])
+    adj = torch.ones(2, 4, 4, dtype=torch.bool) & ~torch.eye(4, dtype=torch.bool)
+    with torch.no_grad():
+        out = model(images, nodes, adj)
+        z = out.embeddings[nodes]
+        torch.testing.assert_close(model.link_scores(z, adj), torch.softmax(out.link_logits, dim=-1)[..., 1],
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_balanced_link_loss_against_a_hand_computation():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 2, generator=gen)
+    same = torch.tensor([[True, False, False], [False, False, True]])
+    per_edge = -torch.log_softmax(logits, -1).gather(-1, same.long()[..., None])[..., 0]
+    expected = 0.5 * per_edge[same].mean() + 0.5 * per_edge[~same].mean()
+    torch.testing.assert_close(link_loss(logits, same, balanced=True), expected)
+    torch.testing.assert_close(link_loss(logits, same), per_edge.mean())
+    # one class alone: its mean
+    torch.testing.assert_close(link_loss(logits, torch.ones_like(same), balanced=True),
+                               -torch.log_softmax(logits, -1)[..., 1].mean())
+
+
+def test_balanced_link_loss_is_the_models_loss():
+    features, _, nodes, adj = _graphs()
+    labels = torch.arange(12) % 3  # not the clusters: the graphs hold both kinds of edges
+    model = HDMLOnFeatures(6, k=3, gcn_dims=(5,), balanced_link_loss=True)
+    out = model(features, nodes, adj)
+    graph_labels = labels[nodes]
+    same = graph_labels[:, 1:] == graph_labels[:, :1]
+    assert same.any() and (~same).any()
+    expected = link_loss(out.link_logits, same, balanced=True)
+    torch.testing.assert_close(model.loss(out, labels, nodes)[0], expected)
+    image_model = HDML(3, backbone="resnet18", k=3, nfe_stages=(2,), gcn_dims=(8,), balanced_link_loss=True)
+    fake = HDMLOutput(torch.zeros(12, 512), torch.zeros(12, 3), out.link_logits)
+    torch.testing.assert_close(image_model.loss(fake, labels, nodes)[1]["link"], expected)
+
+
+def test_link_options_config_round_trip():
+    torch.manual_seed(0)
+    options = {"edge_input": "pair", "relative_input": True, "balanced_link_loss": True}
+    model = HDMLOnFeatures(6, k=3, gcn_dims=(5,), **options).eval()
+    config = json.loads(json.dumps(model.to_config()))
+    assert {key: config[key] for key in options} == options
+    rebuilt = HDMLOnFeatures.from_config(config).eval()
+    rebuilt.load_state_dict(model.state_dict())
+    features, _, nodes, adj = _graphs()
+    with torch.no_grad():
+        expected = model(features, nodes, adj).link_logits
+        torch.testing.assert_close(rebuilt(features, nodes, adj).link_logits, expected)
+    image_config = HDML(3, backbone="resnet18", k=3, gcn_dims=(8,), **options).to_config()
+    assert HDML.from_config(image_config).to_config() == image_config
+    assert {key: image_config[key] for key in options} == options
+
+
+def test_rejects_bad_link_options():
+    with pytest.raises(ValueError, match="edge_input should be one of node, relative, pair, got 'both'"):
+        HDMLOnFeatures(6, edge_input="both")
+    with pytest.raises(TypeError, match="relative_input should be a bool, got int"):
+        HDMLOnFeatures(6, relative_input=1)
+    with pytest.raises(TypeError, match="balanced_link_loss should be a bool"):
+        HDML(3, backbone="resnet18", balanced_link_loss="yes")
