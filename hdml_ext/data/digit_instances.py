@@ -121,16 +121,20 @@ def apply_camera_style(
 class _Rendered:
     """The generated views, all identities together, in (identity, view) order.
 
-    images: [V, 3, H, W] uint8. identity, camera, view: [V] int64 (view = 0..n-1 within its
-    identity). is_train: [V] bool. is_query: [V] bool (test identities only).
+    images: [V, 3, H, W] uint8. identity, camera: [V] int64. is_train: [V] bool.
+    is_query: [V] bool (test identities only).
     """
 
     images: torch.Tensor
     identity: np.ndarray
     camera: np.ndarray
-    view: np.ndarray
     is_train: np.ndarray
     is_query: np.ndarray
+
+
+def _view_index(counts: np.ndarray) -> np.ndarray:
+    """[sum(counts)] int: 0..counts[i]-1 for each identity i in turn."""
+    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
 def _view_counts(rng: np.random.Generator, num: int, min_views: int, max_views: int) -> np.ndarray:
@@ -150,8 +154,7 @@ def _cameras(rng: np.random.Generator, counts: np.ndarray) -> tuple[np.ndarray, 
     order = np.argsort(rng.random((counts.size, num_cameras)), axis=1)
     per_identity = np.minimum(counts, rng.integers(2, num_cameras + 1, size=counts.size))
     identity = np.repeat(np.arange(counts.size), counts)
-    view = np.arange(identity.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    return order[identity, view % per_identity[identity]], per_identity
+    return order[identity, _view_index(counts) % per_identity[identity]], per_identity
 
 
 def _canvases(sources: np.ndarray) -> torch.Tensor:
@@ -203,13 +206,13 @@ def _erase_masks(
     return torch.from_numpy(masks).unsqueeze(1)
 
 
-def _query_views(view: np.ndarray, counts: np.ndarray, cams: np.ndarray, queries: int) -> np.ndarray:
-    """[V] bool: the first q_i views of identity i (from q_i distinct cameras, see `_cameras`) with
+def _query_views(counts: np.ndarray, cams: np.ndarray, queries: int) -> np.ndarray:
+    """[sum(counts)] bool: the first q_i views of identity i (from q_i distinct cameras, see `_cameras`) with
     q_i = min(queries, k_i), less one when k_i cameras would each lose their only view."""
     per_identity = np.minimum(queries, cams)
     starved = (per_identity == cams) & (counts < 2 * cams)
     per_identity = per_identity - starved
-    return view < np.repeat(per_identity, counts)
+    return _view_index(counts) < np.repeat(per_identity, counts)
 
 
 @functools.lru_cache(maxsize=4)
@@ -237,14 +240,13 @@ def _generate(
     counts = _view_counts(rng, chosen.size, min_views, max_views)
     camera, cams = _cameras(rng, counts)
     row = np.repeat(np.arange(chosen.size), counts)
-    view = np.arange(row.size) - np.repeat(np.cumsum(counts) - counts, counts)
     num_views = row.size
 
     canvases = _canvases(load_digits().images[chosen])
     thickness = rng.choice(4, size=num_views, p=(0.2, 0.35, 0.3, 0.15))
     theta = _affine(rng, num_views, strength)
     erase = _erase_masks(rng, num_views, height, width, strength)
-    view_noise = rng.uniform(0.0, 0.02 * strength, num_views)
+    view_noise = torch.from_numpy(rng.uniform(0.0, 0.02 * strength, num_views).astype(np.float32))
     gain = torch.from_numpy(rng.uniform(0.8, 1.1, num_views).astype(np.float32))
 
     source = canvases[torch.from_numpy(thickness), torch.from_numpy(row)]
@@ -252,7 +254,6 @@ def _generate(
     grey = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     fill = torch.rand(grey.shape, generator=generator)
     grey = torch.where(erase, fill, grey)
-    view_noise = torch.from_numpy(view_noise.astype(np.float32))
     images = torch.empty((num_views, 3, height, width), dtype=torch.uint8)
     for cam in range(len(CAMERA_STYLES)):
         members = torch.from_numpy(np.flatnonzero(camera == cam))
@@ -265,9 +266,8 @@ def _generate(
         images=images,
         identity=chosen[row].astype(np.int64),
         camera=camera.astype(np.int64),
-        view=view.astype(np.int64),
         is_train=train_rows[row],
-        is_query=~train_rows[row] & _query_views(view, counts, cams, queries_per_identity),
+        is_query=~train_rows[row] & _query_views(counts, cams, queries_per_identity),
     )
 
 
