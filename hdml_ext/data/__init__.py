@@ -1,7 +1,8 @@
 """Dataset readers: Market-1501 / DukeMTMC-reID folders, identity-per-folder image trees,
-pre-extracted features (.npy, face-clustering .bin/.meta), scikit-learn's digits as an embedded
-data set, and torch Datasets over images."""
+pre-extracted features (.npy, face-clustering .bin/.meta), scikit-learn's digits as embedded
+data sets (closed-set `digits`, open-set `digit_instances`), and torch Datasets over images."""
 
+from .digit_instances import load_digit_instances_reid
 from .digits import load_digits_features, load_digits_reid
 from .face_bin import read_bin_meta
 from .features import read_features, read_labels
@@ -26,6 +27,7 @@ __all__ = [
     "TensorSplits",
     "gather_rows",
     "iter_rows",
+    "load_digit_instances_reid",
     "load_digits_features",
     "load_digits_reid",
     "parse_reid_name",
