@@ -358,6 +358,8 @@ void knn_kernel(const KnnOperands& operands, bool exclude_self, int64_t k, at::T
 std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x, const std::optional<at::Tensor>& queries,
                                            int64_t k) {
   const int64_t m = knn_check_args(x, queries, k);
+  // Neighbour search is not differentiable: inputs that require grad are read as plain values.
+  const at::NoGradGuard no_grad;
   TORCH_CHECK(x.device().is_cpu(), "knn: x should be a CPU tensor for the CPU kernel, got ", x.device());
   double max_abs = checked_max_abs(x, "x");
   if (queries.has_value()) max_abs = std::max(max_abs, checked_max_abs(*queries, "queries"));

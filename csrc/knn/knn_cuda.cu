@@ -444,6 +444,8 @@ void knn_cuda_impl(const KnnOperands& operands, bool exclude_self, int64_t k, at
 std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& x, const std::optional<at::Tensor>& queries,
                                             int64_t k) {
   const int64_t m = knn_check_args(x, queries, k);
+  // Neighbour search is not differentiable: inputs that require grad are read as plain values.
+  const at::NoGradGuard no_grad;
   TORCH_CHECK(x.is_cuda(), "knn: x should be a CUDA tensor for the CUDA kernel, got ", x.device());
   const bool exclude_self = !queries.has_value();
   TORCH_CHECK(knn_num_candidates(x.size(0), exclude_self, k) <= kKnnCudaMaxCandidates,
