@@ -43,6 +43,14 @@ def test_every_op_has_all_its_parts():
         assert (ROOT / "python_tests" / f"test_ops_{op}.py").is_file()
 
 
+def test_every_source_belongs_to_its_op_folder():
+    # Helper headers of a kernel (csrc/knn/knn_cpu_select.h) live beside it, named after the op;
+    # shared helpers live in csrc/ itself (csrc/utils.h).
+    for op in _ops():
+        strays = [p.name for p in (CSRC / op).iterdir() if not p.name.startswith(op)]
+        assert strays == [], f"csrc/{op}/ holds files not named after the op: {strays}"
+
+
 def test_every_schema_has_a_cpu_kernel():
     for name in _schemas():
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"hdml::{name}", "CPU"), name

@@ -389,8 +389,44 @@ def test_not_a_tensor():
 
 
 def test_device_mismatch_wrapper():
-    with pytest.raises(ValueError, match="adj and z should be on the same device"):
+    with pytest.raises(ValueError, match="z should be on adj's device cpu, got meta"):
         gcn_aggregate(torch.ones(1, 4, 4, dtype=torch.bool), torch.randn(1, 4, 3, device="meta"))
+
+
+def test_device_mismatch_op_with_a_meta_tensor():
+    # A meta tensor stands in for another device: without the check, the op dispatched to its
+    # meta kernel and returned uninitialised memory.
+    with pytest.raises(ValueError, match="z should be on adj's device cpu, got meta"):
+        torch.ops.hdml.gcn_aggregate(torch.ones(1, 4, 4, dtype=torch.bool),
+                                     torch.randn(1, 4, 3, device="meta"))
+    with pytest.raises(ValueError, match="grad_out should be on adj's device meta, got cpu"):
+        torch.ops.hdml.gcn_aggregate_backward(torch.randn(1, 4, 3), torch.ones(1, 4, 4, device="meta"))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("call", ["wrapper", "op", "backward"])
+def test_rejects_non_finite_weights(bad, call):
+    # A degree summed over NaN or inf is not a number: rejected, where the kernel once gave zeros
+    # and the reference NaN.
+    adj = torch.rand(2, 5, 5, dtype=torch.float64)
+    adj[1, 2, 3] = bad
+    z = torch.randn(2, 5, 3, dtype=torch.float64)
+    expected = "NaN" if bad != bad else "inf"
+    message = rf"adj should hold finite edge weights, got {expected} in a tensor of shape \[2, 5, 5\]"
+    with pytest.raises(RuntimeError, match=message):
+        if call == "wrapper":
+            gcn_aggregate(adj, z)
+        elif call == "op":
+            torch.ops.hdml.gcn_aggregate(adj, z)
+        else:
+            torch.ops.hdml.gcn_aggregate_backward(z, adj)
+
+
+def test_rejects_non_finite_half_weights():
+    adj = torch.ones(1, 3, 3, dtype=torch.float16)
+    adj[0, 0, 1] = float("nan")
+    with pytest.raises(RuntimeError, match="adj should hold finite edge weights, got NaN"):
+        gcn_aggregate(adj, torch.randn(1, 3, 2))
 
 
 @pytest.mark.cuda

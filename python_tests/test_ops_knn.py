@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -357,6 +358,60 @@ def test_torch_compile_fullgraph(device):
     torch.testing.assert_close(compiled(x), mean_neighbour_distance(x))
 
 
+def test_inputs_that_require_grad_are_searched_as_plain_values():
+    # Neighbour search is not differentiable: the wrapper reads the detached values.
+    torch.manual_seed(3)
+    x = torch.randn(50, 4, requires_grad=True)
+    queries = torch.randn(7, 4, requires_grad=True)
+    for q in (None, queries):
+        dist, idx = ops.knn(x, 5, queries=q)
+        ref_dist, ref_idx = ops.knn(x.detach(), 5, queries=None if q is None else q.detach())
+        assert not dist.requires_grad
+        assert torch.equal(dist, ref_dist) and torch.equal(idx, ref_idx)
+
+
+def test_op_called_directly_reads_inputs_that_require_grad():
+    x = torch.randn(30, 3, requires_grad=True)
+    dist, idx = torch.ops.hdml.knn.default(x, None, 4)
+    ref_dist, ref_idx = ops.knn(x.detach(), 4)
+    assert torch.equal(dist.detach(), ref_dist) and torch.equal(idx, ref_idx)
+
+
+def test_portable_cpu_path_matches_the_reference():
+    # The scans, the candidate compaction and the exact distances have AVX2 variants, picked by
+    # cpu_isa() (csrc/utils.h) from ATen's CPU capability; ATEN_CPU_CAPABILITY=default, read once
+    # per process, selects the portable ones. Both schedules (self-search and queries), several
+    # tiles, exact ties.
+    script = textwrap.dedent("""
+        import sys
+        import torch
+        sys.path.insert(0, sys.argv[1])
+        from test_ops_knn import assert_knn_matches, assert_same_distances, integer_points
+        from hdml_ext import ops
+        from hdml_ext.ops import reference
+        assert torch.backends.cpu.get_cpu_capability() == "DEFAULT"
+        torch.manual_seed(1)
+        x = torch.randn(4200, 3)
+        queries = torch.randn(300, 3)
+        for k, q in ((3, None), (40, queries)):
+            dist, idx = ops.knn(x, k, queries=q)
+            assert_knn_matches(x, k, q, dist, idx)
+        x = integer_points(300, 3, duplicates=120)
+        for q in (None, integer_points(50, 3, seed=1)):
+            dist, idx = ops.knn(x, 9, queries=q)
+            ref_dist, ref_idx = reference.knn(x, 9, queries=q)
+            assert torch.equal(idx, ref_idx)
+            assert_same_distances(dist, ref_dist)
+        print("portable path ok")
+    """)
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script, str(ROOT / "python_tests")], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "portable path ok" in done.stdout
+
+
 # ----------------------------------------------------------------------------- memory
 
 
@@ -448,10 +503,26 @@ def test_rejects_dtype_mismatch():
         ops.knn(torch.randn(10, 2), 1, queries=torch.randn(3, 2, dtype=torch.float64))
 
 
+def test_wrapper_rejects_queries_on_another_device():
+    # A meta tensor stands in for another device: without the check, the op dispatched to its
+    # meta kernel and returned uninitialised memory.
+    with pytest.raises(ValueError, match="queries should be on x's device cpu, got meta"):
+        ops.knn(torch.randn(10, 2), 2, queries=torch.randn(3, 2, device="meta"))
+    with pytest.raises(ValueError, match="queries should be on x's device meta, got cpu"):
+        ops.knn(torch.randn(10, 2, device="meta"), 2, queries=torch.randn(3, 2))
+
+
+def test_op_rejects_queries_on_another_device():
+    with pytest.raises(ValueError, match="queries should be on x's device cpu, got meta"):
+        torch.ops.hdml.knn.default(torch.randn(10, 2), torch.randn(3, 2, device="meta"), 2)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU present")
 def test_rejects_device_mismatch():
-    with pytest.raises(RuntimeError, match="queries should be on the same device as x"):
+    with pytest.raises(ValueError, match="queries should be on x's device cuda:0, got cpu"):
         ops.knn(torch.randn(10, 2, device="cuda"), 1, queries=torch.randn(3, 2))
+    with pytest.raises(RuntimeError, match="queries should be on the same device as x"):
+        torch.ops.hdml.knn.default(torch.randn(10, 2, device="cuda"), torch.randn(3, 2), 1)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -426,10 +426,33 @@ def test_device_mismatch_cpu_kernel():
                                                    LO, HI)
 
 
+def test_wrapper_rejects_logits_on_another_device():
+    # A meta tensor stands in for another device: without the check, the op dispatched to its
+    # meta kernel and returned uninitialised memory.
+    with pytest.raises(ValueError, match="logits should be on x's device cpu, got meta"):
+        nfa_gate(torch.ones(2, 3, 4), torch.zeros(2, 3, device="meta"))
+
+
+def test_op_rejects_logits_on_another_device():
+    with pytest.raises(ValueError, match="logits should be on x's device cpu, got meta"):
+        torch.ops.hdml.nfa_gate.default(torch.ones(2, 3, 4), torch.zeros(2, 3, device="meta"), LO, HI)
+
+
+def test_backward_op_rejects_tensors_on_another_device():
+    with pytest.raises(ValueError, match="grad_y should be on x's device cpu, got meta"):
+        torch.ops.hdml.nfa_gate_backward.default(torch.ones(2, 3, device="meta"), torch.ones(2, 3),
+                                                 torch.zeros(2, 3), LO, HI)
+    with pytest.raises(ValueError, match="logits should be on x's device cpu, got meta"):
+        torch.ops.hdml.nfa_gate_backward.default(torch.ones(2, 3), torch.ones(2, 3),
+                                                 torch.zeros(2, 3, device="meta"), LO, HI)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU present: needs two devices")
 def test_device_mismatch():
-    with pytest.raises(RuntimeError, match="x and logits should be on the same device"):
+    with pytest.raises(ValueError, match="logits should be on x's device cpu, got cuda:0"):
         nfa_gate(torch.zeros(2, 3), torch.zeros(2, 3, device="cuda"))
+    with pytest.raises(RuntimeError, match="x and logits should be on the same device"):
+        torch.ops.hdml.nfa_gate.default(torch.zeros(2, 3, device="cuda"), torch.zeros(2, 3), LO, HI)
 
 
 def test_backward_grad_y_wrong_shape():

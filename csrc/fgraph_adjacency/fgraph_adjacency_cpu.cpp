@@ -2,12 +2,14 @@
 // lookup from node id to position in its node list (an array indexed by id for N < 2^18, a
 // small open-addressing hash above), then one pass over its members' neighbour lists that
 // marks the hits, then each output row written once. The common case (k <= 61, N < 2^18,
-// dense rows) has an AVX-512 variant, chosen at run time.
+// dense rows) has an AVX-512 variant, chosen at run time by cpu_isa() (utils.h; honours
+// ATEN_CPU_CAPABILITY: avx2 or default turns it off).
 
 #include "fgraph_adjacency.h"
 
+#include "../utils.h"
+
 #include <ATen/Parallel.h>
-#include <ATen/Version.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -16,8 +18,7 @@
 #include <limits>
 #include <vector>
 
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-#define HDML_FGRAPH_AVX512 1
+#ifdef HDML_X86_DISPATCH
 #include <immintrin.h>
 #endif
 
@@ -311,7 +312,7 @@ void fgraph_adjacency_range(const int64_t* knn, int64_t row_stride, int64_t col_
   }
 }
 
-#ifdef HDML_FGRAPH_AVX512
+#ifdef HDML_X86_DISPATCH
 
 // The AVX-512 path: for n <= kMaxBitRowNodes a row of hits fits one uint64 (bit c: position c
 // is in the row's list), so 8 ids are looked up at once with a gather from pos_of (direct
@@ -332,13 +333,6 @@ inline void transpose_bits(uint64_t* rows) {
       rows[r | width] ^= swap;
     }
   }
-}
-
-bool avx512_enabled() {
-  // Follows torch's own choice of CPU kernels (ATEN_CPU_CAPABILITY=avx2 or default turns it off).
-  static const bool enabled = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                              at::get_cpu_capability() == "AVX512";
-  return enabled;
 }
 
 // GCC 12 warns, wrongly, that the intrinsics' own undefined-value placeholders may be used
@@ -425,7 +419,7 @@ __attribute__((target("avx512f,avx512bw"))) void fgraph_adjacency_range_avx512(
 #pragma GCC diagnostic pop
 #endif
 
-#endif  // HDML_FGRAPH_AVX512
+#endif  // HDML_X86_DISPATCH
 
 at::Tensor fgraph_adjacency_cpu_impl(const at::Tensor& knn_idx, const std::optional<at::Tensor>& focus,
                                      bool symmetric) {
@@ -458,8 +452,8 @@ at::Tensor fgraph_adjacency_cpu_impl(const at::Tensor& knn_idx, const std::optio
     });
   };
   const bool unit_stride = col_stride == 1 || k <= 1;
-#ifdef HDML_FGRAPH_AVX512
-  if (unit_stride && n <= kMaxBitRowNodes && num_nodes < kDirectMaxNodes && avx512_enabled()) {
+#ifdef HDML_X86_DISPATCH
+  if (unit_stride && n <= kMaxBitRowNodes && num_nodes < kDirectMaxNodes && cpu_isa() == CpuIsa::kAvx512) {
     at::parallel_for(0, num_graphs, grain, [&](int64_t begin, int64_t end) {
       if (symmetric) {
         fgraph_adjacency_range_avx512<true>(knn, row_stride, num_nodes, k, focus_ptr, focus_stride, out, begin, end);

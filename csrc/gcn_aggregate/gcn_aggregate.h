@@ -12,10 +12,11 @@ namespace hdml {
 // The normalised [B, n, n] matrix is never formed: the degrees are computed on the fly.
 //
 // Args:
-//   adj: [B, n, n] bool (edges), or a floating dtype with edge weights (0 = no edge). The
-//        weights are used as given: a negative weight is not an error, and a node whose row
-//        sum is <= 0 counts as zero degree (d = 0), as in the reference. adj's floating dtype
-//        may differ from z's: weights are converted to z's accumulation type.
+//   adj: [B, n, n] bool (edges), or a floating dtype with finite edge weights (0 = no edge).
+//        The weights are used as given: a negative weight is not an error, and a node whose row
+//        sum is <= 0 counts as zero degree (d = 0), as in the reference. NaN or inf is an error
+//        (checked by one pass over adj; on CUDA this synchronises). adj's floating dtype may
+//        differ from z's: weights are converted to z's accumulation type.
 //   z:   [B, n, F] node features, float16, bfloat16, float32 or float64, on adj's device.
 //        Any strides.
 //
@@ -43,6 +44,15 @@ inline bool is_gcn_float(at::ScalarType t) {
   return t == at::kHalf || t == at::kBFloat16 || t == at::kFloat || t == at::kDouble;
 }
 
+// Edge weights must be finite: a degree summed over NaN or inf is not a number, and the kernels
+// would give such a node a zero row where the reference spreads NaN. A bool adj needs no pass.
+inline void check_gcn_finite_weights(const at::Tensor& adj) {
+  if (adj.scalar_type() == at::kBool || adj.numel() == 0) return;
+  if (at::isfinite(adj).all().item<bool>()) return;
+  TORCH_CHECK(false, "adj should hold finite edge weights, got ", at::isnan(adj).any().item<bool>() ? "NaN" : "inf",
+              " in a tensor of shape ", shape_str(adj));
+}
+
 // The preconditions shared by both ops and both backends; `src_name` is "z" for the forward
 // and "grad_out" for the backward. Every message names the argument, what was expected and
 // what came.
@@ -62,6 +72,7 @@ inline void check_gcn_aggregate_args(const at::Tensor& adj, const at::Tensor& sr
               shape_str(adj), ", got ", shape_str(src));
   TORCH_CHECK(src.device() == adj.device(), "adj and ", src_name, " should be on the same device, got ",
               adj.device(), " and ", src.device());
+  check_gcn_finite_weights(adj);
 }
 
 }  // namespace hdml

@@ -12,13 +12,12 @@
 // normalised matrix never exists.
 //
 // The build has no -march flags, so the tile loop is compiled three times, for AVX-512, for
-// AVX2 + FMA and for the baseline, and the variant is chosen at run time from the CPU
-// capability ATen uses (which honours ATEN_CPU_CAPABILITY).
+// AVX2 + FMA and for the baseline, and the variant is chosen at run time by cpu_isa()
+// (utils.h), which follows ATen's CPU capability (and so honours ATEN_CPU_CAPABILITY).
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
-#include <ATen/Version.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -27,17 +26,10 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
-#include <string>
 #include <type_traits>
 #include <vector>
 
 #include "gcn_aggregate.h"
-
-#if defined(__GNUC__) && defined(__x86_64__)
-#define HDML_GCN_X86 1
-#else
-#define HDML_GCN_X86 0
-#endif
 
 #if defined(__GNUC__)
 #define HDML_GCN_INLINE inline __attribute__((always_inline))
@@ -230,9 +222,7 @@ HDML_GCN_INLINE void aggregate_item(const Item<scalar_t, acc_t>& it) {
   }
 }
 
-enum class Isa { kBaseline, kAvx2, kAvx512 };
-
-#if HDML_GCN_X86
+#ifdef HDML_X86_DISPATCH
 // F16C comes with every AVX2 CPU (x86-64-v3), so the variants may use it for float16 loads.
 template <typename scalar_t, typename acc_t>
 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c,bmi,bmi2"))) void aggregate_item_avx512(
@@ -251,29 +241,11 @@ void aggregate_item_baseline(const Item<scalar_t, acc_t>& it) {
   aggregate_item<16>(it);
 }
 
-// The widest variant this CPU runs and ATen's CPU capability allows, decided once.
-Isa cpu_isa() {
-  static const Isa isa = [] {
-#if HDML_GCN_X86
-    const std::string capability = at::get_cpu_capability();
-    __builtin_cpu_init();
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                      __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
-    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
-    if (capability == "AVX512" && avx512) return Isa::kAvx512;
-    if ((capability == "AVX512" || capability == "AVX2") && avx2) return Isa::kAvx2;
-#endif
-    return Isa::kBaseline;
-  }();
-  return isa;
-}
-
 template <typename scalar_t, typename acc_t>
-void run_item(Isa isa, const Item<scalar_t, acc_t>& it) {
-#if HDML_GCN_X86
-  if (isa == Isa::kAvx512) return aggregate_item_avx512(it);
-  if (isa == Isa::kAvx2) return aggregate_item_avx2(it);
+void run_item(CpuIsa isa, const Item<scalar_t, acc_t>& it) {
+#ifdef HDML_X86_DISPATCH
+  if (isa == CpuIsa::kAvx512) return aggregate_item_avx512(it);
+  if (isa == CpuIsa::kAvx2) return aggregate_item_avx2(it);
 #endif
   (void)isa;
   aggregate_item_baseline(it);
@@ -484,7 +456,7 @@ void aggregate(const at::Tensor& adj, const at::Tensor& src, at::Tensor& out) {
   }
   const acc_t* d_all_p = blocks > 1 ? d_all.data_ptr<acc_t>() : nullptr;
 
-  const Isa isa = cpu_isa();
+  const CpuIsa isa = cpu_isa();
   constexpr int64_t kStageWidth = kMaxTileBytes / static_cast<int64_t>(sizeof(acc_t));
   at::parallel_for(0, B * blocks, 1, [&](int64_t begin, int64_t end) {
     // Scratch for this range of items, reused by each of them.

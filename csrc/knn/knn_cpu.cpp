@@ -5,13 +5,13 @@
 // and the queries centred (knn.h). The products come from at::mm_out into one tile buffer of
 // kTileQueries x kTileColumns, allocated once; BLAS always runs outside the parallel regions.
 //
-// Selection, per query row: scores stream past a threshold sixteen at a time (AVX2 where the
-// CPU has it), so most of a tile row costs one compare and one test. A score below the
-// threshold is appended to the row's candidate buffer (as an order-preserving integer key, with
-// its index); when the buffer is full, it is compacted to the best c = k + margin by a
-// vectorised bisection on the keys, and the threshold becomes the c-th best score. Every row
-// sees the points in increasing index order, so a score equal to the threshold loses its tie
-// and the strict `<` is exact.
+// Selection, per query row (knn_cpu_select.h): scores stream past a threshold sixteen at a time
+// (knn_cpu_scan.h; AVX2 where cpu_isa() allows it), so most of a tile row costs one compare and
+// one test. A score below the threshold is appended to the row's candidate buffer (as an
+// order-preserving integer key, with its index); when the buffer is full, it is compacted to the
+// best c = k + margin by a vectorised bisection on the keys, and the threshold becomes the c-th
+// best score. Every row sees the points in increasing index order, so a score equal to the
+// threshold loses its tie and the strict `<` is exact.
 //
 // Two schedules feed the selections:
 // - queries given (or too many points for the next one): blocks of query rows, each against
@@ -32,32 +32,20 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
-#include <memory>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
-#if defined(__GNUC__) || defined(__clang__)
-#define HDML_KNN_ALWAYS_INLINE inline __attribute__((always_inline))
-#define HDML_KNN_PREFETCH(address) __builtin_prefetch(address)
-#if defined(__x86_64__)
-// AVX2 paths, chosen at run time (the extension is built for the baseline instruction set).
-#define HDML_KNN_AVX2 1
-#include <immintrin.h>
-#endif
-#else
-#define HDML_KNN_ALWAYS_INLINE inline
-#define HDML_KNN_PREFETCH(address) static_cast<void>(address)
-#endif
-
 #include "knn.h"
+#include "knn_cpu_scan.h"
+#include "knn_cpu_select.h"
 
 namespace hdml {
 namespace {
 
 using namespace knn_detail;
+using namespace knn_cpu_detail;
 
 // Tile: query rows per block x points per GEMM (16 MiB in float32). Smaller tiles stay in the
 // L2 cache, but each one costs a GEMM call and a parallel region, and on a busy machine every
@@ -74,338 +62,6 @@ constexpr int64_t kRowGrain = 4;
 constexpr int64_t kMaxSymmetricCandidates = int64_t{1} << 24;
 // The blocked schedule keeps selections for at most this many candidate slots per block.
 constexpr int64_t kMaxBlockCandidates = int64_t{1} << 22;
-
-#ifdef HDML_KNN_AVX2
-bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-}
-#endif
-
-// Scores as integers of the same order: the float's bits, with the magnitude bits of negative
-// values flipped (one-to-one, order-preserving for every non-NaN value but -0, which no score
-// takes: a difference that is exactly 0 rounds to +0).
-template <typename T>
-using score_key_t = std::conditional_t<std::is_same_v<T, float>, int32_t, int64_t>;
-
-template <typename T>
-inline score_key_t<T> score_key(T score) {
-  score_key_t<T> bits;
-  std::memcpy(&bits, &score, sizeof(T));
-  return bits >= 0 ? bits : bits ^ std::numeric_limits<score_key_t<T>>::max();
-}
-
-template <typename T>
-inline T key_score(score_key_t<T> key) {
-  const score_key_t<T> bits = key >= 0 ? key : key ^ std::numeric_limits<score_key_t<T>>::max();
-  T score;
-  std::memcpy(&score, &bits, sizeof(T));
-  return score;
-}
-
-// Keeps the `keep` best of keys[0, count) (and their ids), in their order, and returns the worst
-// key kept, t: every key dropped is >= t, and of the keys equal to t the earliest (smallest
-// indices) are kept, so later keys >= t can be rejected. t, the keep-th smallest key, is found by
-// bisection on the key range, each step one branch-free (vectorised) count; a stable pass then
-// moves the kept entries down. count < 2^31.
-template <typename K>
-HDML_KNN_ALWAYS_INLINE K compact_keys_impl(K* keys, int64_t* ids, int64_t count, int64_t keep) {
-  // The ids are only read by the final pass: request them now, the bisection hides the latency.
-  for (int64_t i = 0; i < count; i += 64 / static_cast<int64_t>(sizeof(int64_t))) HDML_KNN_PREFETCH(ids + i);
-  K lo = keys[0];
-  K hi = keys[0];
-  for (int64_t i = 1; i < count; ++i) {
-    lo = std::min(lo, keys[i]);
-    hi = std::max(hi, keys[i]);
-  }
-  const int32_t n = static_cast<int32_t>(count);
-  const int32_t want = static_cast<int32_t>(keep);
-  using U = std::make_unsigned_t<K>;
-  while (lo < hi) {
-    // Unsigned arithmetic: hi - lo may exceed the signed range.
-    const K mid = static_cast<K>(static_cast<U>(lo) + (static_cast<U>(hi) - static_cast<U>(lo)) / 2);
-    int32_t at_most = 0;
-    for (int32_t i = 0; i < n; ++i) at_most += static_cast<int32_t>(keys[i] <= mid);
-    if (at_most >= want) {
-      hi = mid;
-    } else {
-      lo = mid + 1;
-    }
-  }
-  const K t = lo;
-  int32_t below = 0;
-  for (int32_t i = 0; i < n; ++i) below += static_cast<int32_t>(keys[i] < t);
-  int32_t ties_left = want - below;
-  int64_t out = 0;
-  for (int32_t i = 0; i < n; ++i) {
-    // Branch-free: whether an entry is kept is close to a coin toss.
-    const K key = keys[i];
-    const int32_t tie = static_cast<int32_t>(key == t) & static_cast<int32_t>(ties_left > 0);
-    ties_left -= tie;
-    keys[out] = key;
-    ids[out] = ids[i];
-    out += static_cast<int64_t>(static_cast<int32_t>(key < t) | tie);
-  }
-  return t;
-}
-
-#ifdef HDML_KNN_AVX2
-__attribute__((target("avx2"))) int32_t compact_keys_avx2(int32_t* keys, int64_t* ids, int64_t count,
-                                                          int64_t keep) {
-  return compact_keys_impl(keys, ids, count, keep);
-}
-#endif
-
-template <typename K>
-K compact_keys(K* keys, int64_t* ids, int64_t count, int64_t keep) {
-#ifdef HDML_KNN_AVX2
-  if constexpr (std::is_same_v<K, int32_t>) {
-    if (cpu_has_avx2()) return compact_keys_avx2(keys, ids, count, keep);
-  }
-#endif
-  return compact_keys_impl(keys, ids, count, keep);
-}
-
-// One row's running selection: (keys, ids)[0, count) are candidates in increasing index order,
-// all with an index below every point still to come. Once the buffer has been compacted,
-// `threshold` is the keep-th best score (+inf before): later points are accepted only below it.
-// A view into a SelectionStore's arrays.
-template <typename T>
-struct RowSelection {
-  using K = score_key_t<T>;
-  K* keys;
-  int64_t* ids;
-  int64_t count;
-  int64_t keep;
-  int64_t capacity;
-  T threshold;
-
-  // Keeps the `keep` best candidates, in their order; the threshold becomes the worst of them.
-  void compact() {
-    threshold = key_score<T>(compact_keys(keys, ids, count, keep));
-    count = keep;
-  }
-
-  // Appends a candidate whose score beat the threshold (checked by the caller).
-  inline void push(T score, int64_t index) {
-    keys[count] = score_key(score);
-    ids[count] = index;
-    if (++count == capacity) compact();
-  }
-};
-
-// Offers the scores norms[c] - 2 prod[c] of points col0 + c, c in [0, cols), in order.
-// 2 prod is exact, so every path computes the same scores (one rounding of the subtraction).
-template <typename T>
-void scan_row_scalar(const T* prod, const T* norms, int64_t col0, int64_t cols, RowSelection<T>& sel) {
-  for (int64_t c = 0; c < cols; ++c) {
-    const T s = norms[c] - T(2) * prod[c];
-    if (s < sel.threshold) sel.push(s, col0 + c);
-  }
-}
-
-#ifdef HDML_KNN_AVX2
-// The same with AVX2: sixteen scores per step, one branch unless one of them beats the threshold.
-__attribute__((target("avx2,fma"))) void scan_row_avx2(const float* prod, const float* norms, int64_t col0,
-                                                        int64_t cols, RowSelection<float>& sel) {
-  const __m256 two = _mm256_set1_ps(2.0f);
-  __m256 thr = _mm256_set1_ps(sel.threshold);
-  alignas(32) float scores[16];
-  int64_t c = 0;
-  for (; c + 16 <= cols; c += 16) {
-    const __m256 s0 = _mm256_fnmadd_ps(two, _mm256_loadu_ps(prod + c), _mm256_loadu_ps(norms + c));
-    const __m256 s1 = _mm256_fnmadd_ps(two, _mm256_loadu_ps(prod + c + 8), _mm256_loadu_ps(norms + c + 8));
-    const __m256 lt0 = _mm256_cmp_ps(s0, thr, _CMP_LT_OQ);
-    const __m256 lt1 = _mm256_cmp_ps(s1, thr, _CMP_LT_OQ);
-    if (_mm256_testz_ps(_mm256_or_ps(lt0, lt1), _mm256_or_ps(lt0, lt1))) continue;
-    _mm256_store_ps(scores, s0);
-    _mm256_store_ps(scores + 8, s1);
-    unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(lt0)) |
-                    (static_cast<unsigned>(_mm256_movemask_ps(lt1)) << 8);
-    while (mask != 0) {
-      const int b = __builtin_ctz(mask);
-      mask &= mask - 1;
-      if (scores[b] < sel.threshold) sel.push(scores[b], col0 + c + b);
-    }
-    thr = _mm256_set1_ps(sel.threshold);
-  }
-  scan_row_scalar(prod + c, norms + c, col0 + c, cols - c, sel);
-}
-
-#endif
-
-template <typename T>
-inline void scan_row(const T* prod, const T* norms, int64_t col0, int64_t cols, RowSelection<T>& sel) {
-#ifdef HDML_KNN_AVX2
-  if constexpr (std::is_same_v<T, float>) {
-    if (cpu_has_avx2()) {
-      scan_row_avx2(prod, norms, col0, cols, sel);
-      return;
-    }
-  }
-#endif
-  scan_row_scalar(prod, norms, col0, cols, sel);
-}
-
-// Squared Euclidean distance of two d-vectors, accumulated in double.
-template <typename T>
-double squared_distance_scalar(const T* a, const T* b, int64_t d) {
-  double acc[4] = {0.0, 0.0, 0.0, 0.0};
-  int64_t i = 0;
-  for (; i + 4 <= d; i += 4) {
-    for (int64_t l = 0; l < 4; ++l) {
-      const double diff = static_cast<double>(a[i + l]) - static_cast<double>(b[i + l]);
-      acc[l] += diff * diff;
-    }
-  }
-  for (; i < d; ++i) {
-    const double diff = static_cast<double>(a[i]) - static_cast<double>(b[i]);
-    acc[0] += diff * diff;
-  }
-  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
-}
-
-#ifdef HDML_KNN_AVX2
-__attribute__((target("avx2,fma"))) double squared_distance_avx2(const float* a, const float* b, int64_t d) {
-  __m256d acc0 = _mm256_setzero_pd();
-  __m256d acc1 = _mm256_setzero_pd();
-  int64_t i = 0;
-  for (; i + 8 <= d; i += 8) {
-    const __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i)), _mm256_cvtps_pd(_mm_loadu_ps(b + i)));
-    const __m256d d1 =
-        _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i + 4)), _mm256_cvtps_pd(_mm_loadu_ps(b + i + 4)));
-    acc0 = _mm256_fmadd_pd(d0, d0, acc0);
-    acc1 = _mm256_fmadd_pd(d1, d1, acc1);
-  }
-  alignas(32) double lanes[4];
-  _mm256_store_pd(lanes, _mm256_add_pd(acc0, acc1));
-  double acc = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-  for (; i < d; ++i) {
-    const double diff = static_cast<double>(a[i]) - static_cast<double>(b[i]);
-    acc += diff * diff;
-  }
-  return acc;
-}
-#endif
-
-template <typename T>
-inline double squared_distance(const T* a, const T* b, int64_t d) {
-#ifdef HDML_KNN_AVX2
-  if constexpr (std::is_same_v<T, float>) {
-    if (cpu_has_avx2()) return squared_distance_avx2(a, b, d);
-  }
-#endif
-  return squared_distance_scalar(a, b, d);
-}
-
-// Per-row selection state for a range of rows: keys and ids [rows, capacity], counts, thresholds.
-// The candidate arrays are left uninitialised: only entries below a row's count are ever read.
-template <typename T>
-struct SelectionStore {
-  int64_t keep;
-  int64_t capacity;
-  std::unique_ptr<score_key_t<T>[]> keys;
-  std::unique_ptr<int64_t[]> ids;
-  std::vector<int64_t> counts;
-  std::vector<T> thresholds;
-
-  SelectionStore(int64_t rows, int64_t keep_, int64_t capacity_)
-      : keep(keep_),
-        capacity(capacity_),
-        keys(new score_key_t<T>[static_cast<size_t>(rows * capacity_)]),
-        ids(new int64_t[static_cast<size_t>(rows * capacity_)]),
-        counts(static_cast<size_t>(rows)),
-        thresholds(static_cast<size_t>(rows)) {
-    reset();
-  }
-
-  void reset() {
-    std::fill(counts.begin(), counts.end(), 0);
-    std::fill(thresholds.begin(), thresholds.end(), std::numeric_limits<T>::infinity());
-  }
-
-  RowSelection<T> load(int64_t r) {
-    return {keys.get() + r * capacity, ids.get() + r * capacity, counts[r], keep, capacity, thresholds[r]};
-  }
-
-  void store(int64_t r, const RowSelection<T>& sel) {
-    counts[r] = sel.count;
-    thresholds[r] = sel.threshold;
-  }
-
-  // Appends a candidate that beat row r's threshold to row r's selection.
-  void push(int64_t r, T score, int64_t index) {
-    RowSelection<T> sel = load(r);
-    sel.push(score, index);
-    store(r, sel);
-  }
-};
-
-// Offers tile columns to the selections of their rows: for every tile row i in [0, rows) and
-// column c in [c_begin, c_end), the score row_norms[i] - 2 tile[i * ld + c] of point row0 + i
-// goes to the selection of row j0 + c. The tile is read row by row (a stream, not a strided
-// walk); tile rows come in increasing order, so each selection still sees increasing indices.
-template <typename T>
-void scan_columns_scalar(const T* tile, int64_t ld, int64_t rows, const T* row_norms, int64_t row0,
-                         int64_t c_begin, int64_t c_end, int64_t j0, SelectionStore<T>& store) {
-  T* thr = store.thresholds.data() + j0;
-  for (int64_t i = 0; i < rows; ++i) {
-    const T* t = tile + i * ld;
-    const T n = row_norms[i];
-    for (int64_t c = c_begin; c < c_end; ++c) {
-      const T s = n - T(2) * t[c];
-      if (s < thr[c]) store.push(j0 + c, s, row0 + i);
-    }
-  }
-}
-
-#ifdef HDML_KNN_AVX2
-// The same with AVX2, sixteen columns per step.
-__attribute__((target("avx2,fma"))) void scan_columns_avx2(const float* tile, int64_t ld, int64_t rows,
-                                                            const float* row_norms, int64_t row0, int64_t c_begin,
-                                                            int64_t c_end, int64_t j0,
-                                                            SelectionStore<float>& store) {
-  const float* thr = store.thresholds.data() + j0;
-  const __m256 two = _mm256_set1_ps(2.0f);
-  alignas(32) float scores[16];
-  const int64_t c_vec_end = c_begin + (c_end - c_begin) / 16 * 16;
-  for (int64_t i = 0; i < rows; ++i) {
-    const float* t = tile + i * ld;
-    const __m256 n = _mm256_set1_ps(row_norms[i]);
-    for (int64_t c = c_begin; c < c_vec_end; c += 16) {
-      const __m256 s0 = _mm256_fnmadd_ps(two, _mm256_loadu_ps(t + c), n);
-      const __m256 s1 = _mm256_fnmadd_ps(two, _mm256_loadu_ps(t + c + 8), n);
-      const __m256 lt0 = _mm256_cmp_ps(s0, _mm256_loadu_ps(thr + c), _CMP_LT_OQ);
-      const __m256 lt1 = _mm256_cmp_ps(s1, _mm256_loadu_ps(thr + c + 8), _CMP_LT_OQ);
-      if (_mm256_testz_ps(_mm256_or_ps(lt0, lt1), _mm256_or_ps(lt0, lt1))) continue;
-      _mm256_store_ps(scores, s0);
-      _mm256_store_ps(scores + 8, s1);
-      unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(lt0)) |
-                      (static_cast<unsigned>(_mm256_movemask_ps(lt1)) << 8);
-      while (mask != 0) {
-        const int b = __builtin_ctz(mask);
-        mask &= mask - 1;
-        store.push(j0 + c + b, scores[b], row0 + i);
-      }
-    }
-  }
-  if (c_vec_end < c_end) scan_columns_scalar(tile, ld, rows, row_norms, row0, c_vec_end, c_end, j0, store);
-}
-#endif
-
-template <typename T>
-inline void scan_columns(const T* tile, int64_t ld, int64_t rows, const T* row_norms, int64_t row0,
-                         int64_t c_begin, int64_t c_end, int64_t j0, SelectionStore<T>& store) {
-#ifdef HDML_KNN_AVX2
-  if constexpr (std::is_same_v<T, float>) {
-    if (cpu_has_avx2()) {
-      scan_columns_avx2(tile, ld, rows, row_norms, row0, c_begin, c_end, j0, store);
-      return;
-    }
-  }
-#endif
-  scan_columns_scalar(tile, ld, rows, row_norms, row0, c_begin, c_end, j0, store);
-}
 
 // The points, as both schedules and finish_row use them, with the constants of the
 // certificate in finish_row.
@@ -702,6 +358,8 @@ void knn_kernel(const KnnOperands& operands, bool exclude_self, int64_t k, at::T
 std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x, const std::optional<at::Tensor>& queries,
                                            int64_t k) {
   const int64_t m = knn_check_args(x, queries, k);
+  // Neighbour search is not differentiable: inputs that require grad are read as plain values.
+  const at::NoGradGuard no_grad;
   TORCH_CHECK(x.device().is_cpu(), "knn: x should be a CPU tensor for the CPU kernel, got ", x.device());
   double max_abs = checked_max_abs(x, "x");
   if (queries.has_value()) max_abs = std::max(max_abs, checked_max_abs(*queries, "queries"));

@@ -111,20 +111,33 @@ __device__ void bitonic_merge(T* val, int64_t* idx, int n) {
   }
 }
 
+// The sum of acc over the 32 lanes of a warp, in lane 0 (the other lanes hold partial sums).
+// Every lane of the warp must call it.
+__device__ __forceinline__ double warp_sum(double acc) {
+  for (int offset = 16; offset > 0; offset >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, offset);
+  return acc;
+}
+
+// ||p||^2 of a d-vector, accumulated in double by the 32 lanes of a warp, in lane 0. Every lane
+// of the warp must call it.
+template <typename T>
+__device__ __forceinline__ double warp_squared_norm(const T* __restrict__ p, int64_t d, int lane) {
+  double acc = 0.0;
+  for (int64_t l = lane; l < d; l += 32) {
+    const double v = static_cast<double>(p[l]);
+    acc += v * v;
+  }
+  return warp_sum(acc);
+}
+
 // norms[j] = ||x_j||^2 (double accumulation), one warp per row.
 template <typename T>
 __global__ void row_norms_kernel(const T* __restrict__ x, int64_t n, int64_t d, T* __restrict__ norms) {
   const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x & 31;
   if (row >= n) return;  // the same for the whole warp: blockDim is a multiple of 32
-  const T* p = x + row * d;
-  double acc = 0.0;
-  for (int64_t l = lane; l < d; l += 32) {
-    const double v = static_cast<double>(p[l]);
-    acc += v * v;
-  }
-  for (int offset = 16; offset > 0; offset >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, offset);
-  if (lane == 0) norms[row] = static_cast<T>(acc);
+  const double norm2 = warp_squared_norm(x + row * d, d, lane);
+  if (lane == 0) norms[row] = static_cast<T>(norm2);
 }
 
 // One block per query row r of the tile: merges the scores of points col0 .. col0 + cols - 1
@@ -251,7 +264,7 @@ __global__ void __launch_bounds__(kRefineThreads)
         const double diff = static_cast<double>(q[l]) - static_cast<double>(p[l]);
         acc += diff * diff;
       }
-      for (int offset = 16; offset > 0; offset >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, offset);
+      acc = warp_sum(acc);
       if (lane == 0) {
         s_d2[c] = acc;
         s_idx[c] = j;
@@ -262,14 +275,8 @@ __global__ void __launch_bounds__(kRefineThreads)
     }
   }
   if (warp == 0) {
-    const T* qe = queries_exp + r * d;
-    double acc = 0.0;
-    for (int64_t l = lane; l < d; l += 32) {
-      const double v = static_cast<double>(qe[l]);
-      acc += v * v;
-    }
-    for (int offset = 16; offset > 0; offset >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, offset);
-    if (lane == 0) s_q_norm2 = acc;
+    const double q_norm2 = warp_squared_norm(queries_exp + r * d, d, lane);
+    if (lane == 0) s_q_norm2 = q_norm2;
   }
   __syncthreads();
   bitonic_sort(s_d2, s_idx, cap);
@@ -437,6 +444,8 @@ void knn_cuda_impl(const KnnOperands& operands, bool exclude_self, int64_t k, at
 std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& x, const std::optional<at::Tensor>& queries,
                                             int64_t k) {
   const int64_t m = knn_check_args(x, queries, k);
+  // Neighbour search is not differentiable: inputs that require grad are read as plain values.
+  const at::NoGradGuard no_grad;
   TORCH_CHECK(x.is_cuda(), "knn: x should be a CUDA tensor for the CUDA kernel, got ", x.device());
   const bool exclude_self = !queries.has_value();
   TORCH_CHECK(knn_num_candidates(x.size(0), exclude_self, k) <= kKnnCudaMaxCandidates,

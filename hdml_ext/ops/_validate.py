@@ -46,3 +46,14 @@ def require_dim(name: str, tensor: Tensor, ndim: int) -> None:
     """Raise ValueError unless `tensor` has `ndim` dimensions."""
     if tensor.dim() != ndim:
         raise ValueError(f"{name} should be {ndim}-D, got {tensor.dim()}-D with shape {tuple(tensor.shape)}")
+
+
+def require_same_device(name: str, tensor: Tensor, reference_name: str, reference: Tensor) -> None:
+    """Raise ValueError unless `tensor` is on `reference`'s device.
+
+    A kernel runs on one device and reads every tensor argument there; mixed devices would
+    otherwise reach a kernel (or a meta stand-in) that cannot read the other tensor.
+    """
+    if tensor.device != reference.device:
+        raise ValueError(f"{name} should be on {reference_name}'s device {reference.device}, "
+                         f"got {tensor.device}")

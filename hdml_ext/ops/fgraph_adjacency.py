@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._validate import require_dim, require_index, require_tensor
+from ._validate import require_dim, require_index, require_same_device, require_tensor
 
 
 def fgraph_adjacency(knn_idx: Tensor, focus: Tensor | None = None, *, symmetric: bool = True) -> Tensor:
@@ -13,7 +13,8 @@ def fgraph_adjacency(knn_idx: Tensor, focus: Tensor | None = None, *, symmetric:
 
     Args:
         knn_idx: [N, k] int64; row i holds the k nearest neighbours of node i (self excluded).
-        focus: [B] int64 node ids, or None for all N nodes (B = N). Repeats are allowed.
+        focus: [B] int64 node ids on knn_idx's device, or None for all N nodes (B = N). Repeats
+            are allowed.
         symmetric: OR the directed relation with its transpose (the paper's edges are undirected).
 
     Returns:
@@ -32,8 +33,7 @@ def fgraph_adjacency(knn_idx: Tensor, focus: Tensor | None = None, *, symmetric:
         require_tensor("focus", focus)
         require_dim("focus", focus, 1)
         require_index("focus", focus)
-        if focus.device != knn_idx.device:
-            raise ValueError(f"focus should be on knn_idx's device {knn_idx.device}, got {focus.device}")
+        require_same_device("focus", focus, "knn_idx", knn_idx)
     if not isinstance(symmetric, bool):
         raise TypeError(f"symmetric should be a bool, got {type(symmetric).__name__}")
     return torch.ops.hdml.fgraph_adjacency.default(knn_idx, focus, symmetric)
@@ -42,8 +42,8 @@ def fgraph_adjacency(knn_idx: Tensor, focus: Tensor | None = None, *, symmetric:
 @torch.library.register_fake("hdml::fgraph_adjacency")
 def _fgraph_adjacency_fake(knn_idx: Tensor, focus: Tensor | None, symmetric: bool) -> Tensor:
     torch._check(knn_idx.dim() == 2, lambda: f"knn_idx should be 2-D, got {knn_idx.dim()}-D")
-    torch._check(focus is None or focus.device == knn_idx.device,
-                 lambda: f"focus should be on knn_idx's device {knn_idx.device}, got {focus.device}")
+    if focus is not None:
+        require_same_device("focus", focus, "knn_idx", knn_idx)
     num_graphs = knn_idx.shape[0] if focus is None else focus.shape[0]
     n = knn_idx.shape[1] + 1
     return knn_idx.new_empty((num_graphs, n, n), dtype=torch.bool)

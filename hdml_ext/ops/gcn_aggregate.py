@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._validate import require_dim, require_tensor
+from ._validate import require_dim, require_same_device, require_tensor
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -22,8 +22,12 @@ def gcn_aggregate(adj: Tensor, z: Tensor) -> Tensor:
         adj: [B, n, n] bool, or float16/bfloat16/float32/float64 edge weights (0 = no edge).
             The weights are used as given: a negative weight is not rejected, and a node whose
             row sum is <= 0 counts as having zero degree (d = 0), as in
-            `reference.gcn_aggregate`. A need not be symmetric. Its float dtype may differ from
-            z's (the weights are converted to z's accumulation type).
+            `reference.gcn_aggregate`. Weights must be finite: NaN or +-inf is rejected (a
+            RuntimeError naming adj): a degree summed over it is not a number, and the kernels
+            would give zeros where `reference.gcn_aggregate` gives NaN. The check is one extra
+            pass over a weighted adj (on CUDA, a synchronisation too); a bool adj needs none.
+            A need not be symmetric. Its float dtype may differ from z's (the weights are
+            converted to z's accumulation type).
         z: [B, n, F] node features, float16/bfloat16/float32/float64, on adj's device. Any
             strides.
 
@@ -51,8 +55,7 @@ def gcn_aggregate(adj: Tensor, z: Tensor) -> Tensor:
     if tuple(adj.shape[:2]) != tuple(z.shape[:2]):
         raise ValueError(f"z should have shape [B, n, F] = [{adj.shape[0]}, {adj.shape[1]}, F] to match adj, "
                          f"got {tuple(z.shape)}")
-    if adj.device != z.device:
-        raise ValueError(f"adj and z should be on the same device, got {adj.device} and {z.device}")
+    require_same_device("z", z, "adj", adj)
     return torch.ops.hdml.gcn_aggregate.default(adj, z)
 
 
@@ -62,6 +65,7 @@ def _check_shapes(adj: Tensor, src: Tensor, name: str) -> None:
     torch._check(src.dim() == 3 and src.shape[0] == adj.shape[0] and src.shape[1] == adj.shape[1],
                  lambda: f"{name} should be [B, n, F] matching adj {tuple(adj.shape)}, "
                          f"got {tuple(src.shape)}")
+    require_same_device(name, src, "adj", adj)
 
 
 @torch.library.register_fake("hdml::gcn_aggregate")

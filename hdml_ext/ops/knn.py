@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._validate import require_dim, require_floating, require_int, require_tensor
+from ._validate import require_dim, require_floating, require_int, require_same_device, require_tensor
 
 
 def knn(x: Tensor, k: int, *, queries: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -22,8 +22,11 @@ def knn(x: Tensor, k: int, *, queries: Tensor | None = None) -> tuple[Tensor, Te
         idx: [M, k] int64 row indices into `x`; equal distances list the smaller index first.
 
     Never holds an [M, N] matrix: distances are computed in tiles with a running selection.
+    Not differentiable: neighbour search runs on the detached values of `x` and `queries`
+    (inputs that require grad are accepted), and `dist` carries no gradient.
     Raises ValueError/TypeError/RuntimeError naming the argument on bad input (wrong rank or
-    dtype, k out of range, D mismatch, non-finite values, empty input).
+    dtype, queries on another device than x, k out of range, D mismatch, non-finite values,
+    empty input).
     """
     require_tensor("x", x)
     require_dim("x", x, 2)
@@ -33,7 +36,9 @@ def knn(x: Tensor, k: int, *, queries: Tensor | None = None) -> tuple[Tensor, Te
         require_tensor("queries", queries)
         require_dim("queries", queries, 2)
         require_floating("queries", queries)
-    dist, idx = torch.ops.hdml.knn.default(x, queries, k)
+        require_same_device("queries", queries, "x", x)
+        queries = queries.detach()
+    dist, idx = torch.ops.hdml.knn.default(x.detach(), queries, k)
     return dist, idx
 
 
@@ -48,6 +53,7 @@ def _knn_fake(x: Tensor, queries: Tensor | None, k: int) -> tuple[Tensor, Tensor
                      lambda: f"queries should have D = {x.shape[1]} columns like x, got {queries.shape[1]}")
         torch._check(queries.dtype == x.dtype,
                      lambda: f"queries should have dtype {x.dtype}, got {queries.dtype}")
+        require_same_device("queries", queries, "x", x)
         num_queries = queries.shape[0]
     dist = x.new_empty((num_queries, k))
     idx = x.new_empty((num_queries, k), dtype=torch.int64)

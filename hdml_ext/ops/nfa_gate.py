@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._validate import require_float, require_floating, require_tensor
+from ._validate import require_float, require_floating, require_same_device, require_tensor
 
 
 def nfa_gate(x: Tensor, logits: Tensor, lo: float = 0.3, hi: float = 0.9) -> Tensor:
@@ -19,7 +19,7 @@ def nfa_gate(x: Tensor, logits: Tensor, lo: float = 0.3, hi: float = 0.9) -> Ten
     Args:
         x: [B, C, *spatial] float16/bfloat16/float32/float64 (spatial may be empty);
             contiguous or channels_last.
-        logits: [B, C] pre-sigmoid channel scores (the NFA's FC output), same device; any
+        logits: [B, C] pre-sigmoid channel scores (the NFA's FC output), on x's device; any
             floating dtype (the gate is computed in float32, float64 for float64 x).
         lo, hi: the floor and the saturation threshold, 0 <= lo < hi <= 1.
 
@@ -34,6 +34,7 @@ def nfa_gate(x: Tensor, logits: Tensor, lo: float = 0.3, hi: float = 0.9) -> Ten
     require_tensor("logits", logits)
     require_floating("x", x)
     require_floating("logits", logits)
+    require_same_device("logits", logits, "x", x)
     lo = require_float("lo", lo)
     hi = require_float("hi", hi)
     if x.dim() < 2:
@@ -61,6 +62,7 @@ def _nfa_gate_fake(x: Tensor, logits: Tensor, lo: float, hi: float) -> Tensor:
     torch._check(x.dim() >= 2, lambda: f"x should be at least 2-D, got {x.dim()}-D")
     torch._check(logits.shape == x.shape[:2],
                  lambda: f"logits should have shape {tuple(x.shape[:2])}, got {tuple(logits.shape)}")
+    require_same_device("logits", logits, "x", x)
     return _empty_like_kernel_output(x)
 
 
@@ -69,6 +71,8 @@ def _nfa_gate_backward_fake(grad_y: Tensor, x: Tensor, logits: Tensor, lo: float
                             hi: float) -> tuple[Tensor, Tensor]:
     torch._check(grad_y.shape == x.shape,
                  lambda: f"grad_y should have x's shape {tuple(x.shape)}, got {tuple(grad_y.shape)}")
+    require_same_device("grad_y", grad_y, "x", x)
+    require_same_device("logits", logits, "x", x)
     return _empty_like_kernel_output(x), logits.new_empty(logits.shape)
 
 
