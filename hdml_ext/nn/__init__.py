@@ -8,5 +8,8 @@ from .nfa import NFA
 from .nfe import NFE
 from .regcn import REGCN, NodeChannelAttention, REGCNLayer
 
-__all__ = ["BACKBONES", "HDML", "NFA", "NFE", "REGCN", "EdgeHead", "HANet", "HDMLOnFeatures", "HDMLOutput",
-           "NodeChannelAttention", "NodeHead", "REGCNLayer"]
+#: Every model by the name its checkpoints record.
+MODELS = {"HDML": HDML, "HDMLOnFeatures": HDMLOnFeatures}
+
+__all__ = ["BACKBONES", "HDML", "MODELS", "NFA", "NFE", "REGCN", "EdgeHead", "HANet", "HDMLOnFeatures",
+           "HDMLOutput", "NodeChannelAttention", "NodeHead", "REGCNLayer"]

@@ -63,6 +63,7 @@ class HDML(nn.Module):
     saved model's state dict carries the trained values); `from_config` rebuilds the model.
     """
 
+    input_kind = "images"
     _CONFIG_KEYS = ("num_classes", "backbone", "k", "use_nfa", "nfe_stages", "gcn_dims", "attention",
                     "node_weight", "link_weight", "lo", "hi")
 
@@ -154,12 +155,14 @@ class HDMLOnFeatures(nn.Module):
     `forward(z [B, k+1, in_dim], adj [B, k+1, k+1]) -> link_logits [B, k, 2]`.
     """
 
+    input_kind = "features"
     _CONFIG_KEYS = ("in_dim", "k", "gcn_dims", "attention")
 
     def __init__(self, in_dim: int, *, k: int = 50, gcn_dims: Iterable[int] = (1536, 1536, 512, 256),
                  attention: bool = True) -> None:
         super().__init__()
         self.in_dim = require_int("in_dim", in_dim, minimum=1)
+        self.out_dim = self.in_dim
         self.k = require_int("k", k, minimum=1)
         self.regcn = REGCN(in_dim, gcn_dims, attention)
         self.edge_head = EdgeHead(self.regcn.out_dim)
