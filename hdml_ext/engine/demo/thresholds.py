@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from ..clustering import ClusterConfig, clustering_metrics, propagate_edges
 
@@ -48,8 +49,6 @@ def edge_diagnostics(link: tuple, cosine: tuple, labels: np.ndarray) -> dict:
     Returns the share of same-class edges, the ROC AUC of link scores and of cosine similarity
     for "same class", and how many different-class edges get a link score >= 0.9.
     """
-    from sklearn.metrics import roc_auc_score
-
     src, dst, link_score = (t.numpy() for t in link)
     same = labels[src] == labels[dst]
     both = 0 < same.sum() < same.size
