@@ -15,17 +15,19 @@ SOURCES := $(shell find csrc -type f) setup.py pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The venv: torch and torchvision pinned first, then the build requirements of pyproject.toml's
+# [build-system] (the build below runs without isolation, against the pinned torch).
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -q "numpy>=1.23" "faiss-cpu>=1.7" "scikit-learn>=1.1" "tqdm>=4.60" \
-	    pyyaml matplotlib ninja "setuptools>=64" wheel pytest hypothesis ruff
+	$(PIP) install -q "setuptools>=64" wheel ninja
 	touch $@
 
 build: $(VENV)/.built
 
+# The package and its dependencies (pyproject.toml's, with the dev extra: pytest, hypothesis, ruff).
 $(VENV)/.built: $(VENV)/.installed $(SOURCES)
-	$(PIP) install --no-build-isolation --no-deps -e .
+	$(PIP) install -q --no-build-isolation -e '.[dev]'
 	touch $@
 
 test: build
@@ -38,7 +40,7 @@ bench: build
 	$(PY) benchmarks/bench_ops.py
 	$(PY) benchmarks/bench_model.py
 
-lint: venv
+lint: build
 	$(VENV)/bin/ruff check hdml_ext python_tests benchmarks setup.py
 
 clean:

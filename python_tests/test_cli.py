@@ -164,7 +164,7 @@ def test_error_k_not_below_n(capsys, tmp_path):
     np.save(tmp_path / "y.npy", np.array([0, 0, 1, 1]))
     data = ["--dataset", "features", "--root", str(tmp_path / "f.npy"), "--labels", str(tmp_path / "y.npy")]
     argv = ["train", *data, "--out", str(tmp_path / "run"), "--set", "model.k=4"]
-    _fails(capsys, argv, "--set", "model.k = 4", "(4)")
+    _fails(capsys, argv, "--set", "k should be at most N - 1 = 3", "got k=4")
 
 
 def test_error_unknown_setting(capsys):

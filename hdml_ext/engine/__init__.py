@@ -3,13 +3,29 @@
 from .checkpoint import atomic_save, load_model, read_checkpoint, seed_everything
 from .clustering import ClusterConfig, cluster, clustering_metrics, link_edges
 from .inference import embed_rows
+from .models import new_model
 from .propagation import connected_components, propagate_edges, propagate_knn
 from .reid import distance_order, evaluate_orders, evaluate_reid, graph_order, query_link_scores
 from .rerank import k_reciprocal_distances, k_reciprocal_order
-from .trainer import TrainConfig, Trainer
+from .settings import (
+    ClusterSettings,
+    EvalSettings,
+    ModelSettings,
+    Settings,
+    SettingsError,
+    TrainConfig,
+    dump_settings,
+    load_settings,
+)
+from .trainer import Trainer
 
 __all__ = [
     "ClusterConfig",
+    "ClusterSettings",
+    "EvalSettings",
+    "ModelSettings",
+    "Settings",
+    "SettingsError",
     "TrainConfig",
     "Trainer",
     "atomic_save",
@@ -17,6 +33,7 @@ __all__ = [
     "clustering_metrics",
     "connected_components",
     "distance_order",
+    "dump_settings",
     "embed_rows",
     "evaluate_orders",
     "evaluate_reid",
@@ -25,6 +42,8 @@ __all__ = [
     "k_reciprocal_order",
     "link_edges",
     "load_model",
+    "load_settings",
+    "new_model",
     "propagate_edges",
     "propagate_knn",
     "query_link_scores",

@@ -4,13 +4,11 @@ docs/training.md describes the loop, checkpoints, the log and the distributed ru
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,130 +29,13 @@ from .checkpoint import (
     read_checkpoint,
     restore_rng_state,
 )
-from .distributed import BACKENDS, local_device, resolve_backend
+from .distributed import local_device, resolve_backend
 from .inference import embed_rows
-
-AMP_MODES = ("none", "bf16", "fp16")
+from .settings import TrainConfig
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.pt"
 LOG_NAME = "log.jsonl"
-
-
-@dataclass
-class TrainConfig:
-    """Training settings; the defaults are the paper's (IV-B).
-
-    epochs: passes over the training set (each row is a focus node once per epoch).
-    lr, momentum, weight_decay: SGD.
-    milestones, gamma: lr x gamma after each listed epoch (MultiStepLR, stepped per epoch).
-    identities_per_batch, focus_per_identity: P and K of the PK focus batches.
-    drop_last: skip an epoch's last batches when they hold fewer than P identities, and the
-        batches past the last multiple of world_size * accumulate (without it, those are
-        topped up by repeating the epoch's first batches).
-    accumulate: PK batches per optimiser step in each process (gradient accumulation); the
-        gradient is the mean over the step's batches of all processes.
-    graph_lr_mult: the RE-GCN and edge head learn at lr * graph_lr_mult (1: the paper's single lr).
-    rebuild_every: rebuild the F-Graphs from the current embeddings every this many epochs.
-    flip: random horizontal flip of each distinct image of a batch (p = 0.5).
-    embed_batch_size: images per forward pass when embedding the training set for a rebuild.
-    seed: seeds the batch order (with the epoch); the caller seeds model initialisation.
-    device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...; under torchrun "auto"
-        and "cuda" mean cuda:LOCAL_RANK.
-    num_workers: DataLoader workers loading a batch's images (0: in the main process).
-    progress: show tqdm progress bars (rank 0 only).
-    amp: mixed precision of the forward passes: "none" (float32), "bf16" (autocast to bfloat16,
-        CPU or CUDA) or "fp16" (autocast to float16 with a GradScaler, CUDA only).
-    channels_last: keep the model's conv weights and the image batches in channels_last memory
-        format (faster convolutions on recent GPUs and oneDNN CPUs; no effect on features).
-    sync_bn: with several processes, BatchNorm layers become nn.SyncBatchNorm (statistics
-        pooled across ranks; CUDA only). No effect in one process.
-    backend: torch.distributed backend under torchrun: "auto" (nccl on CUDA, gloo on the
-        CPU), "gloo" or "nccl".
-    """
-
-    epochs: int = 20
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    milestones: tuple[int, ...] = (12, 16, 18)
-    gamma: float = 0.1
-    identities_per_batch: int = 4
-    focus_per_identity: int = 4
-    drop_last: bool = False
-    graph_lr_mult: float = 1.0
-    rebuild_every: int = 1
-    flip: bool = True
-    embed_batch_size: int = 128
-    seed: int = 0
-    device: str = "auto"
-    num_workers: int = 0
-    progress: bool = True
-    accumulate: int = 1
-    amp: str = "none"
-    channels_last: bool = False
-    sync_bn: bool = False
-    backend: str = "auto"
-
-    def __post_init__(self) -> None:
-        for name in (
-            "epochs",
-            "identities_per_batch",
-            "focus_per_identity",
-            "rebuild_every",
-            "embed_batch_size",
-            "accumulate",
-        ):
-            _check_int(name, getattr(self, name), 1)
-        for name in ("seed", "num_workers"):
-            _check_int(name, getattr(self, name), 0)
-        for name in ("lr", "momentum", "weight_decay", "gamma", "graph_lr_mult"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise ValueError(f"train.{name} should be a finite number >= 0, got {value!r}")
-        if self.lr <= 0:
-            raise ValueError(f"train.lr should be > 0, got {self.lr}")
-        if isinstance(self.milestones, (str, bytes)) or not hasattr(self.milestones, "__iter__"):
-            raise ValueError(f"train.milestones should be a list of epochs, got {self.milestones!r}")
-        self.milestones = tuple(self.milestones)
-        for m in self.milestones:
-            _check_int("milestones entries", m, 1)
-        if not isinstance(self.device, str):
-            raise ValueError(f"train.device should be a string like 'cpu' or 'cuda', got {self.device!r}")
-        if self.amp not in AMP_MODES:
-            raise ValueError(f"train.amp should be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"train.backend should be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        for name in ("drop_last", "flip", "progress", "channels_last", "sync_bn"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"train.{name} should be true or false, got {getattr(self, name)!r}")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        """Build from a dict; unknown keys raise ValueError naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown train setting(s) {', '.join('train.' + u for u in unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["milestones"] = list(self.milestones)
-        return out
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"train.{name} should be an int >= {minimum}, got {value!r}")
 
 
 #: Parameter name prefixes of the graph half of either model (RE-GCN and edge head).

@@ -1,0 +1,96 @@
+"""`hdml evaluate`: person Re-ID mAP and CMC of a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from ..data import Rows
+from ..engine import Settings, embed_rows, evaluate_reid
+from ..engine.distributed import local_device
+from .options import (
+    UsageError,
+    add_command,
+    add_data_options,
+    add_settings_options,
+    checkpoint_model,
+    dataset_of,
+    print_settings,
+    settings_of,
+)
+
+KINDS = ("market1501", "dukemtmc", "digits")
+
+
+def add_parser(commands: Any) -> None:
+    parser = add_command(
+        commands,
+        "evaluate",
+        run,
+        help="person Re-ID: mAP and CMC of a trained model",
+        description="Rank each query's gallery (link scores of its F-Graph, then "
+        "distance; or distance alone with --set eval.ranking=distance) "
+        "and report mAP and CMC rank-1/5/10 (Market-1501 protocol).",
+    )
+    add_data_options(parser, KINDS)
+    parser.add_argument("--checkpoint", metavar="FILE", help="model.pt or checkpoint.pt of `hdml train`")
+    parser.add_argument("--out", metavar="FILE", help="also write the metrics to this JSON file")
+    add_settings_options(parser)
+
+
+def embed(model: nn.Module, rows: Rows, settings: Settings, device: Any, progress: bool, desc: str) -> Tensor:
+    """The embeddings of `rows` on `device` (settings.eval.embed_batch_size rows per pass)."""
+    return embed_rows(
+        model,
+        rows.rows,
+        batch_size=settings.eval.embed_batch_size,
+        device=device,
+        num_workers=settings.data.num_workers,
+        progress=progress,
+        desc=desc,
+    ).to(device)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`hdml evaluate`."""
+    settings = settings_of(args, Settings)
+    if args.print_config:
+        return print_settings(settings)
+    device = local_device(settings.eval.device)
+    model = checkpoint_model(args, device)
+    if model.input_kind != "images":
+        raise UsageError(
+            "--checkpoint",
+            f"Re-ID evaluation needs a model of images, the checkpoint's takes {model.input_kind}",
+        )
+    data = dataset_of(args, settings)
+    progress = not args.quiet
+    query = embed(model, data.query, settings, device, progress, "embedding queries")
+    gallery = embed(model, data.gallery, settings, device, progress, "embedding gallery")
+    k = settings.eval.k if settings.eval.k is not None else model.k
+    try:
+        result = evaluate_reid(
+            model, query, gallery, data.query.labels, data.gallery.labels, data.query.camids,
+            data.gallery.camids, k=k, ranking=settings.eval.ranking, batch_size=settings.eval.batch_size,
+            max_rank=settings.eval.max_rank, progress=progress,
+        )  # fmt: skip
+    except ValueError as error:
+        raise UsageError("--set", str(error)) from None
+    summary = {key: result[key] for key in ("mAP", "rank1", "rank5", "rank10", "num_valid_queries")}
+    summary.update(ranking=settings.eval.ranking, k=k)
+    print(
+        f"mAP {summary['mAP']:.4f}  rank-1 {summary['rank1']:.4f}  rank-5 {summary['rank5']:.4f}  "
+        f"rank-10 {summary['rank10']:.4f}  "
+        f"({summary['num_valid_queries']} queries, {summary['ranking']} ranking)"
+    )
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(
+            json.dumps({**summary, "cmc": result["cmc"].tolist()}, indent=2) + "\n", encoding="utf-8"
+        )
+        print(f"wrote {args.out}")
+    return 0

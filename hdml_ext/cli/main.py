@@ -1,0 +1,38 @@
+"""The `hdml` parser and its dispatch to one module per sub-command."""
+
+from __future__ import annotations
+
+import argparse
+
+from .._version import __version__
+from . import cluster, demo, evaluate, train
+from .options import FORMATTER, SETTINGS_HELP, UsageError
+
+COMMANDS = (train, evaluate, cluster, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `hdml` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="hdml",
+        formatter_class=FORMATTER,
+        epilog=SETTINGS_HELP,
+        description="Hierarchical deep multi-task learning (HDML) for person Re-ID and face clustering.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"hdml_ext {__version__}", help="print the version and exit"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.add_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `hdml` command; returns the exit code (2 for bad arguments)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except UsageError as error:
+        args.command_parser.error(f"argument {error.option}: {error}")
+    return 2

@@ -1,0 +1,126 @@
+"""What every sub-command shares: the settings and data options, and turning the engine's
+errors about them into one-line usage errors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from torch import nn
+
+from ..data import DATASET_KINDS, DatasetError, OpenedDataset, open_dataset
+from ..engine import SettingsError, dump_settings, load_model, load_settings
+
+SETTINGS_HELP = """\
+settings:
+  Hyper-parameters are settings, not flags. Each command starts from built-in defaults (the
+  paper's; `--print-config` shows them), applies --config FILE (YAML or JSON with the sections
+  data, model, train, eval, cluster), then each --set SECTION.KEY=VALUE in order. VALUE is read
+  as YAML: --set train.epochs=2 --set train.milestones=[1] --set model.weights=null.
+  Flags name what to run on (data set, paths, output); settings say how.
+"""
+
+FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+class UsageError(Exception):
+    """A bad command-line argument: reported as `argument OPTION: message`, exit code 2."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+def add_command(commands: Any, name: str, run: Any, **kwargs: Any) -> argparse.ArgumentParser:
+    """A sub-command parser whose parsed arguments carry `run` and the parser itself."""
+    parser = commands.add_parser(name, formatter_class=FORMATTER, epilog=SETTINGS_HELP, **kwargs)
+    parser.set_defaults(run=run, command_parser=parser)
+    return parser
+
+
+def add_settings_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (see `settings:` below)")
+    group.add_argument(
+        "--config", metavar="FILE", help="YAML or JSON settings file applied over the defaults"
+    )
+    group.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="SECTION.KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one setting, e.g. --set train.epochs=2 (repeatable, applied in order)",
+    )
+    group.add_argument(
+        "--print-config", action="store_true", help="print the merged settings as YAML and exit"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_data_options(parser: argparse.ArgumentParser, kinds: tuple[str, ...]) -> None:
+    group = parser.add_argument_group("data")
+    listing = "; ".join(f"{kind}: {DATASET_KINDS[kind]}" for kind in kinds)
+    group.add_argument(
+        "--dataset",
+        metavar="KIND",
+        choices=kinds,
+        help=f"data set kind, one of {', '.join(kinds)} ({listing})",
+    )
+    group.add_argument(
+        "--root", metavar="PATH", help="the data set folder, or the features file for features/bin"
+    )
+    if "features" in kinds or "bin" in kinds:
+        group.add_argument(
+            "--labels",
+            metavar="PATH",
+            help="labels of features (.npy or text) or bin (.meta); optional for cluster",
+        )
+        group.add_argument("--dim", metavar="D", type=int, help="feature width of a .bin file (bin only)")
+
+
+def settings_of(args: argparse.Namespace, schema: type, base: dict | None = None) -> Any:
+    """The settings of this run: `schema`'s defaults, `base`, --config, then each --set (and
+    --quiet: no training progress bars)."""
+    try:
+        settings = load_settings(schema, args.config, args.overrides, base)
+    except SettingsError as error:
+        raise UsageError(error.option, str(error)) from None
+    if args.quiet:
+        settings.train.progress = False
+    return settings
+
+
+def print_settings(settings: Any) -> int:
+    """--print-config: the settings as YAML on stdout; the exit code 0."""
+    sys.stdout.write(dump_settings(settings))
+    return 0
+
+
+def require(args: argparse.Namespace, name: str) -> Any:
+    value = getattr(args, name)
+    if value is None:
+        raise UsageError(f"--{name}", "is required")
+    return value
+
+
+def dataset_of(args: argparse.Namespace, settings: Any) -> OpenedDataset:
+    """The data set that --dataset, --root (and --labels, --dim) name."""
+    try:
+        return open_dataset(
+            require(args, "dataset"),
+            args.root,
+            settings.data,
+            labels=getattr(args, "labels", None),
+            dim=getattr(args, "dim", None),
+        )
+    except DatasetError as error:
+        raise UsageError(f"--{error.argument}", str(error)) from None
+
+
+def checkpoint_model(args: argparse.Namespace, device: Any) -> nn.Module:
+    """The model of --checkpoint, in eval mode on `device`."""
+    try:
+        return load_model(require(args, "checkpoint"), device)
+    except (OSError, ValueError, TypeError, RuntimeError, KeyError) as error:
+        raise UsageError("--checkpoint", str(error)) from None

@@ -1,0 +1,332 @@
+"""Settings: typed sections (OmegaConf structured configs) with one set of defaults.
+
+A run's settings are a `Settings` (sections data, model, train, eval, cluster); the demo's are a
+`hdml_ext.engine.demo.DemoSettings`. `load_settings(schema, config_path, overrides)` starts from
+the schema's defaults, merges a YAML/JSON file, then each "section.key=value" override (the
+value read as YAML: "2", "1e-3", "true", "[12, 16]", "null"), and returns the typed object.
+A bad key, type or range raises `SettingsError` naming the key, what was expected and the value.
+See docs/settings.md.
+"""
+
+import dataclasses
+import inspect
+import math
+import os
+import re
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from ..data.open import DataSettings
+from ..graph import KNN_BACKENDS
+from ..nn import EDGE_INPUTS, HDML
+from .clustering import ClusterConfig
+from .distributed import BACKENDS as PROCESS_GROUP_BACKENDS
+
+AMP_MODES = ("none", "bf16", "fp16")
+
+Schema = TypeVar("Schema")
+
+
+class SettingsError(ValueError):
+    """A bad setting; `option` names the command-line option it came from (--config or --set)."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+_HDML_DEFAULTS = {name: p.default for name, p in inspect.signature(HDML).parameters.items()}
+
+
+@dataclass
+class ModelSettings:
+    """HDML's constructor arguments (its own defaults); HDMLOnFeatures takes the graph half's: k,
+    gcn_dims, attention, edge_input, relative_input, balanced_link_loss."""
+
+    backbone: str = _HDML_DEFAULTS["backbone"]
+    k: int = _HDML_DEFAULTS["k"]
+    use_nfa: bool = _HDML_DEFAULTS["use_nfa"]
+    nfe_stages: list[int] = field(default_factory=lambda: list(_HDML_DEFAULTS["nfe_stages"]))
+    gcn_dims: list[int] = field(default_factory=lambda: list(_HDML_DEFAULTS["gcn_dims"]))
+    attention: bool = _HDML_DEFAULTS["attention"]
+    node_weight: float = _HDML_DEFAULTS["node_weight"]
+    link_weight: float = _HDML_DEFAULTS["link_weight"]
+    lo: float = _HDML_DEFAULTS["lo"]
+    hi: float = _HDML_DEFAULTS["hi"]
+    edge_input: Literal[EDGE_INPUTS] = _HDML_DEFAULTS["edge_input"]  # type: ignore[valid-type]
+    relative_input: bool = _HDML_DEFAULTS["relative_input"]
+    balanced_link_loss: bool = _HDML_DEFAULTS["balanced_link_loss"]
+    weights: Optional[str] = _HDML_DEFAULTS["weights"]
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; the defaults are the paper's (IV-B).
+
+    epochs: passes over the training set (each row is a focus node once per epoch).
+    lr, momentum, weight_decay: SGD.
+    milestones, gamma: lr x gamma after each listed epoch (MultiStepLR, stepped per epoch).
+    identities_per_batch, focus_per_identity: P and K of the PK focus batches.
+    drop_last: skip an epoch's last batches when they hold fewer than P identities, and the
+        batches past the last multiple of world_size * accumulate (without it, those are
+        topped up by repeating the epoch's first batches).
+    accumulate: PK batches per optimiser step in each process (gradient accumulation); the
+        gradient is the mean over the step's batches of all processes.
+    graph_lr_mult: the RE-GCN and edge head learn at lr * graph_lr_mult (1: the paper's single lr).
+    rebuild_every: rebuild the F-Graphs from the current embeddings every this many epochs.
+    flip: random horizontal flip of each distinct image of a batch (p = 0.5).
+    embed_batch_size: images per forward pass when embedding the training set for a rebuild.
+    seed: seeds the batch order (with the epoch); the caller seeds model initialisation.
+    device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...; under torchrun "auto"
+        and "cuda" mean cuda:LOCAL_RANK.
+    num_workers: DataLoader workers loading a batch's images (0: in the main process).
+    progress: show tqdm progress bars (rank 0 only).
+    amp: mixed precision of the forward passes: "none" (float32), "bf16" (autocast to bfloat16,
+        CPU or CUDA) or "fp16" (autocast to float16 with a GradScaler, CUDA only).
+    channels_last: keep the model's conv weights and the image batches in channels_last memory
+        format (faster convolutions on recent GPUs and oneDNN CPUs; no effect on features).
+    sync_bn: with several processes, BatchNorm layers become nn.SyncBatchNorm (statistics
+        pooled across ranks; CUDA only). No effect in one process.
+    backend: torch.distributed backend under torchrun: "auto" (nccl on CUDA, gloo on the
+        CPU), "gloo" or "nccl".
+    """
+
+    epochs: int = 20
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    milestones: list[int] = field(default_factory=lambda: [12, 16, 18])
+    gamma: float = 0.1
+    identities_per_batch: int = 4
+    focus_per_identity: int = 4
+    drop_last: bool = False
+    graph_lr_mult: float = 1.0
+    rebuild_every: int = 1
+    flip: bool = True
+    embed_batch_size: int = 128
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    progress: bool = True
+    accumulate: int = 1
+    amp: Literal[AMP_MODES] = "none"  # type: ignore[valid-type]
+    channels_last: bool = False
+    sync_bn: bool = False
+    backend: Literal[PROCESS_GROUP_BACKENDS] = "auto"  # type: ignore[valid-type]
+
+    def __post_init__(self) -> None:
+        check_types(self, "train")
+        self.milestones = list(self.milestones)
+        check_ranges(self, "train")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build from a dict; an unknown key or a bad value raises ValueError naming it."""
+        return _typed(cls, values, "train")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class EvalSettings:
+    """Re-ID inference: ranking, the F-Graph k (None: the model's), batch sizes, device."""
+
+    ranking: Literal["graph", "distance"] = "graph"
+    k: Optional[int] = None
+    batch_size: int = 256
+    embed_batch_size: int = 128
+    max_rank: int = 50
+    device: str = "auto"
+
+
+@dataclass
+class ClusterSettings(ClusterConfig):
+    """`ClusterConfig`, the device, and the kNN backend of the F-Graphs (`build_fgraphs`)."""
+
+    max_size: Optional[int] = ClusterConfig.max_size
+    device: str = "auto"
+    backend: Literal[KNN_BACKENDS] = "auto"  # type: ignore[valid-type]
+
+    def cluster_config(self) -> ClusterConfig:
+        """The `ClusterConfig` part of these settings."""
+        return ClusterConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ClusterConfig)})
+
+
+@dataclass
+class Settings:
+    """Settings of `hdml train`, `evaluate` and `cluster`."""
+
+    data: DataSettings = field(default_factory=DataSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+
+
+def _at_least(minimum: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda value: value >= minimum), f"an int >= {minimum}"
+
+
+_FINITE = (lambda value: math.isfinite(value) and value >= 0), "a finite number >= 0"
+
+#: Range checks (the types are the schemas'): section -> [(key, test, what the value should be)],
+#: checked in order.
+RANGES: dict[str, list[tuple[str, Callable[[Any], bool], str]]] = {
+    "train": [
+        *(
+            (key, *_at_least(1))
+            for key in (
+                "epochs",
+                "identities_per_batch",
+                "focus_per_identity",
+                "rebuild_every",
+                "embed_batch_size",
+                "accumulate",
+            )
+        ),
+        *((key, *_at_least(0)) for key in ("seed", "num_workers")),
+        *((key, *_FINITE) for key in ("lr", "momentum", "weight_decay", "gamma", "graph_lr_mult")),
+        ("lr", lambda value: value > 0, "> 0"),
+        ("milestones", lambda value: all(m >= 1 for m in value), "a list of epochs >= 1"),
+    ],
+}
+
+
+def check_ranges(values: object, section: str) -> None:
+    """Raise ValueError naming the first field of `values` outside its `RANGES[section]` range."""
+    for key, test, expected in RANGES.get(section, []):
+        value = getattr(values, key)
+        if not test(value):
+            raise ValueError(f"{section}.{key} should be {expected}, got {value!r}")
+
+
+def check_types(values: object, section: str) -> None:
+    """Raise ValueError when a field of the dataclass `values` does not have its declared type
+    (strict: "yes" is not a bool, "2" not an int; an int is taken for a float and converted)."""
+    for item in dataclasses.fields(values):
+        value = getattr(values, item.name)
+        if item.type is float and type(value) is int:
+            setattr(values, item.name, float(value))
+    try:
+        OmegaConf.create({section: values}, flags={"convert": False})
+    except OmegaConfBaseException as error:
+        raise ValueError(_describe(error, type(values), section, values)) from None
+
+
+def load_settings(
+    schema: type[Schema],
+    config_path: Union[str, os.PathLike, None] = None,
+    overrides: Optional[list[str]] = None,
+    base: Optional[dict] = None,
+) -> Schema:
+    """`schema`'s defaults, then `base` (a program's own overrides, e.g. the demo's), then the
+    settings file at `config_path`, then each "section.key=value" of `overrides`."""
+    merged = OmegaConf.structured(schema)
+    steps: list[tuple[str, Any]] = [("--set", base)] if base else []
+    if config_path is not None:
+        steps.append(("--config", _read_file(config_path)))
+    steps += [("--set", _parse_override(item)) for item in overrides or []]
+    for option, values in steps:
+        try:
+            merged = OmegaConf.merge(merged, values)
+            OmegaConf.to_object(merged)
+        except OmegaConfBaseException as error:
+            raise SettingsError(option, _describe(error, schema)) from None
+        except ValueError as error:
+            raise SettingsError(option, str(error)) from None
+    return OmegaConf.to_object(merged)
+
+
+def dump_settings(settings: object) -> str:
+    """The settings as YAML text (what --print-config shows and runs save)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(settings), sort_keys=False)
+
+
+def _typed(schema: type[Schema], values: dict, section: str) -> Schema:
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+    except OmegaConfBaseException as error:
+        raise ValueError(_describe(error, schema, section)) from None
+
+
+def _read_file(path: Union[str, os.PathLike]) -> Any:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise SettingsError("--config", f"no settings file at {path!r}")
+    try:
+        loaded = OmegaConf.load(path)
+    except (yaml.YAMLError, OmegaConfBaseException, UnicodeDecodeError) as error:
+        raise SettingsError("--config", f"{path!r} is not valid YAML or JSON: {_one_line(error)}") from None
+    if not OmegaConf.is_dict(loaded):
+        raise SettingsError("--config", f"{path!r} should hold a mapping of sections, got a list")
+    return loaded
+
+
+def _parse_override(item: str) -> Any:
+    name, sep, _ = item.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot or not section or not key:
+        raise SettingsError("--set", f"expected SECTION.KEY=VALUE (e.g. train.epochs=2), got {item!r}")
+    try:
+        return OmegaConf.from_dotlist([item.strip()])
+    except (yaml.YAMLError, OmegaConfBaseException) as error:
+        message = f"the value of {name.strip()!r} is not valid YAML: {_one_line(error)}"
+        raise SettingsError("--set", message) from None
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def _field_type(schema: type, path: list[str]) -> Any:
+    """The declared type of the field at `path` of the dataclass `schema` (None: no such field)."""
+    kind: Any = schema
+    for name in path:
+        fields = {f.name: f for f in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else {}
+        if name not in fields:
+            return None
+        kind = get_type_hints(kind)[name]
+    return kind
+
+
+def _expected(kind: Any) -> str:
+    """How an error message says what a value of type `kind` looks like."""
+    if get_origin(kind) in (Union, getattr(types, "UnionType", Union)):
+        options = [a for a in get_args(kind) if a is not type(None)]
+        return f"{_expected(options[0])} or null" if len(options) == 1 else "one of the types " + str(kind)
+    if get_origin(kind) is Literal:
+        return "one of " + ", ".join(str(a) for a in get_args(kind))
+    if get_origin(kind) is list:
+        return "a list like [1, 2]"
+    names = {bool: "true or false", int: "an int", float: "a number", str: "a string"}
+    return names.get(kind, f"a {getattr(kind, '__name__', kind)}")
+
+
+def _describe(error: OmegaConfBaseException, schema: type, section: str = "", source: object = None) -> str:
+    """One line for an OmegaConf error: the key, what was expected and the value that came
+    (`source`: the dataclass instance being checked, whose field holds the value)."""
+    full_key = str(error.full_key or error.key or "").removeprefix(f"{section}." if section else "")
+    path = [part for part in re.sub(r"\[\d+\]", "", full_key).split(".") if part]
+    key = f"{section}.{full_key}" if section else full_key
+    if isinstance(error, ConfigKeyError):
+        parent = _field_type(schema, path[:-1]) if len(path) > 1 else schema
+        known = ", ".join(f.name for f in dataclasses.fields(parent)) if parent is not None else ""
+        where = ".".join(part for part in [section, *path[:-1]] if part) or "sections"
+        return f"unknown setting {key!r}; known {where}: {known}"
+    kind = _field_type(schema, path)
+    if kind is not None and full_key.endswith("]"):
+        kind = get_args(kind)[0]
+    expected = _expected(kind) if kind is not None else "a valid value"
+    value = getattr(error, "value", None)
+    if source is not None and path:
+        value = getattr(source, path[0])
+        index = re.search(r"\[(\d+)\]$", full_key)
+        value = value[int(index.group(1))] if index else value
+    return f"{key} should be {expected}, got {value!r}"

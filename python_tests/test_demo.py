@@ -1,0 +1,57 @@
+"""The demo's settings are overrides of the run defaults; its validation split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hdml_ext.data import TensorSplit
+from hdml_ext.engine import Settings, load_settings
+from hdml_ext.engine.demo import DemoSettings, demo_settings
+from hdml_ext.engine.demo.splits import every, split_validation
+
+
+def test_demo_settings_are_the_defaults_but_the_overrides():
+    demo, defaults = demo_settings(), load_settings(Settings)
+    assert demo.model.backbone == "resnet18" and demo.model.k == 10 and demo.model.gcn_dims == [256, 128]
+    assert demo.model.lo == defaults.model.lo and demo.model.nfe_stages == defaults.model.nfe_stages
+    assert demo.train.epochs == 10 and demo.train.lr == 0.01 and demo.train.milestones == [7]
+    assert demo.train.momentum == defaults.train.momentum and demo.train.gamma == defaults.train.gamma
+    assert demo.cluster.threshold is None and demo.cluster.similarity_threshold is None
+    assert (demo.cluster.max_size, demo.cluster.step, demo.cluster.max_iter) == (100, 0.1, 100)
+    assert demo.data.height == 16 and demo.data.val_fraction == 0.2 and demo.data.eval_stride == 1
+
+
+def test_quick_overrides_the_demo():
+    quick = demo_settings(quick=True)
+    assert quick.model.k == 4 and quick.model.backbone == "resnet18" and quick.train.milestones == []
+    assert quick.data.eval_stride == 4 and quick.train.focus_per_identity == 2
+    assert isinstance(quick, DemoSettings)
+
+
+def _split(labels: list[int]) -> TensorSplit:
+    n = len(labels)
+    return TensorSplit(torch.zeros(n, 3, 2, 2), torch.tensor(labels), torch.zeros(n, dtype=torch.int64),
+                       torch.arange(n))  # fmt: skip
+
+
+def test_validation_split_takes_a_share_of_every_class():
+    fit, val = split_validation(_split([0] * 10 + [1] * 5), 0.2, seed=0)
+    assert sorted(val.labels.tolist()) == [0, 0, 1]
+    assert len(fit) == 12 and not set(fit.indices.tolist()) & set(val.indices.tolist())
+    again = split_validation(_split([0] * 10 + [1] * 5), 0.2, seed=0)[1]
+    assert torch.equal(again.indices, val.indices)
+
+
+def test_validation_split_errors():
+    with pytest.raises(ValueError, match=r"data\.val_fraction"):
+        split_validation(_split([0, 0]), 1.0, seed=0)
+    with pytest.raises(ValueError, match="class 1 has 1"):
+        split_validation(_split([0, 0, 1]), 0.5, seed=0)
+
+
+def test_every_keeps_every_nth_row():
+    split = _split(list(range(7)))
+    assert every(split, 1) is split
+    assert np.array_equal(every(split, 3).labels.numpy(), [0, 3, 6])
