@@ -135,15 +135,24 @@ def test_train_and_cluster_features(tmp_path):
 def test_demo_quick(tmp_path, capsys):
     assert main(["demo", "--quick", "--quiet", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
-    keys = {"mAP", "rank1", "rank5", "rank10", "nmi", "pairwise_f", "bcubed_f"}
-    assert set(results) == {"hdml", "baselines"}
-    assert set(results["hdml"]) == keys
-    assert {"node_only", "kmeans_pixels"} <= set(results["baselines"])
-    assert all(set(values) == keys for values in results["baselines"].values())
+    keys = {"mAP", "rank1", "rank5", "rank10", "mINP", "nmi", "pairwise_f", "bcubed_f"}
+    assert set(results) == {"dataset", "hdml", "baselines"} and results["dataset"] == "digit-instances"
+    assert set(results["hdml"]) == keys | {"link_auc", "cosine_auc"}
+    assert all(isinstance(results["hdml"][key], float) for key in results["hdml"])
+    baselines = results["baselines"]
+    assert {"node_only", "node_only_k_reciprocal", "hdml_embeddings_no_graph", "pixels"} <= set(baselines)
+    assert all(keys <= set(values) for values in baselines.values())
+    oracles = {name for name, values in baselines.items() if values.get("oracle")}
+    assert oracles == {name for name in baselines if name.endswith("_kmeans_true_k")} and len(oracles) == 3
+    assert baselines["node_only_k_reciprocal"]["nmi"] is None
+    assert isinstance(baselines["node_only"]["nmi"], float)
+    saved = np.load(tmp_path / "embeddings.npz")
+    assert saved["features"].dtype == np.float32 and saved["features"].ndim == 2
+    assert saved["labels"].shape == saved["hdml_clusters"].shape == (saved["features"].shape[0],)
     for name in ("loss_curves.png", "cmc.png", "embedding_2d.png", "settings.yaml", "run_info.json"):
         assert (tmp_path / name).is_file(), name
     out = capsys.readouterr().out
-    assert "same" in out and "10 identities" in out and "mAP" in out
+    assert "open-set" in out and "mINP" in out and "link AUC" in out
 
 
 def test_error_missing_root(capsys, tmp_path):

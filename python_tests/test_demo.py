@@ -9,24 +9,26 @@ import torch
 from hdml_ext.data import TensorSplit
 from hdml_ext.engine import Settings, load_settings
 from hdml_ext.engine.demo import DemoSettings, demo_settings
-from hdml_ext.engine.demo.splits import every, split_validation
+from hdml_ext.engine.demo.splits import every, split_identities, split_validation
 
 
 def test_demo_settings_are_the_defaults_but_the_overrides():
     demo, defaults = demo_settings(), load_settings(Settings)
     assert demo.model.backbone == "resnet18" and demo.model.k == 10 and demo.model.gcn_dims == [256, 128]
     assert demo.model.lo == defaults.model.lo and demo.model.nfe_stages == defaults.model.nfe_stages
-    assert demo.train.epochs == 10 and demo.train.lr == 0.01 and demo.train.milestones == [7]
+    assert demo.train.epochs == 8 and demo.train.lr == 0.01 and demo.train.milestones == [6]
     assert demo.train.momentum == defaults.train.momentum and demo.train.gamma == defaults.train.gamma
     assert demo.cluster.threshold is None and demo.cluster.similarity_threshold is None
-    assert (demo.cluster.max_size, demo.cluster.step, demo.cluster.max_iter) == (100, 0.1, 100)
+    assert (demo.cluster.max_size, demo.cluster.step, demo.cluster.max_iter) == (None, 0.1, 100)
     assert demo.data.height == 16 and demo.data.val_fraction == 0.2 and demo.data.eval_stride == 1
+    assert demo.data.dataset == "digit-instances" and demo.model.edge_input == defaults.model.edge_input
 
 
 def test_quick_overrides_the_demo():
     quick = demo_settings(quick=True)
     assert quick.model.k == 4 and quick.model.backbone == "resnet18" and quick.train.milestones == []
-    assert quick.data.eval_stride == 4 and quick.train.focus_per_identity == 2
+    assert quick.data.eval_stride == 2 and quick.train.focus_per_identity == 2
+    assert quick.data.max_identities == 40 and quick.cluster.max_size_candidates == [10]
     assert isinstance(quick, DemoSettings)
 
 
@@ -55,3 +57,25 @@ def test_every_keeps_every_nth_row():
     split = _split(list(range(7)))
     assert every(split, 1) is split
     assert np.array_equal(every(split, 3).labels.numpy(), [0, 3, 6])
+
+
+def test_identity_split_holds_out_whole_identities_and_renumbers_fit():
+    split = _split([5] * 3 + [7] * 4 + [9] * 2 + [11] * 3 + [12] * 2)
+    fit, val = split_identities(split, 0.4, seed=0)
+    assert not set(fit.indices.tolist()) & set(val.indices.tolist()) and len(fit) + len(val) == len(split)
+    val_ids = set(val.labels.tolist())
+    assert len(val_ids) == 2 and val_ids <= {5, 7, 9, 11, 12}
+    assert sorted(set(fit.labels.tolist())) == [0, 1, 2]
+    fit_old = split.labels[fit.indices]
+    assert not set(fit_old.tolist()) & val_ids
+    # fit's new labels follow the old ones' order
+    assert torch.equal(torch.unique(fit_old, return_inverse=True)[1], fit.labels)
+    again = split_identities(split, 0.4, seed=0)[1]
+    assert torch.equal(again.indices, val.indices)
+
+
+def test_identity_split_errors():
+    with pytest.raises(ValueError, match=r"data\.val_fraction"):
+        split_identities(_split([0, 1, 2]), 0.0, seed=0)
+    with pytest.raises(ValueError, match="at least 3 identities, got 2"):
+        split_identities(_split([0, 0, 1]), 0.5, seed=0)

@@ -9,7 +9,14 @@ from conftest import DEVICES
 from torch import nn
 
 from hdml_ext import metrics
-from hdml_ext.engine import distance_order, evaluate_orders, evaluate_reid, graph_order, query_link_scores
+from hdml_ext.engine import (
+    distance_order,
+    evaluate_orders,
+    evaluate_reid,
+    graph_order,
+    k_reciprocal_order,
+    query_link_scores,
+)
 from hdml_ext.ops import reference
 
 
@@ -158,8 +165,17 @@ def test_error_dimension_mismatch():
 
 def test_error_unknown_ranking():
     q, g = _embeddings()
-    with pytest.raises(ValueError, match="ranking should be 'graph' or 'distance'"):
+    with pytest.raises(ValueError, match="ranking should be 'graph', 'distance' or 'k_reciprocal'"):
         evaluate_reid(FirstCoordinateScorer(2), q, g, *_ids(5, 12), ranking="cosine")
+
+
+def test_k_reciprocal_ranking_is_the_rerank_order():
+    q, g = _embeddings(num_query=8, num_gallery=30)
+    ids = _ids(8, 30)
+    expected = evaluate_orders(k_reciprocal_order(q, g), *ids)
+    found = evaluate_reid(FirstCoordinateScorer(2), q, g, *ids, ranking="k_reciprocal")
+    assert found["mAP"] == expected["mAP"] and np.array_equal(found["cmc"], expected["cmc"])
+    assert "mINP" in found
 
 
 def test_error_scores_shape():

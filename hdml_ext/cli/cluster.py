@@ -25,7 +25,7 @@ from .options import (
     settings_of,
 )
 
-KINDS = ("image-folder", "digits", "features", "bin")
+KINDS = ("image-folder", "digit-instances", "digits", "features", "bin")
 
 
 def add_parser(commands: Any) -> None:

@@ -23,7 +23,7 @@ from .options import (
     settings_of,
 )
 
-KINDS = ("market1501", "dukemtmc", "digits")
+KINDS = ("market1501", "dukemtmc", "digit-instances", "digits")
 
 
 def add_parser(commands: Any) -> None:
@@ -33,7 +33,8 @@ def add_parser(commands: Any) -> None:
         run,
         help="person Re-ID: mAP and CMC of a trained model",
         description="Rank each query's gallery (link scores of its F-Graph, then "
-        "distance; or distance alone with --set eval.ranking=distance) "
+        "distance; distance alone with --set eval.ranking=distance; k-reciprocal re-ranking "
+        "with --set eval.ranking=k_reciprocal) "
         "and report mAP and CMC rank-1/5/10 (Market-1501 protocol).",
     )
     add_data_options(parser, KINDS)

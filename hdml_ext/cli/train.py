@@ -31,7 +31,7 @@ from .options import (
     settings_of,
 )
 
-KINDS = ("market1501", "dukemtmc", "image-folder", "digits", "features", "bin")
+KINDS = ("market1501", "dukemtmc", "image-folder", "digit-instances", "digits", "features", "bin")
 
 DESCRIPTION = """\
 Train HDML on a data set's training split (images), or HDMLOnFeatures on pre-extracted features.

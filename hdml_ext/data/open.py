@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .digit_instances import load_digit_instances_reid
 from .digits import load_digits_reid
 from .face_bin import read_bin_meta
 from .features import read_features
@@ -27,7 +28,8 @@ DATASET_KINDS = {
     "market1501": "Market-1501 folder (bounding_box_train/, query/, bounding_box_test/)",
     "dukemtmc": "DukeMTMC-reID folder (same layout)",
     "image-folder": "one sub-folder of images per identity",
-    "digits": "scikit-learn's digits, embedded (no --root)",
+    "digit-instances": "open-set: each scikit-learn digit image an identity in augmented views (no --root)",
+    "digits": "scikit-learn's digits, embedded, closed-set (no --root)",
     "features": ".npy feature matrix [N, D] (--root), labels from --labels",
     "bin": "raw float32 .bin features [N, --dim] (--root), labels from a .meta file (--labels)",
 }
@@ -35,7 +37,9 @@ DATASET_KINDS = {
 
 @dataclass
 class DataSettings:
-    """How images are read (height x width pixels, DataLoader workers) and the digits split."""
+    """How images are read (height x width pixels, DataLoader workers) and the embedded data sets
+    are made: seed and train_fraction (both), query_fraction and num_cameras (digits),
+    max_identities (digit-instances: how many source images become identities; None: all)."""
 
     height: int = 256
     width: int = 128
@@ -44,6 +48,7 @@ class DataSettings:
     query_fraction: float = 0.2
     num_cameras: int = 6
     num_workers: int = 0
+    max_identities: int | None = None
 
 
 class DatasetError(ValueError):
@@ -100,8 +105,8 @@ def open_dataset(
     """
     if kind not in DATASET_KINDS:
         raise DatasetError("dataset", f"unknown kind {kind!r}; choose one of {', '.join(DATASET_KINDS)}")
-    if kind == "digits":
-        return _digits(settings)
+    if kind in ("digits", "digit-instances"):
+        return _embedded(kind, settings)
     if kind in ("features", "bin"):
         return _features(kind, _existing(kind, root), labels, dim)
     folder = _existing(kind, root, folder=True)
@@ -146,15 +151,16 @@ def _reid_rows(records: list[ReIDRecord], settings: DataSettings) -> Rows:
     return Rows(rows.rows, rows.labels, torch.tensor([r.camid for r in records]))
 
 
-def _digits(settings: DataSettings) -> OpenedDataset:
-    splits = load_digits_reid(
-        height=settings.height,
-        width=settings.width,
-        seed=settings.seed,
-        train_fraction=settings.train_fraction,
-        query_fraction=settings.query_fraction,
-        num_cameras=settings.num_cameras,
-    )
+def _embedded(kind: str, settings: DataSettings) -> OpenedDataset:
+    """The digits (closed-set) or digit-instances (open-set), made in memory."""
+    common = {"height": settings.height, "width": settings.width, "seed": settings.seed,
+              "train_fraction": settings.train_fraction}  # fmt: skip
+    if kind == "digits":
+        splits = load_digits_reid(
+            **common, query_fraction=settings.query_fraction, num_cameras=settings.num_cameras
+        )
+    else:
+        splits = load_digit_instances_reid(**common, max_identities=settings.max_identities)
     query = Rows(splits.query.images, splits.query.labels, splits.query.camids)
     gallery = Rows(splits.gallery.images, splits.gallery.labels, splits.gallery.camids)
     held_out = Rows(

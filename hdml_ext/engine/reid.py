@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from .. import metrics
 from ..graph import query_fgraphs
 from ..ops._validate import require_dim, require_int, require_tensor
+from .rerank import k_reciprocal_order
 
 #: Entries of a [block, G] temporary per query block (about 16 MB of float32 / 32 MB of int64).
 BLOCK_ENTRIES = 1 << 22
@@ -177,18 +178,18 @@ def evaluate_reid(
     """Re-ID metrics of a trained model from query and gallery embeddings.
 
     query [Q, D], gallery [G, D]: embeddings (`hdml_ext.engine.embed_rows` of the images, on
-    the model's device). ranking: "graph" (link scores on the query F-Graphs, then distance)
-    or "distance" (plain Euclidean distance, no graph). k: F-Graph size, the model's own k by
+    the model's device). ranking: "graph" (link scores on the query F-Graphs, then distance),
+    "distance" (plain Euclidean distance, no graph) or "k_reciprocal" (k-reciprocal re-ranking
+    of the same embeddings, `hdml_ext.engine.rerank`). k: F-Graph size, the model's own k by
     default. Returns `evaluate_orders`' dict.
     """
+    pids = (q_pids, g_pids, q_camids, g_camids)
     if ranking == "distance":
-        return evaluate_orders(
-            distance_order(query, gallery), q_pids, g_pids, q_camids, g_camids, max_rank=max_rank
-        )
+        return evaluate_orders(distance_order(query, gallery), *pids, max_rank=max_rank)
+    if ranking == "k_reciprocal":
+        return evaluate_orders(k_reciprocal_order(query, gallery), *pids, max_rank=max_rank)
     if ranking != "graph":
-        raise ValueError(f"ranking should be 'graph' or 'distance', got {ranking!r}")
+        raise ValueError(f"ranking should be 'graph', 'distance' or 'k_reciprocal', got {ranking!r}")
     k = int(model.to_config()["k"]) if k is None else k
     neighbours, scores = query_link_scores(model, query, gallery, k, batch_size=batch_size, progress=progress)
-    return evaluate_orders(
-        graph_order(query, gallery, neighbours, scores), q_pids, g_pids, q_camids, g_camids, max_rank=max_rank
-    )
+    return evaluate_orders(graph_order(query, gallery, neighbours, scores), *pids, max_rank=max_rank)

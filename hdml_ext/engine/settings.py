@@ -138,7 +138,7 @@ class TrainConfig:
 class EvalSettings:
     """Re-ID inference: ranking, the F-Graph k (None: the model's), batch sizes, device."""
 
-    ranking: Literal["graph", "distance"] = "graph"
+    ranking: Literal["graph", "distance", "k_reciprocal"] = "graph"
     k: Optional[int] = None
     batch_size: int = 256
     embed_batch_size: int = 128

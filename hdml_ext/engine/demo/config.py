@@ -1,30 +1,39 @@
 """The demo's settings: the run's defaults (`hdml_ext.engine.settings`) with the demo's overrides."""
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Literal, Optional
 
 from omegaconf import OmegaConf
 
 from ...data import DataSettings
 from ..settings import ClusterSettings, ModelSettings, TrainConfig, load_settings
 
+#: The demo's data sets: the open-set digit-instances (test identities never seen in training)
+#: and the closed-set digits (10 classes, the same in every split).
+DEMO_DATASETS = ("digit-instances", "digits")
+
 
 @dataclass
 class DemoDataSettings(DataSettings):
-    """DataSettings, and: eval_stride (keep every n-th held-out image), val_fraction (share of each
-    class's training images that chooses the clustering thresholds)."""
+    """DataSettings, and: dataset (one of DEMO_DATASETS), eval_stride (keep every n-th held-out
+    image), val_fraction (the share of training identities -- of each class's training images
+    for the closed-set digits -- held out to choose the clustering settings)."""
 
+    dataset: Literal[DEMO_DATASETS] = "digit-instances"  # type: ignore[valid-type]
     eval_stride: int = 1
     val_fraction: float = 0.2
 
 
 @dataclass
 class DemoClusterSettings(ClusterSettings):
-    """ClusterSettings; threshold (link scores) and similarity_threshold (cosine, the no-graph rows)
-    None: chosen in each run on the validation split; a number fixes them."""
+    """ClusterSettings; threshold (link scores), similarity_threshold (cosine, the no-graph rows)
+    and max_size None: chosen in each run on the validation split (max_size among
+    max_size_candidates); a number fixes them."""
 
     threshold: Optional[float] = None
     similarity_threshold: Optional[float] = None
+    max_size: Optional[int] = None
+    max_size_candidates: list[int] = field(default_factory=lambda: [10, 20, 40, 80])
 
 
 @dataclass
@@ -37,30 +46,31 @@ class DemoSettings:
     cluster: DemoClusterSettings = field(default_factory=DemoClusterSettings)
 
 
-#: The paper's model and schedule scaled down to digits on a 2-core CPU. Epochs, milestones,
-#: drop_last and max_size were compared on a validation split carved from the training images,
-#: never on the held-out split.
+#: The paper's model and schedule scaled down to digit-instances on a 2-core CPU (minutes). The
+#: clustering thresholds and max_size are chosen in each run on the validation split.
 DEMO_OVERRIDES: dict[str, dict] = {
-    "data": {"height": 16, "width": 16},
+    "data": {"height": 16, "width": 16, "max_identities": 800},
     "model": {"backbone": "resnet18", "k": 10, "gcn_dims": [256, 128]},
     "train": {
-        "epochs": 10,
+        "epochs": 8,
         "lr": 0.01,
-        "milestones": [7],
-        "focus_per_identity": 8,
+        "milestones": [6],
+        "identities_per_batch": 8,
+        "focus_per_identity": 4,
         "drop_last": True,
         "flip": False,
         "embed_batch_size": 256,
         "device": "cpu",
     },
-    "cluster": {"max_size": 100, "step": 0.1, "max_iter": 100},
+    "cluster": {"step": 0.1, "max_iter": 100},
 }
 
-#: `--quick`: a seconds-long smoke run (tests), not meaningful numbers.
+#: `--quick`: a smoke run of every step on tiny settings (tests), not meaningful numbers.
 QUICK_OVERRIDES: dict[str, dict] = {
-    "data": {"height": 8, "width": 8, "train_fraction": 0.1, "eval_stride": 4},
+    "data": {"height": 8, "width": 8, "max_identities": 40, "eval_stride": 2},
     "model": {"k": 4, "gcn_dims": [16]},
     "train": {"epochs": 1, "milestones": [], "identities_per_batch": 2, "focus_per_identity": 2},
+    "cluster": {"max_size_candidates": [10]},
 }
 
 

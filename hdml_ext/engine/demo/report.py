@@ -7,53 +7,75 @@ from pathlib import Path
 import numpy as np
 
 from .config import DemoSettings
+from .evaluate import METRIC_KEYS
+from .splits import DemoSplits
 from .thresholds import diagnostics_text
 
+OPEN_SET_NOTE = (
+    "digit-instances is open-set: every scikit-learn digit image is an identity seen in a few to 30 "
+    "augmented views through 6 camera styles, and the held-out (query/gallery) identities are never "
+    "seen in training, as in Market-1501. Clustering settings are chosen on held-out training "
+    "identities (the validation split), never on the test identities."
+)
 CLOSED_SET_NOTE = (
     "Note: the digits have only 10 classes, so the held-out (query/gallery) images show the same "
     "10 identities as the training images (closed-set), unlike Market-1501 where test identities "
     "are unseen in training."
 )
 
-METRIC_KEYS = ("mAP", "rank1", "rank5", "rank10", "nmi", "pairwise_f", "bcubed_f")
+
+def dataset_note(data: DemoSplits) -> str:
+    """What kind of evaluation the demo's data set makes (open-set or closed-set)."""
+    return OPEN_SET_NOTE if data.open_set else CLOSED_SET_NOTE
+
+
+def _cell(value: object) -> str:
+    return f"{value:8.4f}" if isinstance(value, float) else f"{'-':>8}"
 
 
 def format_table(results: dict) -> str:
-    """results.json as a fixed-width table."""
-    headers = ("method", *METRIC_KEYS)
-    rows = [("hdml", *(results["hdml"][key] for key in METRIC_KEYS))]
-    rows += [(name, *(values[key] for key in METRIC_KEYS)) for name, values in results["baselines"].items()]
-    width = max(len(str(row[0])) for row in [headers, *rows])
-    lines = ["  ".join([headers[0].ljust(width), *(h.rjust(10) for h in headers[1:])])]
-    lines += ["  ".join([str(row[0]).ljust(width), *(f"{v:10.4f}" for v in row[1:])]) for row in rows]
+    """results.json as a fixed-width table ("-": the method does not rank, or does not cluster;
+    "(oracle)": it was told the true number of identities)."""
+    rows = [("hdml", results["hdml"]), *results["baselines"].items()]
+    names = [name + (" (oracle)" if values.get("oracle") else "") for name, values in rows]
+    width = max(len(name) for name in ["method", *names])
+    lines = ["  ".join(["method".ljust(width), *(key.rjust(8) for key in METRIC_KEYS)])]
+    lines += ["  ".join([name.ljust(width), *(_cell(values[key]) for key in METRIC_KEYS)])
+              for name, (_, values) in zip(names, rows)]
+    hdml = results["hdml"]
+    if hdml.get("link_auc") is not None:
+        lines.append(f"hdml link AUC on the held-out kNN edges {hdml['link_auc']:.4f} "
+                     f"(cosine similarity on the same edges {hdml['cosine_auc']:.4f})")
     return "\n".join(lines)
 
 
-def readme(results: dict, info: dict, settings: DemoSettings) -> str:
+def readme(results: dict, info: dict, settings: DemoSettings, data: DemoSplits) -> str:
     """The output folder's README.md: the table and what each row means."""
-    model, train = settings.model, settings.train
+    model, train, images = settings.model, settings.train, info["num_images"]
     return (
-        "# hdml demo: scikit-learn's digits\n\n"
+        f"# hdml demo: {data.dataset}\n\n"
         f"HDML ({model.backbone} HA-Net at {settings.data.height}x{settings.data.width}, "
-        f"RE-GCN {model.gcn_dims}, k = {model.k}) trained for {train.epochs} epochs on "
-        f"{info['num_images']['fit']} images; evaluated on {info['num_images']['query']} queries and "
-        f"{info['num_images']['gallery']} gallery images ({info['seconds']['total']:.0f} s in all).\n\n"
+        f"RE-GCN {model.gcn_dims}, k = {model.k}, edge input {model.edge_input!r}) trained for "
+        f"{train.epochs} epochs on {images['fit']} images; evaluated on {images['query']} queries and "
+        f"{images['gallery']} gallery images ({info['seconds']['total']:.0f} s in all).\n\n"
         "```\n" + format_table(results) + "\n```\n\n"
-        "- Re-ID: query vs gallery, Market-1501 protocol (random camera ids; same-camera matches of the "
-        "query's identity are ignored). HDML ranks each query's k graph neighbours by link score, then the "
-        "rest by distance; the baselines rank by distance.\n"
-        f"- Training: both models fit {info['num_images']['fit']} of the {info['num_images']['train']} "
-        f"training images; the other {info['num_images']['validation']} (a validation split) choose each "
-        "propagation threshold. The held-out images choose nothing.\n"
-        "- Clustering of all held-out images: "
-        + "; ".join(f"{name}: {text}" for name, text in info["clustering"].items())
-        + ". k-means gets the true number of classes, an oracle the propagation rows do not get.\n"
-        "- node_only: the same backbone trained with the node loss alone (link_weight = 0, same batches and "
-        "schedule). hdml_embeddings_*: HDML's own embeddings clustered without the graph.\n"
-        f"- {CLOSED_SET_NOTE}\n"
-        "- How well the link head tells same-class kNN edges apart (run_info.json, "
+        "- Re-ID: query vs gallery, Market-1501 protocol (same-camera matches of the query's identity "
+        "are ignored). hdml ranks each query's k graph neighbours by link score, then the rest by "
+        "distance; the baselines rank by distance, or by k-reciprocal re-ranking (*_k_reciprocal).\n"
+        f"- Training: both models fit {images['fit']} of the {images['train']} training images; the other "
+        f"{images['validation']} (the validation split) choose each propagation's threshold and max_size. "
+        "The held-out images choose nothing.\n"
+        "- Clustering of all held-out images by pseudo-label propagation over their kNN edges: hdml's "
+        "edges scored by its link head, the baselines' by cosine similarity. *_kmeans_true_k rows are "
+        "k-means told the true number of identities, an oracle the propagation rows do not get.\n"
+        "- node_only: the same backbone trained with the node loss alone (link_weight = 0, same batches "
+        "and schedule). hdml_embeddings_*: HDML's own embeddings without the graph. pixels: the "
+        "images' pixels.\n"
+        f"- {dataset_note(data)}\n"
+        "- How well the link head tells same-identity kNN edges apart (run_info.json, "
         f"link_edge_diagnostics): {diagnostics_text(info['link_edge_diagnostics'])}.\n\n"
-        "Plots: loss_curves.png, cmc.png, embedding_2d.png. Settings: settings.yaml.\n"
+        "Plots: loss_curves.png, cmc.png, embedding_2d.png. Held-out embeddings, labels and hdml's "
+        "clusters: embeddings.npz. Settings: settings.yaml.\n"
     )
 
 
@@ -87,7 +109,7 @@ def plot(out: Path, histories: dict, cmc: dict, embeddings: dict, labels: np.nda
         ax.plot(ranks, curve[: len(ranks)], marker="o", markersize=3, label=name)
     ax.set_xlabel("rank")
     ax.set_ylabel("matching rate")
-    ax.set_title("CMC on the held-out digits (query vs gallery)")
+    ax.set_title("CMC on the held-out identities (query vs gallery)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "cmc.png", dpi=120)
@@ -96,10 +118,10 @@ def plot(out: Path, histories: dict, cmc: dict, embeddings: dict, labels: np.nda
     fig, axes = plt.subplots(1, len(embeddings), figsize=(4 * len(embeddings), 4))
     for ax, (name, values) in zip(np.atleast_1d(axes), embeddings.items()):
         points = PCA(n_components=2, random_state=0).fit_transform(values)
-        scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=6)
+        scatter = ax.scatter(points[:, 0], points[:, 1], c=labels % 20, cmap="tab20", s=6)
         ax.set_title(f"{name} (PCA)")
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(scatter, ax=np.atleast_1d(axes).tolist(), label="digit")
+    fig.colorbar(scatter, ax=np.atleast_1d(axes).tolist(), label="identity (mod 20)")
     fig.savefig(out / "embedding_2d.png", dpi=120)
     plt.close(fig)

@@ -1,5 +1,5 @@
-"""`run_demo`: train HDML and a node-only baseline on the digits, then cluster and rank the
-held-out images against baselines (docs/demo.md)."""
+"""`run_demo`: train HDML and a node-only baseline, then rank and cluster the held-out identities
+against the baselines a Re-ID or clustering user would pick instead (docs/demo.md)."""
 
 from __future__ import annotations
 
@@ -11,28 +11,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
-from sklearn.cluster import KMeans
-from torch import Tensor, nn
+from torch import nn
 
-from ...data import load_digits_features
 from ..checkpoint import seed_everything
-from ..clustering import clustering_metrics, link_edges, similarity_edges
 from ..models import new_model
-from ..reid import distance_order, evaluate_orders, graph_order, query_link_scores
 from ..settings import dump_settings
-from ..trainer import Trainer, embed_rows
+from ..trainer import Trainer
 from .config import DemoSettings, demo_settings
-from .report import CLOSED_SET_NOTE, format_table, plot, readme
+from .evaluate import Clusterer, Embedded, distance_ranking, embed_splits, row, score_embeddings, score_hdml
+from .report import dataset_note, format_table, plot, readme
 from .splits import DemoSplits, load_demo_splits
-from .thresholds import choose_threshold, diagnostics_text, edge_diagnostics, propagate
-
-#: The clusterings by propagation: (results row, edge scores, whose embeddings).
-PROPAGATION_ROWS = (
-    ("hdml", "link", "hdml"),
-    ("hdml_embeddings_no_graph", "similarity", "hdml"),
-    ("node_only", "similarity", "node_only"),
-)
+from .thresholds import diagnostics_text
 
 
 def run_demo(
@@ -46,55 +35,51 @@ def run_demo(
     started = time.perf_counter()
     data = load_demo_splits(settings.data)
     log(
-        f"digits: {len(data.splits.train)} train images ({len(data.fit)} to fit, {len(data.val)} to "
+        f"{data.dataset}: {data.num_train} train images ({len(data.fit)} to fit, {len(data.val)} to "
         f"validate), {len(data.query)} query, {len(data.gallery)} gallery images "
-        f"({settings.data.height}x{settings.data.width}), {data.splits.num_train_classes} classes, "
-        "random camera ids"
+        f"({settings.data.height}x{settings.data.width}), {data.num_fit_classes} identities to fit"
     )
-    log(CLOSED_SET_NOTE)
-    hdml, hdml_history, hdml_seconds = _train("hdml", settings, data, settings.model.link_weight, out, log)
-    base, base_history, base_seconds = _train("node_only", settings, data, 0.0, out, log)
-    with torch.no_grad():
-        emb = {name: _embed_splits(model, data) for name, model in (("hdml", hdml), ("node_only", base))}
-    clustering = _Clustering(hdml, emb, data, settings)
-    chosen, propagated = clustering.propagate_all(log)
-    diagnostics = clustering.diagnostics()
-    log(f"  hdml link edges: {diagnostics_text(diagnostics)}")
-    results, detail, cmc, embeddings_2d = _evaluate(hdml, emb, data, propagated, settings)
+    log(dataset_note(data))
+    hdml, hdml_history, hdml_seconds = train_model("hdml", settings, data, out, log)
+    base, base_history, base_seconds = train_model("node_only", settings, data, out, log, link_weight=0.0)
+    emb = {"hdml": embed_splits(hdml, data), "node_only": embed_splits(base, data)}
+    results, details = evaluate_all(hdml, emb, data, settings, log)
 
     total = time.perf_counter() - started
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    np.savez_compressed(
+        out / "embeddings.npz",
+        features=emb["hdml"].test.numpy().astype(np.float32),
+        labels=data.test_labels.astype(np.int64),
+        hdml_clusters=details["hdml"]["clusters"].astype(np.int64),
+    )
     seconds = {"total": total, "train_hdml": hdml_seconds, "train_node_only": base_seconds}
-    info = _run_info(seconds, data, clustering, chosen, diagnostics, detail)
+    info = _run_info(seconds, data, details)
     (out / "run_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    (out / "README.md").write_text(readme(results, info, settings), encoding="utf-8")
-    plot(out, {"HDML": hdml_history, "node-only": base_history}, cmc, embeddings_2d, clustering.test_labels)
+    (out / "README.md").write_text(readme(results, info, settings, data), encoding="utf-8")
+    cmc = {name: detail["cmc"] for name, detail in details.items()}
+    embeddings_2d = {name: emb[name].test.numpy() for name in ("hdml", "node_only")}
+    plot(out, {"HDML": hdml_history, "node-only": base_history}, cmc, embeddings_2d, data.test_labels)
     log("")
     log(format_table(results))
     log("")
-    log(
-        "Re-ID: query vs gallery (Market-1501 protocol). Clustering: all held-out images; hdml, "
-        "hdml_embeddings_no_graph and node_only by propagation (link scores vs cosine similarity, "
-        "thresholds chosen on the validation split); *_kmeans_true_k and kmeans_pixels by k-means "
-        f"told the true number of classes ({clustering.num_classes}), an oracle the propagation rows "
-        "do not get."
-    )
-    log(CLOSED_SET_NOTE)
-    log(f"wrote {out / 'results.json'} and plots in {out}/ ({total:.0f} s in all)")
+    log(dataset_note(data))
+    log(f"wrote {out / 'results.json'}, embeddings.npz and plots in {out}/ ({total:.0f} s in all)")
     return results
 
 
-def _train(
-    name: str, settings: DemoSettings, data: DemoSplits, link_weight: float, out: Path,
-    log: Callable[[str], None],
+def train_model(
+    name: str, settings: DemoSettings, data: DemoSplits, out: Path | None, log: Callable[[str], None],
+    **model_changes: object,
 ) -> tuple[nn.Module, list[dict], float]:  # fmt: skip
-    """HDML trained on the fit split with `link_weight` (0: the node-only baseline), in eval mode;
-    its step log and training seconds."""
+    """A model built from settings.model with `model_changes` (link_weight=0.0: the node-only
+    baseline), trained on the fit split, in eval mode; its step log and training seconds. Step
+    logs go to out/name when `out` is given."""
     seed_everything(settings.train.seed)
-    model_settings = replace(settings.model, link_weight=link_weight)
-    model = new_model(model_settings, num_classes=data.splits.num_train_classes)
+    model = new_model(replace(settings.model, **model_changes), num_classes=data.num_fit_classes)
     started = time.perf_counter()
-    history = Trainer(model, data.fit.images, data.fit.labels, settings.train, out_dir=out / name).fit()
+    out_dir = None if out is None else out / name
+    history = Trainer(model, data.fit.images, data.fit.labels, settings.train, out_dir=out_dir).fit()
     seconds = time.perf_counter() - started
     last = history[-1]
     log(
@@ -104,144 +89,45 @@ def _train(
     return model.eval(), history, seconds
 
 
-def _embed_splits(model: nn.Module, data: DemoSplits) -> dict[str, Tensor]:
-    """The model's embeddings of the fit, val, query and gallery images, and of test = query + gallery."""
-    splits = (("fit", data.fit), ("val", data.val), ("query", data.query), ("gallery", data.gallery))
-    parts = {split: embed_rows(model, rows.images) for split, rows in splits}
-    parts["test"] = torch.cat([parts["query"], parts["gallery"]])
-    return parts
-
-
-class _Clustering:
-    """The propagation clusterings: each one's edges on the validation split choose its threshold
-    (unless the settings fix one), then the held-out edges are propagated at that threshold."""
-
-    def __init__(self, hdml: nn.Module, emb: dict, data: DemoSplits, settings: DemoSettings) -> None:
-        self.hdml, self.emb = hdml, emb
-        self.split_labels = {
-            "fit": data.fit.labels.numpy(),
-            "val": data.val.labels.numpy(),
-            "test": torch.cat([data.query.labels, data.gallery.labels]).numpy(),
-        }
-        self.test_labels = self.split_labels["test"]
-        self.num_classes = len(np.unique(self.test_labels))
-        cluster = settings.cluster
-        self.fixed = {"link": cluster.threshold, "similarity": cluster.similarity_threshold}
-        self.config = replace(cluster.cluster_config(), threshold=0.5)
-        self.k = settings.model.k if self.config.k is None else self.config.k
-        # The validation split is smaller than the held-out set: max_size scales with the image count.
-        max_size = self.config.max_size
-        if max_size is not None:
-            max_size = max(1, round(max_size * self.split_labels["val"].size / self.test_labels.size))
-        self.val_config = replace(self.config, max_size=max_size)
-
-    def edges(self, kind: str, name: str, split: str) -> tuple:
-        """(src, dst, score) of the kNN edges of `name`'s embeddings of `split`, scored by HDML's
-        link head (kind "link") or cosine similarity ("similarity")."""
-        if kind == "link":
-            return link_edges(self.hdml, self.emb[name][split], self.k, batch_size=self.config.batch_size)
-        return similarity_edges(self.emb[name][split], self.k)
-
-    def propagate_all(self, log: Callable[[str], None]) -> tuple[dict, dict]:
-        """({row: its threshold and where it was chosen}, {row: held-out cluster labels})."""
-        chosen: dict[str, dict] = {}
-        propagated: dict[str, np.ndarray] = {}
-        for row, kind, name in PROPAGATION_ROWS:
-            if self.fixed[kind] is None:
-                edges = self.edges(kind, name, "val")
-                threshold, metrics = choose_threshold(edges, self.split_labels["val"], self.val_config)
-                chosen[row] = {"threshold": threshold, "chosen_on": "validation", "validation": metrics}
-            else:
-                threshold = float(self.fixed[kind])
-                chosen[row] = {"threshold": threshold, "chosen_on": "settings"}
-            test_edges = self.edges(kind, name, "test")
-            propagated[row] = propagate(test_edges, self.test_labels.size, self.config, threshold)
-            log(f"  {row}: propagation threshold {threshold:.6g} ({chosen[row]['chosen_on']})")
-        return chosen, propagated
-
-    def diagnostics(self) -> dict:
-        """`edge_diagnostics` of HDML's link edges on the fit, val and test splits."""
-        return {
-            split: edge_diagnostics(
-                self.edges("link", "hdml", split), self.edges("similarity", "hdml", split), labels
-            )
-            for split, labels in self.split_labels.items()
-        }
-
-
-def _kmeans(features: np.ndarray, num_clusters: int, seed: int) -> np.ndarray:
-    return KMeans(n_clusters=num_clusters, n_init=10, random_state=seed).fit_predict(features)
-
-
-def _evaluate(
-    hdml: nn.Module, emb: dict, data: DemoSplits, propagated: dict, settings: DemoSettings
-) -> tuple[dict, dict, dict, dict]:
-    """Re-ID and clustering of every method on the held-out images: (results.json, every
-    clustering's metrics, CMC curves, embeddings for the 2-D plot)."""
-    query, gallery = data.query, data.gallery
-    pids = (query.labels, gallery.labels, query.camids, gallery.camids)
-    test_labels = torch.cat([query.labels, gallery.labels]).numpy()
-    num_classes, seed = len(np.unique(test_labels)), settings.train.seed
-    results: dict = {"hdml": {}, "baselines": {}}
-    detail: dict[str, dict] = {}
-
-    def add(row: str, reid: dict, labels: np.ndarray) -> None:
-        detail[row] = clustering_metrics(test_labels, labels)
-        summary = {key: reid[key] for key in ("mAP", "rank1", "rank5", "rank10")}
-        summary["mAP"] = float(summary["mAP"])
-        summary.update({key: detail[row][key] for key in ("nmi", "pairwise_f", "bcubed_f")})
-        (results if row == "hdml" else results["baselines"])[row] = summary
-
-    # HDML: link scores on each query's F-Graph, then distance; propagation over link scores.
-    q_emb, g_emb = emb["hdml"]["query"], emb["hdml"]["gallery"]
-    neighbours, scores = query_link_scores(hdml, q_emb, g_emb, settings.model.k)
-    reid = evaluate_orders(graph_order(q_emb, g_emb, neighbours, scores), *pids)
-    add("hdml", reid, propagated["hdml"])
-    cmc, embeddings_2d = {"HDML (graph)": reid["cmc"]}, {"HDML": emb["hdml"]["test"].numpy()}
-    # The same HDML embeddings without the graph: distance ranking; propagation over cosine
-    # similarity on the same kNN edges (what the link head adds), and k-means told the true K.
-    reid = evaluate_orders(distance_order(q_emb, g_emb), *pids)
-    add("hdml_embeddings_no_graph", reid, propagated["hdml_embeddings_no_graph"])
-    add("hdml_embeddings_kmeans_true_k", reid, _kmeans(emb["hdml"]["test"].numpy(), num_classes, seed))
-    # Node-only backbone: distance ranking; the same two clusterings.
-    reid = evaluate_orders(distance_order(emb["node_only"]["query"], emb["node_only"]["gallery"]), *pids)
-    add("node_only", reid, propagated["node_only"])
-    add("node_only_kmeans_true_k", reid, _kmeans(emb["node_only"]["test"].numpy(), num_classes, seed))
-    cmc["node-only (distance)"], embeddings_2d["node-only"] = reid["cmc"], emb["node_only"]["test"].numpy()
-    # Raw pixels (the 8x8 digits as 64 values): distance ranking, k-means with the true K.
-    pixels = torch.from_numpy(load_digits_features().features)
-    q_pix, g_pix = pixels[query.indices], pixels[gallery.indices]
-    reid = evaluate_orders(distance_order(q_pix, g_pix), *pids)
-    test_pix = torch.cat([q_pix, g_pix]).numpy()
-    add("kmeans_pixels", reid, _kmeans(test_pix, num_classes, seed))
-    cmc["raw pixels (distance)"], embeddings_2d["raw pixels"] = reid["cmc"], test_pix
-    return results, detail, cmc, embeddings_2d
-
-
-def _run_info(
-    seconds: dict, data: DemoSplits, clustering: _Clustering, chosen: dict, diagnostics: dict, detail: dict
-) -> dict:
-    """run_info.json: seconds, image counts, what each clustering is, the chosen thresholds, link
-    edge diagnostics and every clustering's metrics."""
-    config, num_classes = clustering.config, clustering.num_classes
-    propagation_text = (
-        f"pseudo-label propagation over the kNN edges (k {clustering.k}) at a threshold chosen on the "
-        f"validation split (max_size {config.max_size}, step {config.step})"
+def evaluate_all(
+    hdml: nn.Module, emb: dict[str, Embedded], data: DemoSplits, settings: DemoSettings,
+    log: Callable[[str], None],
+) -> tuple[dict, dict]:  # fmt: skip
+    """results.json ({"dataset", "hdml", "baselines"}) and each row group's details (CMC
+    curves, chosen clustering settings, edge diagnostics, HDML's cluster labels)."""
+    clusterer = Clusterer(data, settings)
+    hdml_row, hdml_detail = score_hdml(hdml, emb["hdml"], data, clusterer)
+    log(f"  hdml link edges: {diagnostics_text(hdml_detail['diagnostics'])}")
+    baselines: dict[str, dict] = {}
+    details = {"hdml": hdml_detail}
+    for name, source in (("hdml_embeddings_no_graph", "hdml"), ("node_only", "node_only")):
+        rows, details[name] = score_embeddings(name, emb[source], data, clusterer)
+        baselines.update(rows)
+    pixels = Embedded(*(split.images.flatten(1) for split in (data.fit, data.val, data.query, data.gallery)))
+    details["pixels"] = {"cmc": distance_ranking(pixels, data)["cmc"]}
+    baselines["pixels"] = row(distance_ranking(pixels, data))
+    baselines["pixels_kmeans_true_k"] = row(
+        None, clusterer.metrics(clusterer.kmeans_true_k(pixels.test.numpy())), oracle=True
     )
+    for name, detail in details.items():
+        if "choice" in detail:
+            choice = detail["choice"]
+            log(f"  {name}: propagation threshold {choice['threshold']:.6g}, max_size {choice['max_size']} "
+                f"({choice['chosen_on']})")
+    return {"dataset": data.dataset, "hdml": hdml_row, "baselines": baselines}, details
+
+
+def _run_info(seconds: dict, data: DemoSplits, details: dict) -> dict:
+    """run_info.json: seconds, image counts, the chosen clustering settings, link edge diagnostics."""
     return {
         "seconds": seconds,
+        "dataset": data.dataset,
+        "open_set": data.open_set,
         "num_images": {
-            "train": len(data.splits.train), "fit": len(data.fit), "validation": len(data.val),
+            "train": data.num_train, "fit": len(data.fit), "validation": len(data.val),
             "query": len(data.query), "gallery": len(data.gallery),
         },
-        "clustering": {
-            "hdml": f"{propagation_text}, edges scored by the link head",
-            "hdml_embeddings_no_graph": f"{propagation_text}, edges scored by cosine similarity",
-            "node_only": f"{propagation_text}, edges scored by cosine similarity",
-            "*_kmeans_true_k, kmeans_pixels": f"k-means told the true number of classes ({num_classes})",
-        },
-        "thresholds": chosen,
-        "link_edge_diagnostics": diagnostics,
-        "held_out_clustering": detail,
-        "note": CLOSED_SET_NOTE,
+        "clustering_choices": {name: d["choice"] for name, d in details.items() if "choice" in d},
+        "link_edge_diagnostics": details["hdml"]["diagnostics"],
+        "note": dataset_note(data),
     }  # fmt: skip

@@ -1,4 +1,5 @@
-"""The demo's images: scikit-learn's digits split into fit / validation / query / gallery."""
+"""The demo's images: digit-instances (open-set) or the digits (closed-set), split into fit /
+validation / query / gallery."""
 
 from __future__ import annotations
 
@@ -7,51 +8,94 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ...data import TensorSplit, TensorSplits, load_digits_reid
+from ...data import TensorSplit, load_digit_instances_reid, load_digits_reid
 from .config import DemoDataSettings
 
 
 @dataclass(frozen=True)
 class DemoSplits:
-    """splits: the digits' train / query / gallery. fit, val: the training images split into the
-    rows to fit and the validation rows that choose the clustering thresholds. query, gallery:
-    the held-out splits, every `eval_stride`-th image kept."""
+    """fit: the training rows the models learn from, labels 0..num_fit_classes-1. val: training
+    rows held out to choose the clustering settings (for digit-instances, whole identities that
+    are not in fit; for the closed-set digits, some images of every class). query, gallery: the
+    held-out Re-ID splits, every `eval_stride`-th image kept. open_set: no test identity is in
+    fit or val. num_train: rows of the data set's train split (fit + val)."""
 
-    splits: TensorSplits
+    dataset: str
     fit: TensorSplit
     val: TensorSplit
     query: TensorSplit
     gallery: TensorSplit
+    num_fit_classes: int
+    open_set: bool
+    num_train: int
+
+    @property
+    def test_labels(self) -> np.ndarray:
+        """[Q + G] identities of the held-out rows, queries first (the rows that are clustered)."""
+        return torch.cat([self.query.labels, self.gallery.labels]).numpy()
 
 
 def load_demo_splits(data: DemoDataSettings) -> DemoSplits:
-    """The digits at data.height x data.width, split as `DemoSplits` says."""
-    splits = load_digits_reid(
-        height=data.height,
-        width=data.width,
-        seed=data.seed,
-        train_fraction=data.train_fraction,
-        query_fraction=data.query_fraction,
-        num_cameras=data.num_cameras,
-    )
-    fit, val = split_validation(splits.train, data.val_fraction, data.seed)
+    """The data set `data.dataset` at data.height x data.width, split as `DemoSplits` says."""
+    if data.dataset == "digit-instances":
+        splits = load_digit_instances_reid(
+            height=data.height, width=data.width, max_identities=data.max_identities,
+            train_fraction=data.train_fraction, seed=data.seed,
+        )  # fmt: skip
+        fit, val = split_identities(splits.train, data.val_fraction, data.seed)
+    else:
+        splits = load_digits_reid(
+            height=data.height, width=data.width, seed=data.seed, train_fraction=data.train_fraction,
+            query_fraction=data.query_fraction, num_cameras=data.num_cameras,
+        )  # fmt: skip
+        fit, val = split_validation(splits.train, data.val_fraction, data.seed)
     query, gallery = every(splits.query, data.eval_stride), every(splits.gallery, data.eval_stride)
-    return DemoSplits(splits, fit, val, query, gallery)
+    return DemoSplits(
+        dataset=data.dataset, fit=fit, val=val, query=query, gallery=gallery,
+        num_fit_classes=int(fit.labels.max()) + 1, open_set=data.dataset == "digit-instances",
+        num_train=len(splits.train),
+    )  # fmt: skip
 
 
 def every(split: TensorSplit, stride: int) -> TensorSplit:
     """Every `stride`-th image of `split` (quick runs only; stride 1: the split itself)."""
     if stride == 1:
         return split
-    keep = slice(None, None, stride)
-    return TensorSplit(split.images[keep], split.labels[keep], split.camids[keep], split.indices[keep])
+    return _take(split, np.arange(0, len(split), stride))
+
+
+def _take(split: TensorSplit, rows: np.ndarray) -> TensorSplit:
+    index = torch.from_numpy(rows)
+    return TensorSplit(*(part[index] for part in (split.images, split.labels, split.camids, split.indices)))
+
+
+def _check_fraction(fraction: float) -> None:
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"data.val_fraction should be a number strictly between 0 and 1, got {fraction!r}")
+
+
+def split_identities(train: TensorSplit, fraction: float, seed: int) -> tuple[TensorSplit, TensorSplit]:
+    """(fit, validation) of an open-set training split: `fraction` of its identities (at least
+    one, and at least two left to fit), chosen with `seed`, become the validation split, so that
+    validation, like the test split, shows identities the model never trained on. fit's labels
+    are renumbered 0..P-1 in the order of the old ones; validation keeps the old labels."""
+    _check_fraction(fraction)
+    labels = train.labels.numpy()
+    identities = np.unique(labels)
+    if identities.size < 3:
+        raise ValueError(f"the training split should hold at least 3 identities, got {identities.size}")
+    num_val = min(max(1, round(fraction * identities.size)), identities.size - 2)
+    val_ids = np.random.default_rng(seed + 1).permutation(identities)[:num_val]
+    in_val = np.isin(labels, val_ids)
+    fit = _take(train, np.flatnonzero(~in_val))
+    fit_labels = torch.from_numpy(np.unique(fit.labels.numpy(), return_inverse=True)[1].astype(np.int64))
+    return TensorSplit(fit.images, fit_labels, fit.camids, fit.indices), _take(train, np.flatnonzero(in_val))
 
 
 def split_validation(train: TensorSplit, fraction: float, seed: int) -> tuple[TensorSplit, TensorSplit]:
-    """(fit, validation): `fraction` of each class's training images (at least one, and at least
-    one left to fit) become the validation split, which chooses the clustering thresholds."""
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"data.val_fraction should be a number strictly between 0 and 1, got {fraction!r}")
+    """(fit, validation) of a closed-set training split: `fraction` of each class's training
+    images (at least one, and at least one left to fit) become the validation split."""
+    _check_fraction(fraction)
     rng = np.random.default_rng(seed + 1)
     labels = train.labels.numpy()
     val = []
@@ -61,11 +105,4 @@ def split_validation(train: TensorSplit, fraction: float, seed: int) -> tuple[Te
             raise ValueError(f"class {cls} has {members.size} training image(s); a validation split needs 2")
         val.append(members[: min(max(1, round(fraction * members.size)), members.size - 1)])
     val_rows = np.sort(np.concatenate(val))
-    fit_rows = np.setdiff1d(np.arange(labels.size), val_rows)
-
-    def take(rows: np.ndarray) -> TensorSplit:
-        index = torch.from_numpy(rows)
-        parts = (train.images, train.labels, train.camids, train.indices)
-        return TensorSplit(*(part[index] for part in parts))
-
-    return take(fit_rows), take(val_rows)
+    return _take(train, np.setdiff1d(np.arange(labels.size), val_rows)), _take(train, val_rows)

@@ -29,20 +29,25 @@ def propagate(edges: tuple, num_nodes: int, config: ClusterConfig, threshold: fl
     return labels
 
 
-def choose_threshold(edges: tuple, labels: np.ndarray, config: ClusterConfig) -> tuple[float, dict]:
-    """The threshold of `propagate_edges` that maximises `selection_score` on validation
-    `edges` (src, dst, score) of images with true `labels`; ties keep the lowest threshold.
-    Returns (threshold, the validation metrics at it)."""
-    score = edges[2]
-    best: tuple[float, float, dict] | None = None
-    for quantile_value in np.unique(np.quantile(score.numpy().astype(np.float64), THRESHOLD_QUANTILES)):
-        threshold = float(quantile_value)
-        metrics = clustering_metrics(labels, propagate(edges, labels.size, config, threshold))
-        value = selection_score(metrics)
-        if best is None or value > best[0]:
-            best = (value, threshold, metrics)
+def choose_clustering(
+    edges: tuple, labels: np.ndarray, config: ClusterConfig, max_sizes: list[int | None]
+) -> tuple[float, int | None, dict]:
+    """The threshold (among quantiles of the edges' own scores) and max_size (among `max_sizes`)
+    of `propagate_edges` that maximise `selection_score` on validation `edges` (src, dst, score)
+    of images with true `labels`; ties keep the first (lowest threshold, first max_size).
+    Returns (threshold, max_size, the validation metrics at them)."""
+    quantiles = np.unique(np.quantile(edges[2].numpy().astype(np.float64), THRESHOLD_QUANTILES))
+    best: tuple[float, float, int | None, dict] | None = None
+    for max_size in max_sizes:
+        candidate = replace(config, max_size=max_size)
+        for quantile_value in quantiles:
+            threshold = float(quantile_value)
+            metrics = clustering_metrics(labels, propagate(edges, labels.size, candidate, threshold))
+            value = selection_score(metrics)
+            if best is None or value > best[0]:
+                best = (value, threshold, max_size, metrics)
     assert best is not None
-    return best[1], best[2]
+    return best[1], best[2], best[3]
 
 
 def edge_diagnostics(link: tuple, cosine: tuple, labels: np.ndarray) -> dict:
