@@ -1,0 +1,210 @@
+"""Does the graph pay off on unseen identities? The edge-head and Table II ablations in one run.
+
+    python benchmarks/bench_ablation.py [--seeds 0 1] [--only paper,relative,...] [--quick]
+                                        [--out benchmarks/results/ablation]
+
+Every configuration trains the demo's HDML (`hdml_ext.engine.demo`: resnet18 HA-Net at 16x16,
+RE-GCN 256-128, k = 10) on the same digit-instances training identities, once per seed (the seed
+changes the initialisation and the batches; the data stay fixed), and is scored on the unseen
+test identities by `hdml_ext.engine.demo.evaluate`, as the demo scores it:
+
+- link AUC and cosine AUC: how well the link head's scores, and the cosine similarity of the
+  same embeddings, separate same-identity from different-identity kNN edges of the held-out rows;
+- graph ranking (each query's F-Graph neighbours by link score, then the rest by distance):
+  mAP, rank-1, mINP; beside it, the same embeddings ranked by distance and by k-reciprocal
+  re-ranking;
+- propagation over link scores: NMI, pairwise F, BCubed F; beside it, cosine propagation of the
+  same embeddings; thresholds and max_size chosen on the validation identities.
+
+The default configuration is the one with the best mean validation score (the clustering
+selection score of link propagation on the validation identities); the test split chooses
+nothing. Writes rows.json (every run), table.md (mean and spread over seeds) and ablation.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from hdml_ext.engine.demo import demo_settings
+from hdml_ext.engine.demo.evaluate import (
+    Clusterer,
+    distance_ranking,
+    embed_splits,
+    k_reciprocal_ranking,
+    score_hdml,
+)
+from hdml_ext.engine.demo.run import train_model
+from hdml_ext.engine.demo.splits import load_demo_splits
+from hdml_ext.engine.demo.thresholds import selection_score
+
+#: name -> (model settings changed from the demo's, what it tests). "paper" is the paper's head.
+CONFIGS: dict[str, tuple[dict, str]] = {
+    "paper": ({}, "the paper: the edge head reads h_i"),
+    "paper+balanced": ({"balanced_link_loss": True}, "the paper's head, class-balanced L2"),
+    "relative": ({"edge_input": "relative"}, "edge head reads h_i - h_focus"),
+    "relative+balanced": ({"edge_input": "relative", "balanced_link_loss": True}, "relative, balanced L2"),
+    "pair": ({"edge_input": "pair"}, "edge head reads [h_i, h_focus, |h_i - h_focus|]"),
+    "pair+balanced": ({"edge_input": "pair", "balanced_link_loss": True}, "pair, balanced L2"),
+    "relative_input": ({"relative_input": True}, "the focus subtracted before the GCN (L-GCN)"),
+    "no_nfa": ({"use_nfa": False}, "Table II: the paper, NFA off"),
+    "one_nfe_stage": ({"nfe_stages": [4]}, "Table II: the paper, NFE on stage 4 only"),
+    "plain_gcn": ({"attention": False}, "Table II: the paper, GCN instead of RE-GCN"),
+}
+
+COLUMNS = (
+    ("link_auc", "link AUC"), ("cosine_auc", "cosine AUC"),
+    ("mAP", "graph mAP"), ("distance_mAP", "distance mAP"), ("k_reciprocal_mAP", "k-recip. mAP"),
+    ("rank1", "graph R1"), ("mINP", "graph mINP"),
+    ("nmi", "NMI"), ("cosine_nmi", "cosine NMI"), ("pairwise_f", "pair F"), ("bcubed_f", "BCubed F"),
+    ("cosine_bcubed_f", "cosine BCubed F"), ("val_score", "val score"),
+)  # fmt: skip
+
+
+def run_one(name: str, seed: int, settings, data) -> dict:
+    """Train configuration `name` with `seed`; every COLUMNS figure of it."""
+    changes, _ = CONFIGS[name]
+    run_settings = replace(settings, train=replace(settings.train, seed=seed, progress=False))
+    started = time.perf_counter()
+    model, _, train_seconds = train_model(name, run_settings, data, None, lambda _: None, **changes)
+    emb = embed_splits(model, data)
+    clusterer = Clusterer(data, run_settings)
+    hdml, detail = score_hdml(model, emb, data, clusterer)
+    cosine_labels, _ = clusterer.propagation(None, emb)
+    cosine = clusterer.metrics(cosine_labels)
+    return {
+        "config": name, "seed": seed, **{key: hdml[key] for key in hdml},
+        "distance_mAP": distance_ranking(emb, data)["mAP"],
+        "k_reciprocal_mAP": k_reciprocal_ranking(emb, data)["mAP"],
+        "cosine_nmi": cosine["nmi"], "cosine_bcubed_f": cosine["bcubed_f"],
+        "val_score": selection_score(detail["choice"]["validation"]),
+        "val_link_auc": detail["diagnostics"]["val"]["link_auc"],
+        "train_positive_share": detail["diagnostics"]["fit"]["same_class_share"],
+        "test_positive_share": detail["diagnostics"]["test"]["same_class_share"],
+        "train_seconds": train_seconds, "seconds": time.perf_counter() - started,
+    }  # fmt: skip
+
+
+def summarise(rows: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
+    """config -> column -> (mean, spread) over seeds; spread = (max - min) / 2."""
+    table: dict[str, dict[str, tuple[float, float]]] = {}
+    for name in dict.fromkeys(row["config"] for row in rows):
+        runs = [row for row in rows if row["config"] == name]
+        table[name] = {}
+        for key, _ in COLUMNS:
+            values = np.array([run[key] for run in runs], dtype=np.float64)
+            table[name][key] = (float(values.mean()), float(values.max() - values.min()) / 2)
+    return table
+
+
+def markdown(table: dict, chosen: str, seeds: list[int]) -> str:
+    head = "| configuration | " + " | ".join(label for _, label in COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+    for name, values in table.items():
+        mark = " (chosen on validation)" if name == chosen else ""
+        cells = " | ".join(f"{values[key][0]:.3f} ± {values[key][1]:.3f}" for key, _ in COLUMNS)
+        lines.append(f"| {name}{mark} | {cells} |")
+    notes = [f"- {name}: {what}" for name, (_, what) in CONFIGS.items() if name in table]
+    return "\n".join([
+        f"Mean ± half-range over seeds {seeds}; graph = the model's link scores, distance / "
+        "k-recip. / cosine = the same model's embeddings without the graph.", "", *lines, "", *notes,
+    ]) + "\n"  # fmt: skip
+
+
+def plot(table: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(table)
+    gains = {
+        "link AUC - cosine AUC": [table[n]["link_auc"] for n in names],
+        "graph mAP - distance mAP": [table[n]["mAP"] for n in names],
+        "link NMI - cosine NMI": [table[n]["nmi"] for n in names],
+    }
+    bases = {
+        "link AUC - cosine AUC": [table[n]["cosine_auc"][0] for n in names],
+        "graph mAP - distance mAP": [table[n]["distance_mAP"][0] for n in names],
+        "link NMI - cosine NMI": [table[n]["cosine_nmi"][0] for n in names],
+    }
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+    for ax, (label, values) in zip(axes, gains.items()):
+        diff = [v[0] - b for v, b in zip(values, bases[label])]
+        ax.barh(names, diff, xerr=[v[1] for v in values], color=["C2" if d > 0 else "C3" for d in diff])
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(label)
+        ax.tick_params(axis="x", labelrotation=30)
+    axes[0].invert_yaxis()
+    fig.suptitle("digit-instances, unseen test identities: what the graph adds over the same embeddings")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds (default 0 1)")
+    parser.add_argument("--only", help=f"comma-separated configurations (default all: {', '.join(CONFIGS)})")
+    parser.add_argument("--max-identities", type=int, default=400, help="digit-instances identities (400)")
+    parser.add_argument("--epochs", type=int, default=6, help="training epochs per run (6)")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run (the demo's --quick settings)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation"), help="output folder")
+    parser.add_argument("--rows", type=Path, nargs="+", metavar="FILE",
+                        help="no training: tabulate rows.json files of earlier runs (e.g. one per seed)")
+    args = parser.parse_args(argv)
+    names = list(CONFIGS) if args.only is None else args.only.split(",")
+    unknown = [name for name in names if name not in CONFIGS]
+    if unknown:
+        parser.error(f"--only: unknown configuration(s) {', '.join(unknown)}; "
+                     f"choose from {', '.join(CONFIGS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.rows:
+        rows = [row for path in args.rows for row in json.loads(path.read_text(encoding="utf-8"))]
+        return report(rows, args.out)
+    settings = demo_settings(quick=args.quick)
+    if not args.quick:
+        settings = replace(
+            settings,
+            data=replace(settings.data, max_identities=args.max_identities),
+            train=replace(settings.train, epochs=args.epochs, milestones=[max(1, args.epochs - 2)]),
+        )
+    data = load_demo_splits(settings.data)
+    print(f"digit-instances: {len(data.fit)} fit, {len(data.val)} validation, {len(data.query)} query, "
+          f"{len(data.gallery)} gallery images; {len(names)} configurations x {len(args.seeds)} seeds",
+          flush=True)  # fmt: skip
+    rows = []
+    for seed in args.seeds:
+        for name in names:
+            rows.append(run_one(name, seed, settings, data))
+            row = rows[-1]
+            print(f"{name:18s} seed {seed}: link AUC {row['link_auc']:.3f} (cosine {row['cosine_auc']:.3f}), "
+                  f"graph mAP {row['mAP']:.3f} (distance {row['distance_mAP']:.3f}, k-recip. "
+                  f"{row['k_reciprocal_mAP']:.3f}), NMI {row['nmi']:.3f} (cosine {row['cosine_nmi']:.3f}), "
+                  f"val {row['val_score']:.3f}, {row['seconds']:.0f} s", flush=True)
+            (args.out / "rows.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    return report(rows, args.out)
+
+
+def report(rows: list[dict], out: Path) -> int:
+    """table.md and ablation.png of `rows` in `out`; prints the table and the chosen configuration."""
+    table = summarise(rows)
+    chosen = max(table, key=lambda name: table[name]["val_score"][0])
+    text = markdown(table, chosen, sorted({row["seed"] for row in rows}))
+    (out / "table.md").write_text(text, encoding="utf-8")
+    plot(table, out / "ablation.png")
+    print(text)
+    print(f"chosen on the validation identities: {chosen}; wrote {out}/table.md and ablation.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
