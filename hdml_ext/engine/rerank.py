@@ -34,8 +34,8 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from .._checks import require_int, require_query_gallery
 from ..graph import build_fgraphs
-from ..ops._validate import require_dim, require_int, require_tensor
 
 __all__ = ["k_reciprocal_distances", "k_reciprocal_order"]
 
@@ -44,18 +44,7 @@ BLOCK_ENTRIES = 1 << 22
 
 
 def _check_arguments(query: Tensor, gallery: Tensor, k1: int, k2: int, lambda_value: float) -> None:
-    require_tensor("query", query)
-    require_tensor("gallery", gallery)
-    require_dim("query", query, 2)
-    require_dim("gallery", gallery, 2)
-    if query.shape[1] != gallery.shape[1]:
-        raise ValueError(
-            f"query should have D = {gallery.shape[1]} columns like gallery, got {query.shape[1]}"
-        )
-    if query.shape[0] == 0 or gallery.shape[0] == 0:
-        raise ValueError(
-            f"query and gallery should be non-empty, got {query.shape[0]} and {gallery.shape[0]} rows"
-        )
+    require_query_gallery(query, gallery)
     if query.device != gallery.device:
         raise ValueError(
             f"query and gallery should be on one device, got {query.device} and {gallery.device}"

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._arrays import as_array, as_float_array, as_int_vector, same_length
+from .._checks import as_array, as_float_array, as_int_vector, require_int, same_length
 
 __all__ = ["rank_metrics", "rank_metrics_from_blocks", "rank_metrics_from_order"]
 
@@ -38,14 +38,6 @@ def _check_ids(
             f"g_pids should have one entry per column of the ranking ({num_gallery}), got {gp.shape[0]}"
         )
     return qp, gp, qc, gc
-
-
-def _check_max_rank(max_rank: object) -> int:
-    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)):
-        raise TypeError(f"max_rank should be an int, got {type(max_rank).__name__} ({max_rank!r})")
-    if max_rank < 1:
-        raise ValueError(f"max_rank should be >= 1, got {max_rank}")
-    return int(max_rank)
 
 
 def _blocks(num_queries: int, num_gallery: int) -> Iterator[slice]:
@@ -174,7 +166,7 @@ def rank_metrics_from_blocks(
     """
     qp, gp = as_int_vector("q_pids", q_pids), as_int_vector("g_pids", g_pids)
     qp, gp, qc, gc = _check_ids(qp.shape[0], gp.shape[0], qp, gp, q_camids, g_camids)
-    max_rank = _check_max_rank(max_rank)
+    max_rank = require_int("max_rank", max_rank, minimum=1)
     num_gallery = gp.shape[0]
     scores = []
     for rows, order in blocks:
@@ -231,7 +223,7 @@ def rank_metrics(
     if num_queries == 0 or num_gallery == 0:
         raise ValueError(f"distmat should be non-empty, got shape {dist.shape}")
     qp, gp, qc, gc = _check_ids(num_queries, num_gallery, q_pids, g_pids, q_camids, g_camids)
-    max_rank = _check_max_rank(max_rank)
+    max_rank = require_int("max_rank", max_rank, minimum=1)
     scores = []
     for block in _blocks(num_queries, num_gallery):
         order = np.argsort(dist[block], axis=1, kind="stable")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..._checks import require_fraction
 from ...data import TensorSplit, TensorSplits, load_digits_reid
 from .config import DemoDataSettings
 
@@ -50,8 +51,7 @@ def every(split: TensorSplit, stride: int) -> TensorSplit:
 def split_validation(train: TensorSplit, fraction: float, seed: int) -> tuple[TensorSplit, TensorSplit]:
     """(fit, validation): `fraction` of each class's training images (at least one, and at least
     one left to fit) become the validation split, which chooses the clustering thresholds."""
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"data.val_fraction should be a number strictly between 0 and 1, got {fraction!r}")
+    require_fraction("data.val_fraction", fraction)
     rng = np.random.default_rng(seed + 1)
     labels = train.labels.numpy()
     val = []
