@@ -18,7 +18,7 @@ from .face_bin import read_bin_meta
 from .features import read_features
 from .image_dataset import ImageDataset
 from .image_folder import read_image_folder
-from .records import ReIDRecord
+from .records import ReIDRecord, TensorSplits
 from .reid import read_dukemtmc, read_market1501
 from .rows import RowSource
 
@@ -146,8 +146,10 @@ def _reid_rows(records: list[ReIDRecord], settings: DataSettings) -> Rows:
     return Rows(rows.rows, rows.labels, torch.tensor([r.camid for r in records]))
 
 
-def _digits(settings: DataSettings) -> OpenedDataset:
-    splits = load_digits_reid(
+def load_digits_splits(settings: DataSettings) -> TensorSplits:
+    """The digits' train / query / gallery (`load_digits_reid`) at settings.height x
+    settings.width, split with settings.seed, train_fraction, query_fraction and num_cameras."""
+    return load_digits_reid(
         height=settings.height,
         width=settings.width,
         seed=settings.seed,
@@ -155,6 +157,10 @@ def _digits(settings: DataSettings) -> OpenedDataset:
         query_fraction=settings.query_fraction,
         num_cameras=settings.num_cameras,
     )
+
+
+def _digits(settings: DataSettings) -> OpenedDataset:
+    splits = load_digits_splits(settings)
     query = Rows(splits.query.images, splits.query.labels, splits.query.camids)
     gallery = Rows(splits.gallery.images, splits.gallery.labels, splits.gallery.camids)
     held_out = Rows(

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..._checks import require_fraction
-from ...data import TensorSplit, TensorSplits, load_digits_reid
+from ...data import TensorSplit, TensorSplits, load_digits_splits
 from .config import DemoDataSettings
 
 
@@ -27,14 +27,7 @@ class DemoSplits:
 
 def load_demo_splits(data: DemoDataSettings) -> DemoSplits:
     """The digits at data.height x data.width, split as `DemoSplits` says."""
-    splits = load_digits_reid(
-        height=data.height,
-        width=data.width,
-        seed=data.seed,
-        train_fraction=data.train_fraction,
-        query_fraction=data.query_fraction,
-        num_cameras=data.num_cameras,
-    )
+    splits = load_digits_splits(data)
     fit, val = split_validation(splits.train, data.val_fraction, data.seed)
     query, gallery = every(splits.query, data.eval_stride), every(splits.gallery, data.eval_stride)
     return DemoSplits(splits, fit, val, query, gallery)
