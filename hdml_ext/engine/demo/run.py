@@ -18,10 +18,11 @@ from torch import Tensor, nn
 from ...data import load_digits_features
 from ..checkpoint import seed_everything
 from ..clustering import clustering_metrics, link_edges, similarity_edges
+from ..inference import embed_rows
 from ..models import new_model
 from ..reid import distance_order, evaluate_orders, graph_order, query_link_scores
 from ..settings import dump_settings
-from ..trainer import Trainer, embed_rows
+from ..trainer import Trainer
 from .config import DemoSettings, demo_settings
 from .report import CLOSED_SET_NOTE, format_table, plot, readme
 from .splits import DemoSplits, load_demo_splits
