@@ -42,6 +42,9 @@ __all__ = ["k_reciprocal_distances", "k_reciprocal_order"]
 #: Entries of the per-block temporaries (the [block, G] distances and the Jaccard join).
 BLOCK_ENTRIES = 1 << 22
 
+#: The paper's k-reciprocal settings (Zhong et al. 2017): k1, k2 and lambda.
+K1, K2, LAMBDA_VALUE = 20, 6, 0.3
+
 
 def _check_arguments(query: Tensor, gallery: Tensor, k1: int, k2: int, lambda_value: float) -> None:
     require_query_gallery(query, gallery)
@@ -173,9 +176,9 @@ def k_reciprocal_distances(
     query: Tensor,
     gallery: Tensor,
     *,
-    k1: int = 20,
-    k2: int = 6,
-    lambda_value: float = 0.3,
+    k1: int = K1,
+    k2: int = K2,
+    lambda_value: float = LAMBDA_VALUE,
     block: int | None = None,
 ) -> Iterator[tuple[slice, Tensor]]:
     """Re-ranked query-gallery distances (module docstring), a block of queries at a time.
@@ -218,9 +221,9 @@ def k_reciprocal_order(
     query: Tensor,
     gallery: Tensor,
     *,
-    k1: int = 20,
-    k2: int = 6,
-    lambda_value: float = 0.3,
+    k1: int = K1,
+    k2: int = K2,
+    lambda_value: float = LAMBDA_VALUE,
     block: int | None = None,
 ) -> Iterator[tuple[slice, Tensor]]:
     """The gallery sorted by the re-ranked distance to each query, best first.
