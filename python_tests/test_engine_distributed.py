@@ -22,7 +22,7 @@ from dist_worker import config, features_data, features_model, images_data, imag
 
 from hdml_ext.cli import main
 from hdml_ext.engine import TrainConfig, Trainer, distributed, load_model, read_checkpoint
-from hdml_ext.engine.trainer import read_log
+from hdml_ext.engine.run_folder import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).resolve().with_name("dist_worker.py")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hdml_ext.engine import TrainConfig, Trainer, load_model, read_checkpoint, seed_everything
-from hdml_ext.engine.trainer import read_log
+from hdml_ext.engine.run_folder import read_log
 from hdml_ext.nn import HDML, HDMLOnFeatures
 
 NUM_CLASSES, PER_CLASS, K = 3, 6, 3

@@ -15,14 +15,13 @@ from ..graph import build_fgraphs
 from .evaluate import embed
 from .options import (
     UsageError,
+    add_checkpoint_option,
     add_command,
     add_data_options,
     add_settings_options,
     checkpoint_model,
     dataset_of,
-    print_settings,
     require,
-    settings_of,
 )
 
 KINDS = ("image-folder", "digit-instances", "digits", "features", "bin")
@@ -33,6 +32,7 @@ def add_parser(commands: Any) -> None:
         commands,
         "cluster",
         run,
+        Settings,
         help="face clustering: labels (and metrics when labels are known)",
         description="Cluster features or images: link scores on every node's "
         "F-Graph, then pseudo-label propagation. Writes labels.npy, and "
@@ -40,16 +40,13 @@ def add_parser(commands: Any) -> None:
         "are known.",
     )
     add_data_options(parser, KINDS)
-    parser.add_argument("--checkpoint", metavar="FILE", help="model.pt or checkpoint.pt of `hdml train`")
+    add_checkpoint_option(parser)
     parser.add_argument("--out", metavar="DIR", help="folder for labels.npy and metrics.json")
     add_settings_options(parser)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     """`hdml cluster`."""
-    settings = settings_of(args, Settings)
-    if args.print_config:
-        return print_settings(settings)
     require(args, "dataset")
     out = Path(require(args, "out"))
     device = local_device(settings.cluster.device)

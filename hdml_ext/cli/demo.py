@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ..engine.demo import DemoSettings, demo_overrides, run_demo
-from .options import add_command, add_settings_options, print_settings, settings_of
+from .options import add_command, add_settings_options
 
 
 def add_parser(commands: Any) -> None:
@@ -14,6 +14,8 @@ def add_parser(commands: Any) -> None:
         commands,
         "demo",
         run,
+        DemoSettings,
+        lambda args: demo_overrides(quick=args.quick),
         help="train and evaluate on digit-instances, unseen test identities (CPU, minutes)",
         description="Train HDML and a node-loss-only baseline on the embedded open-set "
         "digit-instances (every scikit-learn digit image an identity in augmented views through 6 "
@@ -29,10 +31,7 @@ def add_parser(commands: Any) -> None:
     add_settings_options(parser)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: DemoSettings) -> int:
     """`hdml demo`."""
-    settings = settings_of(args, DemoSettings, demo_overrides(quick=args.quick))
-    if args.print_config:
-        return print_settings(settings)
     run_demo(args.out, settings)
     return 0

@@ -14,13 +14,12 @@ from ..engine import Settings, embed_rows, evaluate_reid
 from ..engine.distributed import local_device
 from .options import (
     UsageError,
+    add_checkpoint_option,
     add_command,
     add_data_options,
     add_settings_options,
     checkpoint_model,
     dataset_of,
-    print_settings,
-    settings_of,
 )
 
 KINDS = ("market1501", "dukemtmc", "digit-instances", "digits")
@@ -31,6 +30,7 @@ def add_parser(commands: Any) -> None:
         commands,
         "evaluate",
         run,
+        Settings,
         help="person Re-ID: mAP and CMC of a trained model",
         description="Rank each query's gallery (link scores of its F-Graph, then "
         "distance; distance alone with --set eval.ranking=distance; k-reciprocal re-ranking "
@@ -38,7 +38,7 @@ def add_parser(commands: Any) -> None:
         "and report mAP and CMC rank-1/5/10 (Market-1501 protocol).",
     )
     add_data_options(parser, KINDS)
-    parser.add_argument("--checkpoint", metavar="FILE", help="model.pt or checkpoint.pt of `hdml train`")
+    add_checkpoint_option(parser)
     parser.add_argument("--out", metavar="FILE", help="also write the metrics to this JSON file")
     add_settings_options(parser)
 
@@ -56,11 +56,8 @@ def embed(model: nn.Module, rows: Rows, settings: Settings, device: Any, progres
     ).to(device)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     """`hdml evaluate`."""
-    settings = settings_of(args, Settings)
-    if args.print_config:
-        return print_settings(settings)
     device = local_device(settings.eval.device)
     model = checkpoint_model(args, device)
     if model.input_kind != "images":

@@ -6,7 +6,7 @@ import argparse
 
 from .._version import __version__
 from . import cluster, demo, evaluate, train
-from .options import FORMATTER, SETTINGS_HELP, UsageError
+from .options import FORMATTER, SETTINGS_HELP, UsageError, run_command
 
 COMMANDS = (train, evaluate, cluster, demo)
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `hdml` command; returns the exit code (2 for bad arguments)."""
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        return run_command(args)
     except UsageError as error:
         args.command_parser.error(f"argument {error.option}: {error}")
     return 2

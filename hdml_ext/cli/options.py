@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from torch import nn
 
@@ -32,11 +32,28 @@ class UsageError(Exception):
         self.option = option
 
 
-def add_command(commands: Any, name: str, run: Any, **kwargs: Any) -> argparse.ArgumentParser:
-    """A sub-command parser whose parsed arguments carry `run` and the parser itself."""
+def add_command(
+    commands: Any,
+    name: str,
+    run: Callable[[argparse.Namespace, Any], int],
+    schema: type,
+    base: Callable[[argparse.Namespace], dict | None] = lambda args: None,
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    """A sub-command parser with the settings options; its parsed arguments carry the parser
+    and what `run_command` needs: `run(args, settings)`, the settings `schema` and `base`
+    (the overrides applied over the schema's defaults before --config and --set)."""
     parser = commands.add_parser(name, formatter_class=FORMATTER, epilog=SETTINGS_HELP, **kwargs)
-    parser.set_defaults(run=run, command_parser=parser)
+    parser.set_defaults(run=run, settings_schema=schema, settings_base=base, command_parser=parser)
     return parser
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Load the command's settings; print them for --print-config, else run the command."""
+    settings = settings_of(args, args.settings_schema, args.settings_base(args))
+    if args.print_config:
+        return print_settings(settings)
+    return args.run(args, settings)
 
 
 def add_settings_options(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +94,10 @@ def add_data_options(parser: argparse.ArgumentParser, kinds: tuple[str, ...]) ->
             help="labels of features (.npy or text) or bin (.meta); optional for cluster",
         )
         group.add_argument("--dim", metavar="D", type=int, help="feature width of a .bin file (bin only)")
+
+
+def add_checkpoint_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", metavar="FILE", help="model.pt or checkpoint.pt of `hdml train`")
 
 
 def settings_of(args: argparse.Namespace, schema: type, base: dict | None = None) -> Any:

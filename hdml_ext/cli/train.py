@@ -26,9 +26,7 @@ from .options import (
     add_data_options,
     add_settings_options,
     dataset_of,
-    print_settings,
     require,
-    settings_of,
 )
 
 KINDS = ("market1501", "dukemtmc", "image-folder", "digit-instances", "digits", "features", "bin")
@@ -53,6 +51,7 @@ def add_parser(commands: Any) -> None:
         commands,
         "train",
         run,
+        Settings,
         help="train HDML on images (or its graph half on features)",
         description=DESCRIPTION,
     )
@@ -68,11 +67,8 @@ def add_parser(commands: Any) -> None:
     add_settings_options(parser)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     """`hdml train` (under torchrun: one process of a DistributedDataParallel run)."""
-    settings = settings_of(args, Settings)
-    if args.print_config:
-        return print_settings(settings)
     require(args, "dataset")
     require(args, "out")
     try:

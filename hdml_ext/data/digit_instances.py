@@ -29,7 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from .digits import IMAGENET_MEAN, IMAGENET_STD, _check_fraction, _check_positive_int
+from .._checks import require_fraction, require_int, require_int_in_range
+from .digits import IMAGENET_MEAN, IMAGENET_STD
 from .records import TensorSplit, TensorSplits
 
 __all__ = ["CAMERA_STYLES", "CameraStyle", "apply_camera_style", "load_digit_instances_reid"]
@@ -271,13 +272,6 @@ def _generate(
     )
 
 
-def _check_range(name: str, value: int, low: int, high: int) -> int:
-    _check_positive_int(name, value)
-    if not low <= value <= high:
-        raise ValueError(f"{name} should be in {low}..{high}, got {value}")
-    return value
-
-
 def load_digit_instances_reid(
     *,
     height: int = 16,
@@ -310,15 +304,17 @@ def load_digit_instances_reid(
     source rows too; camids [N] 0..5. Each split is ordered by identity, then view. The rendered
     views are cached in memory (the last 4 argument sets); each call returns new tensors.
     """
-    height = _check_positive_int("height", height)
-    width = _check_positive_int("width", width)
+    height = require_int("height", height, minimum=1)
+    width = require_int("width", width, minimum=1)
     if max_identities is None:
         max_identities = NUM_SOURCE_IMAGES
-    max_identities = _check_range("max_identities", max_identities, 2, NUM_SOURCE_IMAGES)
-    train_fraction = _check_fraction("train_fraction", train_fraction)
-    min_views = _check_range("min_views", min_views, 2, 10_000)
-    max_views = _check_range("max_views", max_views, min_views, 10_000)
-    queries_per_identity = _check_range("queries_per_identity", queries_per_identity, 1, len(CAMERA_STYLES))
+    max_identities = require_int_in_range("max_identities", max_identities, 2, NUM_SOURCE_IMAGES)
+    train_fraction = require_fraction("train_fraction", train_fraction)
+    min_views = require_int_in_range("min_views", min_views, 2, 10_000)
+    max_views = require_int_in_range("max_views", max_views, min_views, 10_000)
+    queries_per_identity = require_int_in_range(
+        "queries_per_identity", queries_per_identity, 1, len(CAMERA_STYLES)
+    )
     if (
         isinstance(augment_strength, bool)
         or not isinstance(augment_strength, (int, float))

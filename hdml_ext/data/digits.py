@@ -15,26 +15,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from .._checks import require_fraction, require_int
 from .records import FeatureSet, TensorSplit, TensorSplits
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "load_digits_features", "load_digits_reid"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _check_fraction(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-        raise ValueError(f"{name} should be a number strictly between 0 and 1, got {value!r}")
-    return float(value)
-
-
-def _check_positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} should be an int, got {type(value).__name__} ({value!r})")
-    if value < 1:
-        raise ValueError(f"{name} should be >= 1, got {value}")
-    return value
 
 
 def _scale_images(images: np.ndarray, height: int, width: int, normalize: bool) -> torch.Tensor:
@@ -87,11 +74,11 @@ def load_digits_reid(
     """
     from sklearn.datasets import load_digits
 
-    height = _check_positive_int("height", height)
-    width = _check_positive_int("width", width)
-    num_cameras = _check_positive_int("num_cameras", num_cameras)
-    train_fraction = _check_fraction("train_fraction", train_fraction)
-    query_fraction = _check_fraction("query_fraction", query_fraction)
+    height = require_int("height", height, minimum=1)
+    width = require_int("width", width, minimum=1)
+    num_cameras = require_int("num_cameras", num_cameras, minimum=1)
+    train_fraction = require_fraction("train_fraction", train_fraction)
+    query_fraction = require_fraction("query_fraction", query_fraction)
     digits = load_digits()
     targets = digits.target.astype(np.int64)
     rng = np.random.default_rng(seed)

@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from .._checks import require_int
 from .features import read_labels
 from .records import FeatureSet
 
@@ -40,10 +41,7 @@ def read_bin_meta(
     number of labels differs from N.
     """
     bin_path = os.fspath(bin_path)
-    if isinstance(dim, bool) or not isinstance(dim, int):
-        raise TypeError(f"dim should be an int, got {type(dim).__name__} ({dim!r})")
-    if dim < 1:
-        raise ValueError(f"dim should be >= 1, got {dim}")
+    dim = require_int("dim", dim, minimum=1)
     if not os.path.isfile(bin_path):
         raise FileNotFoundError(f"features: expected the file {bin_path}, but it does not exist")
     dtype = np.dtype(dtype)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from .._checks import require_int
 from .records import ImageRecord
 
 __all__ = ["IMAGE_EXTENSIONS", "read_image_folder"]
@@ -38,8 +39,7 @@ def read_image_folder(
     root = os.fspath(root)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"expected the image tree root {root}, but it does not exist")
-    if isinstance(camid, bool) or not isinstance(camid, int):
-        raise TypeError(f"camid should be an int, got {type(camid).__name__} ({camid!r})")
+    camid = require_int("camid", camid)
     lowered = tuple(extension.lower() for extension in extensions)
     records: list[ImageRecord] = []
     identities: list[str] = []

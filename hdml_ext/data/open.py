@@ -19,7 +19,7 @@ from .face_bin import read_bin_meta
 from .features import read_features
 from .image_dataset import ImageDataset
 from .image_folder import read_image_folder
-from .records import ReIDRecord
+from .records import ReIDRecord, TensorSplits
 from .reid import read_dukemtmc, read_market1501
 from .rows import RowSource
 
@@ -151,16 +151,25 @@ def _reid_rows(records: list[ReIDRecord], settings: DataSettings) -> Rows:
     return Rows(rows.rows, rows.labels, torch.tensor([r.camid for r in records]))
 
 
-def _embedded(kind: str, settings: DataSettings) -> OpenedDataset:
-    """The digits (closed-set) or digit-instances (open-set), made in memory."""
+def load_embedded_splits(kind: str, settings: DataSettings) -> TensorSplits:
+    """The train / query / gallery of an embedded data set at settings.height x settings.width:
+    "digits" (closed-set, `load_digits_reid`: seed, train_fraction, query_fraction, num_cameras)
+    or "digit-instances" (open-set, `load_digit_instances_reid`: seed, train_fraction,
+    max_identities)."""
     common = {"height": settings.height, "width": settings.width, "seed": settings.seed,
               "train_fraction": settings.train_fraction}  # fmt: skip
     if kind == "digits":
-        splits = load_digits_reid(
+        return load_digits_reid(
             **common, query_fraction=settings.query_fraction, num_cameras=settings.num_cameras
         )
-    else:
-        splits = load_digit_instances_reid(**common, max_identities=settings.max_identities)
+    if kind == "digit-instances":
+        return load_digit_instances_reid(**common, max_identities=settings.max_identities)
+    raise DatasetError("dataset", f"should be 'digits' or 'digit-instances' (embedded), got {kind!r}")
+
+
+def _embedded(kind: str, settings: DataSettings) -> OpenedDataset:
+    """The digits (closed-set) or digit-instances (open-set), made in memory."""
+    splits = load_embedded_splits(kind, settings)
     query = Rows(splits.query.images, splits.query.labels, splits.query.camids)
     gallery = Rows(splits.gallery.images, splits.gallery.labels, splits.gallery.camids)
     held_out = Rows(

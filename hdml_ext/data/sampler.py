@@ -24,8 +24,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from .._checks import require_dim, require_int, require_tensor
 from ..graph import FGraphs, build_fgraphs, require_k, require_knn_backend
-from ..ops._validate import require_dim, require_int, require_tensor
 from .streams import stream_generator
 
 

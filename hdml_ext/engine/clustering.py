@@ -21,8 +21,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .. import metrics
+from .._checks import require_dim, require_int, require_tensor
 from ..graph import FGraphs, build_fgraphs
-from ..ops._validate import require_dim, require_int, require_tensor
 from . import propagation
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._arrays import as_array, as_float_array, as_int_vector, same_length
+from .._checks import as_array, as_float_array, as_int_vector, require_int, same_length
 
 __all__ = ["connected_components", "propagate_edges", "propagate_knn"]
 
@@ -26,14 +26,6 @@ THRESHOLD = 0.5
 MAX_SIZE = 300
 STEP = 0.05
 MAX_ITER = 20
-
-
-def _check_num_nodes(num_nodes: object) -> int:
-    if isinstance(num_nodes, bool) or not isinstance(num_nodes, (int, np.integer)):
-        raise TypeError(f"num_nodes should be an int, got {type(num_nodes).__name__} ({num_nodes!r})")
-    if num_nodes < 0:
-        raise ValueError(f"num_nodes should be >= 0, got {num_nodes}")
-    return int(num_nodes)
 
 
 def _check_endpoints(num_nodes: int, src: object, dst: object) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +81,7 @@ def connected_components(num_nodes: int, src: object, dst: object) -> np.ndarray
     Returns labels [N] int64 in 0..C-1, numbered by first appearance: the component holding
     node 0 is 0, the component of the smallest node not in it is 1, and so on.
     """
-    num_nodes = _check_num_nodes(num_nodes)
+    num_nodes = require_int("num_nodes", num_nodes, minimum=0)
     src_np, dst_np = _check_endpoints(num_nodes, src, dst)
     if num_nodes == 0:
         return np.zeros(0, dtype=np.int64)
@@ -142,7 +134,7 @@ def propagate_edges(
     "num_oversized": clusters still larger than max_size, "converged": num_oversized == 0,
     "final_threshold": the threshold of the last pass}.
     """
-    num_nodes = _check_num_nodes(num_nodes)
+    num_nodes = require_int("num_nodes", num_nodes, minimum=0)
     src_np, dst_np = _check_endpoints(num_nodes, src, dst)
     score_np = as_float_array("score", score, 1)
     same_length(("src", "score"), (src_np, score_np))

@@ -24,27 +24,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .. import metrics
+from .._checks import require_int, require_query_gallery
 from ..graph import query_fgraphs
-from ..ops._validate import require_dim, require_int, require_tensor
 from .rerank import k_reciprocal_order
 
 #: Entries of a [block, G] temporary per query block (about 16 MB of float32 / 32 MB of int64).
 BLOCK_ENTRIES = 1 << 22
-
-
-def _check_embeddings(query: Tensor, gallery: Tensor) -> None:
-    require_tensor("query", query)
-    require_tensor("gallery", gallery)
-    require_dim("query", query, 2)
-    require_dim("gallery", gallery, 2)
-    if query.shape[1] != gallery.shape[1]:
-        raise ValueError(
-            f"query should have D = {gallery.shape[1]} columns like gallery, got {query.shape[1]}"
-        )
-    if query.shape[0] == 0 or gallery.shape[0] == 0:
-        raise ValueError(
-            f"query and gallery should be non-empty, got {query.shape[0]} and {gallery.shape[0]} rows"
-        )
 
 
 def _block_rows(num_gallery: int, block: int | None) -> int:
@@ -59,7 +44,7 @@ def distance_order(
     query: [Q, D], gallery: [G, D] embeddings. Yields (rows, order) per block of queries, order
     int64 [rows, G]; equal distances keep gallery order.
     """
-    _check_embeddings(query, gallery)
+    require_query_gallery(query, gallery)
     rows = _block_rows(gallery.shape[0], block)
     for start in range(0, query.shape[0], rows):
         stop = min(start + rows, query.shape[0])
@@ -87,7 +72,7 @@ def query_link_scores(
     gallery_knn: a precomputed int64 [G, >= k] gallery kNN table (`query_fgraphs`).
     """
     require_int("batch_size", batch_size, minimum=1)
-    _check_embeddings(query, gallery)
+    require_query_gallery(query, gallery)
     graphs = query_fgraphs(query, gallery, k, gallery_knn=gallery_knn)
     embeddings = torch.cat([gallery, query])
     scores = []
@@ -116,7 +101,7 @@ def graph_order(
     query [Q, D], gallery [G, D] embeddings; neighbours int64 [Q, k] and scores [Q, k] from
     `query_link_scores`. Yields (rows, order int64 [rows, G]) per block of queries.
     """
-    _check_embeddings(query, gallery)
+    require_query_gallery(query, gallery)
     if neighbours.shape != scores.shape or neighbours.dim() != 2 or neighbours.shape[0] != query.shape[0]:
         raise ValueError(
             f"neighbours and scores should both be [Q, k] with Q = {query.shape[0]}, got "

@@ -34,28 +34,20 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from .._checks import require_int, require_query_gallery
 from ..graph import build_fgraphs
-from ..ops._validate import require_dim, require_int, require_tensor
 
 __all__ = ["k_reciprocal_distances", "k_reciprocal_order"]
 
 #: Entries of the per-block temporaries (the [block, G] distances and the Jaccard join).
 BLOCK_ENTRIES = 1 << 22
 
+#: The paper's k-reciprocal settings (Zhong et al. 2017): k1, k2 and lambda.
+K1, K2, LAMBDA_VALUE = 20, 6, 0.3
+
 
 def _check_arguments(query: Tensor, gallery: Tensor, k1: int, k2: int, lambda_value: float) -> None:
-    require_tensor("query", query)
-    require_tensor("gallery", gallery)
-    require_dim("query", query, 2)
-    require_dim("gallery", gallery, 2)
-    if query.shape[1] != gallery.shape[1]:
-        raise ValueError(
-            f"query should have D = {gallery.shape[1]} columns like gallery, got {query.shape[1]}"
-        )
-    if query.shape[0] == 0 or gallery.shape[0] == 0:
-        raise ValueError(
-            f"query and gallery should be non-empty, got {query.shape[0]} and {gallery.shape[0]} rows"
-        )
+    require_query_gallery(query, gallery)
     if query.device != gallery.device:
         raise ValueError(
             f"query and gallery should be on one device, got {query.device} and {gallery.device}"
@@ -184,9 +176,9 @@ def k_reciprocal_distances(
     query: Tensor,
     gallery: Tensor,
     *,
-    k1: int = 20,
-    k2: int = 6,
-    lambda_value: float = 0.3,
+    k1: int = K1,
+    k2: int = K2,
+    lambda_value: float = LAMBDA_VALUE,
     block: int | None = None,
 ) -> Iterator[tuple[slice, Tensor]]:
     """Re-ranked query-gallery distances (module docstring), a block of queries at a time.
@@ -229,9 +221,9 @@ def k_reciprocal_order(
     query: Tensor,
     gallery: Tensor,
     *,
-    k1: int = 20,
-    k2: int = 6,
-    lambda_value: float = 0.3,
+    k1: int = K1,
+    k2: int = K2,
+    lambda_value: float = LAMBDA_VALUE,
     block: int | None = None,
 ) -> Iterator[tuple[slice, Tensor]]:
     """The gallery sorted by the re-ranked distance to each query, best first.

@@ -4,13 +4,11 @@ docs/training.md describes the loop, checkpoints, the log and the distributed ru
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -31,12 +29,8 @@ from .checkpoint import (
 )
 from .distributed import local_device, resolve_backend
 from .inference import embed_rows
+from .run_folder import CHECKPOINT_NAME, append_log, save_model_file, truncate_log
 from .settings import TrainConfig
-
-CHECKPOINT_NAME = "checkpoint.pt"
-MODEL_NAME = "model.pt"
-LOG_NAME = "log.jsonl"
-
 
 #: Parameter name prefixes of the graph half of either model (RE-GCN and edge head).
 GRAPH_PREFIXES = ("regcn.", "edge_head.")
@@ -345,7 +339,8 @@ class Trainer:
             }
             started = now
             records.append(record)
-            self._log(record)
+            if self.out_dir is not None and self._main:
+                append_log(self.out_dir, record)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", link=f"{link:.4f}")
             if self.on_step is not None:
@@ -354,24 +349,6 @@ class Trainer:
         self.scheduler.step()
         self.epoch = epoch + 1
         return records
-
-    def _log(self, record: dict) -> None:
-        if self.out_dir is None or not self._main:
-            return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.out_dir / LOG_NAME, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-
-    def _truncate_log(self) -> None:
-        """Drop log lines past the resumed step (steps of an epoch that was interrupted)."""
-        if self.out_dir is None or not self._main or not (self.out_dir / LOG_NAME).is_file():
-            return
-        path = self.out_dir / LOG_NAME
-        with open(path, encoding="utf-8") as handle:
-            kept = [line for line in handle if line.strip() and json.loads(line)["step"] <= self.step]
-        tmp = path.with_name(f".{LOG_NAME}.tmp")
-        tmp.write_text("".join(kept), encoding="utf-8")
-        os.replace(tmp, path)
 
     def _write_on_rank0(self, write: Callable[[], object]) -> None:
         """Run `write` on rank 0 while the other ranks wait at a barrier."""
@@ -386,31 +363,18 @@ class Trainer:
         written after every epoch, and model.pt (config and weights only) at the end, by rank 0.
         Distributed, every rank reads the `resume` checkpoint (a path all ranks can read).
         """
+        out_dir = self.out_dir
         if resume is not None:
             self.load_state_dict(read_checkpoint(resume))
-            self._write_on_rank0(self._truncate_log)
+            if out_dir is not None:
+                self._write_on_rank0(lambda: truncate_log(out_dir, self.step))
         history: list[dict] = []
         for epoch in range(self.epoch, self.config.epochs):
             history.extend(self.train_epoch(epoch))
-            if self.out_dir is not None:
+            if out_dir is not None:
                 self._write_on_rank0(self.save_checkpoint)
-        if self.out_dir is not None:
-            out_dir = self.out_dir
+        if out_dir is not None:
             self._write_on_rank0(
-                lambda: atomic_save(
-                    {
-                        **model_record(self.model),
-                        "train_config": self.config.to_dict(),
-                        "epoch": self.epoch,
-                        "step": self.step,
-                    },
-                    out_dir / MODEL_NAME,
-                )
+                lambda: save_model_file(out_dir, self.model, self.config.to_dict(), self.epoch, self.step)
             )
         return history
-
-
-def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The step records of a log.jsonl."""
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]

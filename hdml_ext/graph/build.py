@@ -7,7 +7,7 @@ import logging
 import os
 from typing import Callable
 
-from ..ops._validate import require_int
+from .._checks import require_int
 from .cache import fingerprint, load_cache
 from .exact import Tables, exact_tables
 from .faiss_backends import faiss_flat_tables, faiss_hnsw_tables, faiss_ivf_tables

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .. import ops
-from ..ops._validate import require_dim, require_index, require_int, require_tensor
+from .._checks import require_dim, require_index, require_int, require_tensor
 
 #: The format marker `FGraphs.save` writes into every file (key "format").
 FILE_FORMAT = "hdml_ext.fgraphs/1"

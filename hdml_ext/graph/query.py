@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .. import ops
-from ..ops._validate import require_dim, require_index, require_tensor
+from .._checks import require_dim, require_index, require_tensor
 from .fgraphs import fgraph_nodes, require_k
 
 

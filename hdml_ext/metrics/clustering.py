@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.metrics import normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix, pair_confusion_matrix
 
-from .._arrays import as_int_vector, same_length
+from .._checks import as_int_vector, same_length
 
 __all__ = ["bcubed_fscore", "nmi", "pairwise_fscore"]
 

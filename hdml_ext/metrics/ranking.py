@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._arrays import as_array, as_float_array, as_int_vector, same_length
+from .._checks import as_array, as_float_array, as_int_vector, require_int, same_length
 
 __all__ = ["rank_metrics", "rank_metrics_from_blocks", "rank_metrics_from_order"]
 
@@ -19,9 +19,18 @@ __all__ = ["rank_metrics", "rank_metrics_from_blocks", "rank_metrics_from_order"
 _BLOCK_ENTRIES = 1 << 21
 
 
+class _Ids(NamedTuple):
+    """The checked id arrays: pids and camids [Q] of the queries, [G] of the gallery, int64."""
+
+    qp: np.ndarray
+    gp: np.ndarray
+    qc: np.ndarray
+    gc: np.ndarray
+
+
 def _check_ids(
     num_queries: int, num_gallery: int, q_pids: object, g_pids: object, q_camids: object, g_camids: object
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> _Ids:
     """Convert the id arrays and check them against the [Q, G] shape of the ranking."""
     qp = as_int_vector("q_pids", q_pids)
     gp = as_int_vector("g_pids", g_pids)
@@ -37,15 +46,12 @@ def _check_ids(
         raise ValueError(
             f"g_pids should have one entry per column of the ranking ({num_gallery}), got {gp.shape[0]}"
         )
-    return qp, gp, qc, gc
+    return _Ids(qp, gp, qc, gc)
 
 
-def _check_max_rank(max_rank: object) -> int:
-    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)):
-        raise TypeError(f"max_rank should be an int, got {type(max_rank).__name__} ({max_rank!r})")
-    if max_rank < 1:
-        raise ValueError(f"max_rank should be >= 1, got {max_rank}")
-    return int(max_rank)
+def _require_non_empty(name: str, shape: tuple[int, ...]) -> None:
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"{name} should be non-empty, got shape {shape}")
 
 
 def _blocks(num_queries: int, num_gallery: int) -> Iterator[slice]:
@@ -113,6 +119,13 @@ def _summarise(scores: list[_BlockScores], max_rank: int) -> dict:
     }
 
 
+def _rank_metrics(orders: Iterable[tuple[slice, np.ndarray]], ids: _Ids, max_rank: object) -> dict:
+    """The metrics dict of checked orders: (rows, order int64 [len(rows), G]) per block."""
+    max_rank = require_int("max_rank", max_rank, minimum=1)
+    scores = [_score_block(order, ids.qp[rows], ids.qc[rows], ids.gp, ids.gc) for rows, order in orders]
+    return _summarise(scores, max_rank)
+
+
 def rank_metrics_from_order(
     order: object,
     q_pids: object,
@@ -146,8 +159,7 @@ def rank_metrics_from_order(
     if order_np.dtype.kind not in "iu":
         raise TypeError(f"order should hold integer gallery indices, got dtype {order_np.dtype}")
     num_queries, num_gallery = order_np.shape
-    if num_queries == 0 or num_gallery == 0:
-        raise ValueError(f"order should be non-empty, got shape {order_np.shape}")
+    _require_non_empty("order", order_np.shape)
     _check_ids(num_queries, num_gallery, q_pids, g_pids, q_camids, g_camids)
     blocks = ((block, order_np[block]) for block in _blocks(num_queries, num_gallery))
     return rank_metrics_from_blocks(blocks, q_pids, g_pids, q_camids, g_camids, max_rank)
@@ -173,36 +185,38 @@ def rank_metrics_from_blocks(
     Returns `rank_metrics_from_order`'s dict over the queries of all blocks.
     """
     qp, gp = as_int_vector("q_pids", q_pids), as_int_vector("g_pids", g_pids)
-    qp, gp, qc, gc = _check_ids(qp.shape[0], gp.shape[0], qp, gp, q_camids, g_camids)
-    max_rank = _check_max_rank(max_rank)
-    num_gallery = gp.shape[0]
-    scores = []
-    for rows, order in blocks:
-        chunk = as_array("order", order)
-        if chunk.dtype.kind not in "iu":
-            raise TypeError(f"order should hold integer gallery indices, got dtype {chunk.dtype}")
-        num_rows = len(range(*rows.indices(qp.shape[0])))
-        if chunk.shape != (num_rows, num_gallery):
+    ids = _check_ids(qp.shape[0], gp.shape[0], qp, gp, q_camids, g_camids)
+    orders = ((rows, _checked_order(rows, order, qp.shape[0], gp.shape[0])) for rows, order in blocks)
+    return _rank_metrics(orders, ids, max_rank)
+
+
+def _checked_order(rows: slice, order: object, num_queries: int, num_gallery: int) -> np.ndarray:
+    """`order` of the queries `rows` as int64 [len(rows), G]; raise unless each row is a
+    permutation of 0..G-1."""
+    chunk = as_array("order", order)
+    if chunk.dtype.kind not in "iu":
+        raise TypeError(f"order should hold integer gallery indices, got dtype {chunk.dtype}")
+    num_rows = len(range(*rows.indices(num_queries)))
+    if chunk.shape != (num_rows, num_gallery):
+        raise ValueError(
+            f"order of queries {rows.start}:{rows.stop} should be [{num_rows}, G = {num_gallery}], "
+            f"got shape {chunk.shape}"
+        )
+    if chunk.size:
+        low, high = int(chunk.min()), int(chunk.max())
+        if low < 0 or high >= num_gallery:
             raise ValueError(
-                f"order of queries {rows.start}:{rows.stop} should be [{num_rows}, G = {num_gallery}], "
-                f"got shape {chunk.shape}"
+                f"order should hold gallery indices in [0, {num_gallery}), got values in [{low}, {high}]"
             )
-        if chunk.size:
-            low, high = int(chunk.min()), int(chunk.max())
-            if low < 0 or high >= num_gallery:
-                raise ValueError(
-                    f"order should hold gallery indices in [0, {num_gallery}), got values in [{low}, {high}]"
-                )
-        chunk = chunk.astype(np.int64, copy=False)
-        seen = np.zeros(chunk.shape, dtype=bool)
-        seen[np.arange(chunk.shape[0])[:, None], chunk] = True
-        if not seen.all():
-            bad = rows.start + int(np.nonzero(~seen.all(axis=1))[0][0])
-            raise ValueError(
-                f"order should be a permutation of 0..{num_gallery - 1} in every row, row {bad} is not"
-            )
-        scores.append(_score_block(chunk, qp[rows], qc[rows], gp, gc))
-    return _summarise(scores, max_rank)
+    chunk = chunk.astype(np.int64, copy=False)
+    seen = np.zeros(chunk.shape, dtype=bool)
+    seen[np.arange(chunk.shape[0])[:, None], chunk] = True
+    if not seen.all():
+        bad = rows.start + int(np.nonzero(~seen.all(axis=1))[0][0])
+        raise ValueError(
+            f"order should be a permutation of 0..{num_gallery - 1} in every row, row {bad} is not"
+        )
+    return chunk
 
 
 def rank_metrics(
@@ -228,12 +242,8 @@ def rank_metrics(
     """
     dist = as_float_array("distmat", distmat, 2, allow_inf=True)
     num_queries, num_gallery = dist.shape
-    if num_queries == 0 or num_gallery == 0:
-        raise ValueError(f"distmat should be non-empty, got shape {dist.shape}")
-    qp, gp, qc, gc = _check_ids(num_queries, num_gallery, q_pids, g_pids, q_camids, g_camids)
-    max_rank = _check_max_rank(max_rank)
-    scores = []
-    for block in _blocks(num_queries, num_gallery):
-        order = np.argsort(dist[block], axis=1, kind="stable")
-        scores.append(_score_block(order, qp[block], qc[block], gp, gc))
-    return _summarise(scores, max_rank)
+    _require_non_empty("distmat", dist.shape)
+    ids = _check_ids(num_queries, num_gallery, q_pids, g_pids, q_camids, g_camids)
+    blocks = _blocks(num_queries, num_gallery)
+    orders = ((block, np.argsort(dist[block], axis=1, kind="stable")) for block in blocks)
+    return _rank_metrics(orders, ids, max_rank)

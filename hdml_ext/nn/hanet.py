@@ -11,8 +11,7 @@ import torch
 import torchvision.models as tvm
 from torch import Tensor, nn
 
-from ..ops._validate import require_float
-from ._checks import check_images
+from .._checks import require_float, require_images
 from .nfa import NFA
 from .nfe import NFE
 
@@ -155,7 +154,7 @@ class HANet(nn.Module):
         self.out_dim = NFE_DIM * len(self.nfe_stages)
 
     def forward(self, images: Tensor) -> Tensor:
-        x = self.backbone.stem(check_images(images))
+        x = self.backbone.stem(require_images(images))
         parts = []
         for i, stage in enumerate(self.backbone.stages):
             x = stage(x)

@@ -20,8 +20,15 @@ from typing import Any, ClassVar
 from torch import Tensor
 from torch.nn import functional
 
-from ..ops._validate import require_float, require_int
-from ._checks import check_adjacency, check_images, check_nodes
+from .._checks import (
+    require_float,
+    require_floating,
+    require_graph_adjacency,
+    require_images,
+    require_int,
+    require_nodes,
+    require_tensor,
+)
 from .hanet import HANet
 from .heads import NodeHead
 from .link import FGraphLinkModel, HDMLOutput, config_from
@@ -96,9 +103,9 @@ class HDML(FGraphLinkModel):
     def forward(self, images: Tensor, nodes: Tensor, adj: Tensor) -> HDMLOutput:
         """images [U, 3, H, W]; nodes int64 [B, k+1], rows of `images`, each graph's focus first;
         adj [B, k+1, k+1] bool/float. Returns `HDMLOutput`."""
-        check_images(images)
-        check_nodes(nodes, images.shape[0], self.k, images.device)
-        check_adjacency(adj, nodes.shape[0], self.k, images.device)
+        require_images(images)
+        require_nodes(nodes, images.shape[0], self.k, images.device)
+        require_graph_adjacency(adj, nodes.shape[0], self.k, images.device)
         embeddings = self.hanet(images)
         node_logits = self.node_head(embeddings)
         return HDMLOutput(embeddings, node_logits, self._link_logits(embeddings, nodes, adj))
@@ -157,20 +164,18 @@ class HDMLOnFeatures(FGraphLinkModel):
 
     def embed(self, rows: Tensor) -> Tensor:
         """The embeddings of feature rows [U, in_dim]: the rows themselves, checked."""
-        if not isinstance(rows, Tensor):
-            raise TypeError(f"rows should be a torch.Tensor, got {type(rows).__name__}")
+        require_tensor("rows", rows)
         if rows.dim() != 2 or rows.shape[1] != self.in_dim:
             raise ValueError(f"rows should be [U, {self.in_dim}] features, got shape {tuple(rows.shape)}")
-        if not rows.is_floating_point():
-            raise TypeError(f"rows should be a floating-point tensor, got dtype {rows.dtype}")
+        require_floating("rows", rows)
         return rows
 
     def forward(self, rows: Tensor, nodes: Tensor, adj: Tensor) -> HDMLOutput:
         """rows [U, in_dim] features; nodes int64 [B, k+1], rows of `rows`, each graph's focus
         first; adj [B, k+1, k+1] bool/float. Returns `HDMLOutput` with node_logits None."""
         self.embed(rows)
-        check_nodes(nodes, rows.shape[0], self.k, rows.device)
-        check_adjacency(adj, nodes.shape[0], self.k, rows.device)
+        require_nodes(nodes, rows.shape[0], self.k, rows.device)
+        require_graph_adjacency(adj, nodes.shape[0], self.k, rows.device)
         return HDMLOutput(rows, None, self._link_logits(rows, nodes, adj))
 
     def loss(self, output: HDMLOutput, labels: Tensor, nodes: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..ops._validate import require_int
+from .._checks import require_int
 
 
 class NodeHead(nn.Module):

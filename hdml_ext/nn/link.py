@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from ._checks import check_adjacency, check_graph_batch, check_labels, check_nodes
+from .._checks import require_graph_adjacency, require_graph_batch, require_labels, require_nodes
 from .heads import EdgeHead
 from .regcn import REGCN
 
@@ -117,8 +117,8 @@ class FGraphLinkModel(nn.Module):
     def link_scores(self, z: Tensor, adj: Tensor) -> Tensor:
         """S_f (eq. 14) of F-Graphs whose nodes are already embedded: z [B, k+1, out_dim] (focus
         first), adj [B, k+1, k+1] -> [B, k], the probability each node shares the focus's identity."""
-        check_graph_batch(z, adj, self.out_dim)
-        check_adjacency(adj, z.shape[0], self.k, z.device)
+        require_graph_batch(z, adj, self.out_dim)
+        require_graph_adjacency(adj, z.shape[0], self.k, z.device)
         h = self.regcn(z, adj, relative=self.relative_input)
         logits = self.edge_head(edge_inputs(h, self.edge_input))
         return torch.softmax(logits.float(), dim=-1)[..., 1]
@@ -127,8 +127,8 @@ class FGraphLinkModel(nn.Module):
         """Raise unless labels is an integer [U] tensor and nodes an int64 [B, k+1] one that
         fit `output`."""
         num_rows = output.embeddings.shape[0]
-        check_labels("labels", labels, (num_rows,))
-        check_nodes(nodes, num_rows, self.k, output.link_logits.device)
+        require_labels("labels", labels, (num_rows,))
+        require_nodes(nodes, num_rows, self.k, output.link_logits.device)
         if nodes.shape[0] != output.link_logits.shape[0]:
             raise ValueError(f"nodes should have one row per F-Graph of output "
                              f"({output.link_logits.shape[0]}), got {nodes.shape[0]}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .. import ops
-from ..ops._validate import require_float, require_int
+from .._checks import require_float, require_int
 
 
 class NFA(nn.Module):

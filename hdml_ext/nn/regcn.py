@@ -11,8 +11,7 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from .. import ops
-from ..ops._validate import require_int
-from ._checks import check_graph_batch, check_node_table
+from .._checks import require_graph_batch, require_int, require_node_table
 
 
 class NodeChannelAttention(nn.Module):
@@ -78,10 +77,10 @@ class REGCNLayer(nn.Module):
 
     def forward(self, z: Tensor, adj: Tensor, index: Tensor | None = None, relative: bool = False) -> Tensor:
         if index is None:
-            check_graph_batch(z, adj, self.in_dim)
+            require_graph_batch(z, adj, self.in_dim)
             projected = functional.linear(z - z[:, :1] if relative else z, self.weight)
         else:
-            check_node_table(z, index, adj, self.in_dim)
+            require_node_table(z, index, adj, self.in_dim)
             projected = functional.linear(z, self.weight).index_select(0, index.reshape(-1))
             projected = projected.view(*index.shape, 2 * self.out_dim)
             if relative:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._validate import require_dim, require_index, require_same_device, require_tensor
+from .._checks import require_dim, require_index, require_same_device, require_tensor
 
 
 def fgraph_adjacency(knn_idx: Tensor, focus: Tensor | None = None, *, symmetric: bool = True) -> Tensor:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._validate import require_dim, require_same_device, require_tensor
+from .._checks import require_dim, require_same_device, require_tensor
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._validate import require_dim, require_floating, require_int, require_same_device, require_tensor
+from .._checks import require_dim, require_floating, require_int, require_same_device, require_tensor
 
 
 def knn(x: Tensor, k: int, *, queries: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._validate import require_float, require_floating, require_same_device, require_tensor
+from .._checks import require_float, require_floating, require_same_device, require_tensor
 
 
 def nfa_gate(x: Tensor, logits: Tensor, lo: float = 0.3, hi: float = 0.9) -> Tensor:

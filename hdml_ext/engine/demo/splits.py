@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ...data import TensorSplit, load_digit_instances_reid, load_digits_reid
+from ..._checks import require_fraction
+from ...data import TensorSplit, load_embedded_splits
 from .config import DemoDataSettings
 
 
@@ -37,17 +38,10 @@ class DemoSplits:
 
 def load_demo_splits(data: DemoDataSettings) -> DemoSplits:
     """The data set `data.dataset` at data.height x data.width, split as `DemoSplits` says."""
+    splits = load_embedded_splits(data.dataset, data)
     if data.dataset == "digit-instances":
-        splits = load_digit_instances_reid(
-            height=data.height, width=data.width, max_identities=data.max_identities,
-            train_fraction=data.train_fraction, seed=data.seed,
-        )  # fmt: skip
         fit, val = split_identities(splits.train, data.val_fraction, data.seed)
     else:
-        splits = load_digits_reid(
-            height=data.height, width=data.width, seed=data.seed, train_fraction=data.train_fraction,
-            query_fraction=data.query_fraction, num_cameras=data.num_cameras,
-        )  # fmt: skip
         fit, val = split_validation(splits.train, data.val_fraction, data.seed)
     query, gallery = every(splits.query, data.eval_stride), every(splits.gallery, data.eval_stride)
     return DemoSplits(
@@ -69,17 +63,12 @@ def _take(split: TensorSplit, rows: np.ndarray) -> TensorSplit:
     return TensorSplit(*(part[index] for part in (split.images, split.labels, split.camids, split.indices)))
 
 
-def _check_fraction(fraction: float) -> None:
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"data.val_fraction should be a number strictly between 0 and 1, got {fraction!r}")
-
-
 def split_identities(train: TensorSplit, fraction: float, seed: int) -> tuple[TensorSplit, TensorSplit]:
     """(fit, validation) of an open-set training split: `fraction` of its identities (at least
     one, and at least two left to fit), chosen with `seed`, become the validation split, so that
     validation, like the test split, shows identities the model never trained on. fit's labels
     are renumbered 0..P-1 in the order of the old ones; validation keeps the old labels."""
-    _check_fraction(fraction)
+    require_fraction("data.val_fraction", fraction)
     labels = train.labels.numpy()
     identities = np.unique(labels)
     if identities.size < 3:
@@ -95,7 +84,7 @@ def split_identities(train: TensorSplit, fraction: float, seed: int) -> tuple[Te
 def split_validation(train: TensorSplit, fraction: float, seed: int) -> tuple[TensorSplit, TensorSplit]:
     """(fit, validation) of a closed-set training split: `fraction` of each class's training
     images (at least one, and at least one left to fit) become the validation split."""
-    _check_fraction(fraction)
+    require_fraction("data.val_fraction", fraction)
     rng = np.random.default_rng(seed + 1)
     labels = train.labels.numpy()
     val = []
