@@ -49,12 +49,12 @@ class DemoSettings:
 #: The paper's model and schedule scaled down to digit-instances on a 2-core CPU (minutes). The
 #: clustering thresholds and max_size are chosen in each run on the validation split.
 DEMO_OVERRIDES: dict[str, dict] = {
-    "data": {"height": 16, "width": 16, "max_identities": 800},
+    "data": {"height": 16, "width": 16, "max_identities": 400},
     "model": {"backbone": "resnet18", "k": 10, "gcn_dims": [256, 128]},
     "train": {
-        "epochs": 8,
+        "epochs": 6,
         "lr": 0.01,
-        "milestones": [6],
+        "milestones": [4],
         "identities_per_batch": 8,
         "focus_per_identity": 4,
         "drop_last": True,
