@@ -6,7 +6,7 @@ from .digit_instances import load_digit_instances_reid
 from .digits import load_digits_features, load_digits_reid
 from .face_bin import read_bin_meta
 from .features import read_features, read_labels
-from .image_dataset import ImageDataset, TensorImageDataset
+from .image_dataset import ImageDataset, ImageReadError, TensorImageDataset
 from .image_folder import read_image_folder
 from .open import DATASET_KINDS, DatasetError, DataSettings, OpenedDataset, Rows, open_dataset
 from .records import FeatureSet, ImageRecord, ReIDRecord, ReIDSplits, TensorSplit, TensorSplits
@@ -22,6 +22,7 @@ __all__ = [
     "FGraphSampler",
     "FeatureSet",
     "ImageDataset",
+    "ImageReadError",
     "ImageRecord",
     "OpenedDataset",
     "ReIDRecord",
