@@ -8,7 +8,15 @@ from .face_bin import read_bin_meta
 from .features import read_features, read_labels
 from .image_dataset import ImageDataset, ImageReadError, TensorImageDataset
 from .image_folder import read_image_folder
-from .open import DATASET_KINDS, DatasetError, DataSettings, OpenedDataset, Rows, open_dataset
+from .open import (
+    DATASET_KINDS,
+    DatasetError,
+    DataSettings,
+    OpenedDataset,
+    Rows,
+    input_pipeline,
+    open_dataset,
+)
 from .records import FeatureSet, ImageRecord, ReIDRecord, ReIDSplits, TensorSplit, TensorSplits
 from .reid import parse_reid_name, read_dukemtmc, read_market1501, read_reid_folders, read_reid_split
 from .rows import RowSource, gather_rows, iter_rows, source_length
@@ -33,6 +41,7 @@ __all__ = [
     "TensorSplit",
     "TensorSplits",
     "gather_rows",
+    "input_pipeline",
     "iter_rows",
     "load_digit_instances_reid",
     "load_digits_features",

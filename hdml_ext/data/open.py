@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .digits import load_digits_reid
+from .digits import IMAGENET_MEAN, IMAGENET_STD, load_digits_reid
 from .face_bin import read_bin_meta
 from .features import read_features, read_labels
 from .image_dataset import ImageDataset
@@ -44,6 +44,18 @@ class DataSettings:
     query_fraction: float = 0.2
     num_cameras: int = 6
     num_workers: int = 0
+
+
+def input_pipeline(settings: DataSettings) -> dict:
+    """How `open_dataset` reads images with these settings: {"height", "width"} (pixels after
+    resizing) and the per-channel normalisation {"mean", "std"} (ImageNet's). Checkpoints record
+    it so that evaluation reads images the way training did."""
+    return {
+        "height": settings.height,
+        "width": settings.width,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+    }
 
 
 class DatasetError(ValueError):

@@ -4,13 +4,11 @@ docs/training.md describes the loop, checkpoints, the log and the distributed ru
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -27,11 +25,15 @@ from .checkpoint import (
     capture_rng_state,
     model_record,
     read_checkpoint,
+    remove_stale_temporaries,
     restore_rng_state,
 )
 from .distributed import local_device, resolve_backend
 from .inference import embed_rows
+from .run_log import append_record, read_log, truncate_log
 from .settings import TrainConfig
+
+__all__ = ["CHECKPOINT_NAME", "LOG_NAME", "MODEL_NAME", "Trainer", "read_log"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.pt"
@@ -66,6 +68,8 @@ class Trainer:
         out_dir: where checkpoint.pt, model.pt and log.jsonl go (None: nothing is written).
         on_step: called with each step's log record after the step (e.g. for custom logging),
             on every rank (the records are the same on all).
+        input_pipeline: how the image rows were read ({"height", "width", "mean", "std"}, see
+            `hdml_ext.data.input_pipeline`), recorded in checkpoint.pt and model.pt.
 
     When a torch.distributed process group of W > 1 processes is active (see
     `hdml_ext.engine.distributed.init_distributed`), the model is wrapped in
@@ -83,7 +87,9 @@ class Trainer:
         *,
         out_dir: str | os.PathLike | None = None,
         on_step: Callable[[dict], None] | None = None,
+        input_pipeline: dict | None = None,
     ) -> None:
+        self.input_pipeline = input_pipeline
         self.config = config if config is not None else TrainConfig()
         self.device = local_device(self.config.device)
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
@@ -133,6 +139,7 @@ class Trainer:
         self.on_step = on_step
         self.epoch = 0  # completed epochs
         self.step = 0  # completed steps
+        self.written: list[Path] = []  # files the last `fit` wrote
 
     def _check_device_options(self) -> None:
         config = self.config
@@ -164,7 +171,7 @@ class Trainer:
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
         """Everything `fit(resume=...)` needs to continue exactly (see `hdml_ext.engine.checkpoint`)."""
-        record = model_record(self.model)
+        record = model_record(self.model, self.input_pipeline)
         record.update(
             {
                 "train_config": self.config.to_dict(),
@@ -358,20 +365,12 @@ class Trainer:
     def _log(self, record: dict) -> None:
         if self.out_dir is None or not self._main:
             return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.out_dir / LOG_NAME, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        append_record(self.out_dir / LOG_NAME, record)
 
     def _truncate_log(self) -> None:
         """Drop log lines past the resumed step (steps of an epoch that was interrupted)."""
-        if self.out_dir is None or not self._main or not (self.out_dir / LOG_NAME).is_file():
-            return
-        path = self.out_dir / LOG_NAME
-        with open(path, encoding="utf-8") as handle:
-            kept = [line for line in handle if line.strip() and json.loads(line)["step"] <= self.step]
-        tmp = path.with_name(f".{LOG_NAME}.tmp")
-        tmp.write_text("".join(kept), encoding="utf-8")
-        os.replace(tmp, path)
+        if self.out_dir is not None and self._main and (self.out_dir / LOG_NAME).is_file():
+            truncate_log(self.out_dir / LOG_NAME, self.step)
 
     def _write_on_rank0(self, write: Callable[[], object]) -> None:
         """Run `write` on rank 0 while the other ranks wait at a barrier."""
@@ -383,9 +382,14 @@ class Trainer:
         """Train up to `config.epochs`, from scratch or from a training checkpoint.
 
         Returns the step records of this call (the same dicts as log.jsonl). A checkpoint is
-        written after every epoch, and model.pt (config and weights only) at the end, by rank 0.
-        Distributed, every rank reads the `resume` checkpoint (a path all ranks can read).
+        written after every epoch, and model.pt (config and weights only) at the end, by rank 0
+        (when an epoch was trained or model.pt is missing); `self.written` lists the files
+        written. Temporaries of killed writes are removed first. Distributed, every rank reads the
+        `resume` checkpoint (a path all ranks can read).
         """
+        self.written = []
+        if self.out_dir is not None and self._main and self.out_dir.is_dir():
+            remove_stale_temporaries(self.out_dir)
         if resume is not None:
             self.load_state_dict(read_checkpoint(resume))
             self._write_on_rank0(self._truncate_log)
@@ -394,12 +398,13 @@ class Trainer:
             history.extend(self.train_epoch(epoch))
             if self.out_dir is not None:
                 self._write_on_rank0(self.save_checkpoint)
-        if self.out_dir is not None:
+                self.written += [self.out_dir / LOG_NAME, self.out_dir / CHECKPOINT_NAME]
+        if self.out_dir is not None and (history or not (self.out_dir / MODEL_NAME).is_file()):
             out_dir = self.out_dir
             self._write_on_rank0(
                 lambda: atomic_save(
                     {
-                        **model_record(self.model),
+                        **model_record(self.model, self.input_pipeline),
                         "train_config": self.config.to_dict(),
                         "epoch": self.epoch,
                         "step": self.step,
@@ -407,10 +412,7 @@ class Trainer:
                     out_dir / MODEL_NAME,
                 )
             )
+            self.written.append(out_dir / MODEL_NAME)
+        self.written = sorted(set(self.written))
         return history
 
-
-def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The step records of a log.jsonl."""
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]

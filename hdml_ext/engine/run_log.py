@@ -1,0 +1,43 @@
+"""log.jsonl of a run: one JSON record per training step, appended as the steps run."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+
+def append_record(path: str | os.PathLike, record: dict) -> None:
+    """Append `record` as one JSON line to the log at `path` (its folder created if needed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The step records of a log.jsonl; a torn last line (a process killed mid-write) is
+    dropped with a warning, any other line that is not JSON raises ValueError naming it."""
+    with open(path, encoding="utf-8") as handle:
+        lines = [line for line in handle if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise ValueError(f"line {number} of {os.fspath(path)} is not JSON: {line[:60]!r}") from None
+            warnings.warn(f"dropped the torn last line of {os.fspath(path)}: {line[:60]!r}", stacklevel=2)
+    return records
+
+
+def truncate_log(path: str | os.PathLike, step: int) -> None:
+    """Keep the records of steps <= `step` (a resumed run drops the steps of an interrupted
+    epoch); the log is replaced atomically."""
+    path = Path(path)
+    kept = [json.dumps(record) + "\n" for record in read_log(path) if record["step"] <= step]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, path)
