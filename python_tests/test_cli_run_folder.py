@@ -193,9 +193,8 @@ def test_ctrl_c_says_where_the_last_checkpoint_is(tmp_path):
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     argv = [sys.executable, "-m", "hdml_ext.cli", "train", *FEATURES, "--set", "train.epochs=100000"]
-    process = subprocess.Popen(
-        [*argv, "--out", "run"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    process = subprocess.Popen([*argv, "--out", "run"], cwd=tmp_path, env=env, **pipes)
     deadline = time.monotonic() + 120
     while not (tmp_path / "run" / "checkpoint.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -204,7 +203,8 @@ def test_ctrl_c_says_where_the_last_checkpoint_is(tmp_path):
     assert process.returncode == 130, err
     assert "Traceback" not in err
     checkpoint = tmp_path / "run" / "checkpoint.pt"
+    where = "run/checkpoint.pt"
     assert err.strip().splitlines()[-1] == (
-        "hdml train: interrupted; the last checkpoint is run/checkpoint.pt: continue with --resume run/checkpoint.pt"
+        f"hdml train: interrupted; the last checkpoint is {where}: continue with --resume {where}"
     )
     assert torch.load(checkpoint, weights_only=True)["epoch"] >= 1
