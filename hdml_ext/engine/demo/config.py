@@ -56,7 +56,8 @@ DEMO_OVERRIDES: dict[str, dict] = {
     "cluster": {"max_size": 100, "step": 0.1, "max_iter": 100},
 }
 
-#: `--quick`: a seconds-long smoke run (tests), not meaningful numbers.
+#: `--quick`: a smoke run (tests), not meaningful numbers: about 40 s on a shared 2-core CPU (both
+#: models trained for one epoch, the baselines and plots as in the full demo).
 QUICK_OVERRIDES: dict[str, dict] = {
     "data": {"height": 8, "width": 8, "train_fraction": 0.1, "eval_stride": 4},
     "model": {"k": 4, "gcn_dims": [16]},
