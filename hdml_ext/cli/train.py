@@ -97,15 +97,26 @@ def run(args: argparse.Namespace) -> int:
         distributed.cleanup()
 
 
-def _resumed_model(args: argparse.Namespace, settings: Settings, data: OpenedDataset) -> nn.Module:
-    """The --resume checkpoint's model, checked against the data; settings.model and
-    settings.data take what the checkpoint records (a different explicit model setting is refused)."""
+def _resume_record(args: argparse.Namespace, settings: Settings) -> dict:
+    """The --resume checkpoint; settings.data takes the input pipeline it records."""
     if not os.path.isfile(args.resume):
         raise UsageError("--resume", f"checkpoint {args.resume!r} does not exist")
     try:
         record = read_checkpoint(args.resume)
+    except (OSError, ValueError) as error:
+        raise UsageError("--resume", str(error)) from None
+    use_input_pipeline(args, settings, record)
+    return record
+
+
+def _resumed_model(
+    args: argparse.Namespace, settings: Settings, data: OpenedDataset, record: dict
+) -> nn.Module:
+    """The --resume checkpoint's model, checked against the data; settings.model takes what
+    the checkpoint records (a different explicit model setting is refused)."""
+    try:
         model = build_model(record)
-    except (OSError, ValueError, TypeError, RuntimeError, KeyError) as error:
+    except (ValueError, TypeError, RuntimeError, KeyError) as error:
         raise UsageError("--resume", str(error)) from None
     if model.input_kind != data.input_kind:
         raise UsageError(
@@ -136,14 +147,15 @@ def _resumed_model(args: argparse.Namespace, settings: Settings, data: OpenedDat
                 "resumed run keeps its model (drop the setting, or start a new run)",
             )
         setattr(settings.model, key, value)
-    use_input_pipeline(args, settings, record)
     return model
 
 
-def _model(args: argparse.Namespace, settings: Settings, data: OpenedDataset) -> nn.Module:
-    """The checkpoint's model with --resume, else a new one for the data."""
-    if args.resume is not None:
-        return _resumed_model(args, settings, data)
+def _model(
+    args: argparse.Namespace, settings: Settings, data: OpenedDataset, record: dict | None
+) -> nn.Module:
+    """The checkpoint's model with --resume (its `record`), else a new one for the data."""
+    if record is not None:
+        return _resumed_model(args, settings, data, record)
     feature_dim = int(data.train.rows.shape[1]) if data.input_kind == "features" else None
     try:
         return new_model(settings.model, num_classes=data.num_classes, feature_dim=feature_dim)
@@ -153,15 +165,14 @@ def _model(args: argparse.Namespace, settings: Settings, data: OpenedDataset) ->
 
 def _train(args: argparse.Namespace, settings: Settings, folder: RunFolder) -> int:
     """`hdml train` once the settings are read (and, under torchrun, the process group joined)."""
+    record = _resume_record(args, settings) if args.resume is not None else None
     data = dataset_of(args, settings)
     if data.train.labels is None:
         raise UsageError("--labels", f"is required to train on --dataset {args.dataset}")
     if source_length(data.train.rows) == 0:
         raise UsageError("--root", f"the training split of {args.root!r} holds no rows")
     seed_everything(settings.train.seed)
-    model = _model(args, settings, data)
-    if args.resume is not None and data.input_kind == "images":
-        data = dataset_of(args, settings)  # at the checkpoint's image size
+    model = _model(args, settings, data, record)
     pipeline = input_pipeline(settings.data) if data.input_kind == "images" else None
     try:
         trainer = Trainer(

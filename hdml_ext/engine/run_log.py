@@ -35,9 +35,14 @@ def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 def truncate_log(path: str | os.PathLike, step: int) -> None:
     """Keep the records of steps <= `step` (a resumed run drops the steps of an interrupted
-    epoch); the log is replaced atomically."""
+    epoch, and a torn last line); the log is replaced atomically, and left alone when it holds
+    nothing to drop."""
     path = Path(path)
-    kept = [json.dumps(record) + "\n" for record in read_log(path) if record["step"] <= step]
+    records = read_log(path)
+    lines = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    kept = [json.dumps(record) + "\n" for record in records if record["step"] <= step]
+    if len(kept) == lines:
+        return
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("".join(kept), encoding="utf-8")
     os.replace(tmp, path)
