@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..engine import Settings, cluster, clustering_metrics
-from ..engine.distributed import local_device
 from ..graph import build_fgraphs
 from .evaluate import embed
 from .options import (
@@ -19,10 +17,12 @@ from .options import (
     add_command,
     add_data_options,
     add_settings_options,
+    available_device,
     checkpoint_model,
     dataset_of,
     require,
 )
+from .run_folder import writable_folder
 
 KINDS = ("image-folder", "digit-instances", "digits", "features", "bin")
 
@@ -48,9 +48,9 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """`hdml cluster`."""
     require(args, "dataset")
-    out = Path(require(args, "out"))
-    device = local_device(settings.cluster.device)
-    model = checkpoint_model(args, device)
+    out = writable_folder(require(args, "out"))
+    device = available_device("cluster.device", settings.cluster.device)
+    model = checkpoint_model(args, device, settings)
     progress = not args.quiet
     data = dataset_of(args, settings)
     rows = data.held_out
@@ -81,6 +81,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     np.save(out / "labels.npy", labels)
     num_clusters = int(labels.max()) + 1 if labels.size else 0
     print(f"{num_clusters} clusters of {labels.size} rows; wrote {out / 'labels.npy'}")
+    if rows.labels is None and (out / "metrics.json").exists():
+        (out / "metrics.json").unlink()  # an earlier run's, about other labels
+        print(f"removed the earlier {out / 'metrics.json'} (no true labels to score these against)")
     if rows.labels is not None:
         metrics = clustering_metrics(rows.labels.numpy(), labels)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

@@ -27,7 +27,11 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--out", metavar="DIR", default="results/demo", help="output folder (default results/demo)"
     )
-    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run with tiny settings")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run with tiny settings (about 40 s on a 2-core CPU), not meaningful numbers",
+    )
     add_settings_options(parser)
 
 

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
 
-from ..data import Rows
+from ..data import ImageReadError, Rows, source_length
 from ..engine import Settings, embed_rows, evaluate_reid
-from ..engine.distributed import local_device
 from .options import (
     UsageError,
     add_checkpoint_option,
     add_command,
     add_data_options,
     add_settings_options,
+    available_device,
     checkpoint_model,
     dataset_of,
 )
+from .run_folder import writable_file
 
 KINDS = ("market1501", "dukemtmc", "digit-instances", "digits")
 
@@ -44,28 +44,36 @@ def add_parser(commands: Any) -> None:
 
 
 def embed(model: nn.Module, rows: Rows, settings: Settings, device: Any, progress: bool, desc: str) -> Tensor:
-    """The embeddings of `rows` on `device` (settings.eval.embed_batch_size rows per pass)."""
-    return embed_rows(
-        model,
-        rows.rows,
-        batch_size=settings.eval.embed_batch_size,
-        device=device,
-        num_workers=settings.data.num_workers,
-        progress=progress,
-        desc=desc,
-    ).to(device)
+    """The embeddings of `rows` on `device` (settings.eval.embed_batch_size rows per pass); an
+    unreadable image is a UsageError naming --root."""
+    try:
+        return embed_rows(
+            model,
+            rows.rows,
+            batch_size=settings.eval.embed_batch_size,
+            device=device,
+            num_workers=settings.data.num_workers,
+            progress=progress,
+            desc=desc,
+        ).to(device)
+    except ImageReadError as error:
+        raise UsageError("--root", str(error)) from None
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """`hdml evaluate`."""
-    device = local_device(settings.eval.device)
-    model = checkpoint_model(args, device)
+    device = available_device("eval.device", settings.eval.device)
+    out = writable_file(args.out) if args.out else None
+    model = checkpoint_model(args, device, settings)
     if model.input_kind != "images":
         raise UsageError(
             "--checkpoint",
             f"Re-ID evaluation needs a model of images, the checkpoint's takes {model.input_kind}",
         )
     data = dataset_of(args, settings)
+    for name, split in (("query", data.query), ("gallery", data.gallery)):
+        if source_length(split.rows) == 0:
+            raise UsageError("--root", f"the {name} split of {args.root!r} holds no images")
     progress = not args.quiet
     query = embed(model, data.query, settings, device, progress, "embedding queries")
     gallery = embed(model, data.gallery, settings, device, progress, "embedding gallery")
@@ -85,10 +93,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"rank-10 {summary['rank10']:.4f}  "
         f"({summary['num_valid_queries']} queries, {summary['ranking']} ranking)"
     )
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(
-            json.dumps({**summary, "cmc": result["cmc"].tolist()}, indent=2) + "\n", encoding="utf-8"
-        )
-        print(f"wrote {args.out}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        report = {**summary, "cmc": result["cmc"].tolist()}
+        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {out}")
     return 0

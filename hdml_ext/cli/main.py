@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .._version import __version__
 from . import cluster, demo, evaluate, train
@@ -29,10 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `hdml` command; returns the exit code (2 for bad arguments)."""
+    """Entry point of the `hdml` command; returns the exit code (2 for bad arguments, 130 after
+    Ctrl-C)."""
     args = build_parser().parse_args(argv)
     try:
         return run_command(args)
     except UsageError as error:
         args.command_parser.error(f"argument {error.option}: {error}")
+    except KeyboardInterrupt:
+        print(f"hdml {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 2

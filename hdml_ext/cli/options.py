@@ -7,10 +7,14 @@ import argparse
 import sys
 from typing import Any, Callable
 
+import torch
+from omegaconf import OmegaConf
 from torch import nn
 
-from ..data import DATASET_KINDS, DatasetError, OpenedDataset, open_dataset
-from ..engine import SettingsError, dump_settings, load_model, load_settings
+from ..data import DATASET_KINDS, DatasetError, OpenedDataset, input_pipeline, open_dataset
+from ..engine import SettingsError, dump_settings, load_settings
+from ..engine.checkpoint import build_model, read_checkpoint
+from ..engine.distributed import local_device
 
 SETTINGS_HELP = """\
 settings:
@@ -139,9 +143,65 @@ def dataset_of(args: argparse.Namespace, settings: Any) -> OpenedDataset:
         raise UsageError(f"--{error.argument}", str(error)) from None
 
 
-def checkpoint_model(args: argparse.Namespace, device: Any) -> nn.Module:
-    """The model of --checkpoint, in eval mode on `device`."""
+def given_settings(args: argparse.Namespace) -> set[str]:
+    """The "section.key" names that --config or --set give explicitly."""
+    names = {item.partition("=")[0].strip() for item in args.overrides}
+    if args.config is not None:
+        for section, values in OmegaConf.to_container(OmegaConf.load(args.config)).items():
+            if isinstance(values, dict):
+                names.update(f"{section}.{key}" for key in values)
+    return names
+
+
+def available_device(key: str, name: str) -> torch.device:
+    """The device the setting `key` names (see `local_device`); UsageError when this machine
+    has no such device (checked before any work)."""
+    device = local_device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            message = f"{key}={name!r} needs CUDA device {device.index or 0}, but torch sees {count} GPUs"
+            raise UsageError("--set", f"{message}; use cpu or auto")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        message = f"{key}={name!r} needs Apple's MPS, which this machine lacks"
+        raise UsageError("--set", f"{message}; use cpu or auto")
+    return device
+
+
+def use_input_pipeline(args: argparse.Namespace, settings: Any, record: dict) -> None:
+    """Read images the way the checkpoint's model was trained: the recorded size replaces the
+    default data.height / data.width; a different size given explicitly is kept, with a warning."""
+    recorded = record.get("input")
+    if recorded is None:
+        return
+    current = input_pipeline(settings.data)
+    if [recorded["mean"], recorded["std"]] != [current["mean"], current["std"]]:
+        raise UsageError(
+            "--checkpoint",
+            f"the model was trained on images normalised with mean {recorded['mean']}, std "
+            f"{recorded['std']}; this version reads them with mean {current['mean']}, std {current['std']}",
+        )
+    given = given_settings(args)
+    for key in ("height", "width"):
+        if f"data.{key}" not in given:
+            setattr(settings.data, key, int(recorded[key]))
+    size = (settings.data.height, settings.data.width)
+    if size != (recorded["height"], recorded["width"]):
+        print(
+            f"hdml {args.command}: warning: data.height x data.width = {size[0]}x{size[1]} differs from the "
+            f"{recorded['height']}x{recorded['width']} the model was trained on; reading images at "
+            f"{size[0]}x{size[1]} as given",
+            file=sys.stderr,
+        )
+
+
+def checkpoint_model(args: argparse.Namespace, device: Any, settings: Any) -> nn.Module:
+    """The model of --checkpoint, in eval mode on `device`; settings.data takes the input
+    pipeline the checkpoint records (`use_input_pipeline`)."""
     try:
-        return load_model(require(args, "checkpoint"), device)
+        record = read_checkpoint(require(args, "checkpoint"))
+        model = build_model(record)
     except (OSError, ValueError, TypeError, RuntimeError, KeyError) as error:
         raise UsageError("--checkpoint", str(error)) from None
+    use_input_pipeline(args, settings, record)
+    return model.to(device).eval()

@@ -6,7 +6,7 @@ from .digit_instances import load_digit_instances_reid
 from .digits import load_digits_features, load_digits_reid
 from .face_bin import read_bin_meta
 from .features import read_features, read_labels
-from .image_dataset import ImageDataset, TensorImageDataset
+from .image_dataset import ImageDataset, ImageReadError, TensorImageDataset
 from .image_folder import read_image_folder
 from .open import (
     DATASET_KINDS,
@@ -14,6 +14,7 @@ from .open import (
     DataSettings,
     OpenedDataset,
     Rows,
+    input_pipeline,
     load_embedded_splits,
     open_dataset,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "FGraphSampler",
     "FeatureSet",
     "ImageDataset",
+    "ImageReadError",
     "ImageRecord",
     "OpenedDataset",
     "ReIDRecord",
@@ -40,6 +42,7 @@ __all__ = [
     "TensorSplit",
     "TensorSplits",
     "gather_rows",
+    "input_pipeline",
     "iter_rows",
     "load_digit_instances_reid",
     "load_digits_features",

@@ -22,6 +22,18 @@ def _require_file(name: str, path: str) -> None:
         raise FileNotFoundError(f"{name}: expected the file {path}, but it does not exist")
 
 
+def _load_npy(name: str, path: str, mmap: bool = False) -> np.ndarray:
+    """np.load of a .npy file (no pickles); ValueError naming the file when it is not one."""
+    with open(path, "rb") as handle:
+        magic = handle.read(6)
+    if magic != b"\x93NUMPY":
+        raise ValueError(
+            f"{name} file {path} is not a .npy file (no NumPy header); raw float32 rows are "
+            f"--dataset bin with --dim D"
+        )
+    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+
 def read_labels(path: str | os.PathLike) -> np.ndarray:
     """Read integer labels [N] from a ``.npy`` file or a text file of one integer a line.
 
@@ -31,7 +43,7 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     path = os.fspath(path)
     _require_file("labels", path)
     if path.endswith(".npy"):
-        labels = np.load(path, allow_pickle=False)
+        labels = _load_npy("labels", path)
     else:
         try:
             with warnings.catch_warnings():
@@ -64,7 +76,7 @@ def read_features(
     """
     features_path = os.fspath(features_path)
     _require_file("features", features_path)
-    features = np.load(features_path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    features = _load_npy("features", features_path, mmap)
     if features.ndim != 2:
         raise ValueError(
             f"features file {features_path} should hold a 2-D [N, D] array, got shape {features.shape}"

@@ -18,7 +18,11 @@ from torchvision import transforms
 from .digits import IMAGENET_MEAN, IMAGENET_STD
 from .records import TensorSplit
 
-__all__ = ["ImageDataset", "TensorImageDataset"]
+__all__ = ["ImageDataset", "ImageReadError", "TensorImageDataset"]
+
+
+class ImageReadError(OSError):
+    """An image file that is missing, truncated or not an image; the message names the path."""
 
 
 def _check_size(size: tuple[int, int]) -> tuple[int, int]:
@@ -41,7 +45,7 @@ class ImageDataset(Dataset):
 
     Training augmentation (the random horizontal flip) is the trainer's, seeded per batch.
     __getitem__(i) returns (image [3, H, W] float32, labels[i], i). An unreadable or missing
-    file raises OSError naming the path.
+    file raises ImageReadError (an OSError) naming the path.
     """
 
     def __init__(
@@ -81,7 +85,7 @@ class ImageDataset(Dataset):
             with Image.open(path) as image:
                 return image.convert("RGB")
         except (OSError, UnidentifiedImageError) as error:
-            raise OSError(f"could not read the image {path}: {error}") from error
+            raise ImageReadError(f"could not read the image {path}: {error}") from error
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
         return self.transform(self.load(index)), self.labels[index], index

@@ -14,9 +14,9 @@ import torch
 from torch import Tensor
 
 from .digit_instances import load_digit_instances_reid
-from .digits import load_digits_reid
+from .digits import IMAGENET_MEAN, IMAGENET_STD, load_digits_reid
 from .face_bin import read_bin_meta
-from .features import read_features
+from .features import read_features, read_labels
 from .image_dataset import ImageDataset
 from .image_folder import read_image_folder
 from .records import ReIDRecord, TensorSplits
@@ -49,6 +49,18 @@ class DataSettings:
     num_cameras: int = 6
     num_workers: int = 0
     max_identities: int | None = None
+
+
+def input_pipeline(settings: DataSettings) -> dict:
+    """How `open_dataset` reads images with these settings: {"height", "width"} (pixels after
+    resizing) and the per-channel normalisation {"mean", "std"} (ImageNet's). Checkpoints record
+    it so that evaluation reads images the way training did."""
+    return {
+        "height": settings.height,
+        "width": settings.width,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+    }
 
 
 class DatasetError(ValueError):
@@ -106,6 +118,10 @@ def open_dataset(
     if kind not in DATASET_KINDS:
         raise DatasetError("dataset", f"unknown kind {kind!r}; choose one of {', '.join(DATASET_KINDS)}")
     if kind in ("digits", "digit-instances"):
+        for argument, value in (("root", root), ("labels", labels), ("dim", dim)):
+            if value is not None:
+                message = f"the {kind} data set is embedded and takes no --{argument}, got {value!r}"
+                raise DatasetError(argument, message)
         return _embedded(kind, settings)
     if kind in ("features", "bin"):
         return _features(kind, _existing(kind, root), labels, dim)
@@ -185,11 +201,41 @@ def _features(kind: str, path: str, labels: str | os.PathLike | None, dim: int |
         raise DatasetError("labels", f"path {os.fspath(labels)!r} does not exist")
     if kind == "bin" and (dim is None or dim < 1):
         raise DatasetError("dim", f"should be the positive feature width of the .bin file, got {dim}")
+    if kind == "features" and dim is not None:
+        message = f"is the width of a .bin file (--dataset bin); a .npy records its own, got {dim}"
+        raise DatasetError("dim", message)
     try:
-        found = read_features(path, labels) if kind == "features" else read_bin_meta(path, labels, dim)
+        found = read_features(path) if kind == "features" else read_bin_meta(path, None, dim)
     except (OSError, ValueError) as error:
         raise DatasetError("root", str(error)) from error
+    _check_finite(path, found.features)
     features = torch.from_numpy(np.ascontiguousarray(found.features, dtype=np.float32))
-    truth = None if found.labels is None else torch.from_numpy(np.asarray(found.labels, dtype=np.int64))
+    truth = None if labels is None else _labels(labels, path, features.shape[0])
     everything = Rows(features, truth)
     return OpenedDataset("features", _relabelled(everything), None, None, everything)
+
+
+def _check_finite(path: str, features: np.ndarray) -> None:
+    """DatasetError naming --root when a feature row holds NaN or Inf."""
+    bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+    if bad.size:
+        raise DatasetError(
+            "root",
+            f"features should be finite, but {bad.size} of the {features.shape[0]} rows of {path} hold "
+            f"NaN or Inf (first: row {bad[0]})",
+        )
+
+
+def _labels(labels: str | os.PathLike, path: str, count: int) -> Tensor:
+    """The labels file's [count] int64 labels; DatasetError naming --labels otherwise."""
+    try:
+        found = read_labels(labels)
+    except (OSError, ValueError) as error:
+        raise DatasetError("labels", str(error)) from error
+    if found.shape[0] != count:
+        raise DatasetError(
+            "labels",
+            f"should hold one label per feature row: {path} holds {count} rows, "
+            f"{os.fspath(labels)} holds {found.shape[0]} labels",
+        )
+    return torch.from_numpy(np.asarray(found, dtype=np.int64))

@@ -6,6 +6,8 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
     {"format": "hdml-checkpoint", "version": 1,
      "model_class": a name of hdml_ext.nn.MODELS ("HDML" | "HDMLOnFeatures"),
      "model_config": {...}, "model_state": {...},
+     "input": {"height", "width", "mean", "std"} of the images it was trained on (image models
+         trained by `hdml train`; absent otherwise),
      # training checkpoints add:
      "train_config": {...}, "optimizer": {...}, "scheduler": {...}, "sampler": {...},
      "epoch": completed epochs, "step": completed steps, "rng": {...}}
@@ -13,6 +15,7 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
 
 from __future__ import annotations
 
+import glob
 import os
 import random
 import tempfile
@@ -29,13 +32,32 @@ FORMAT = "hdml-checkpoint"
 VERSION = 1
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Delete the temporary files `atomic_save` leaves in `folder` when killed mid-write
+    (".NAME.*.tmp"; of the file `name` only, or of every file when None); returns them."""
+    pattern = f".{glob.escape(name)}.*.tmp" if name is not None else ".*.tmp"
+    stale = [Path(found) for found in glob.glob(os.path.join(glob.escape(os.fspath(folder)), pattern))]
+    for found in stale:
+        found.unlink(missing_ok=True)
+    return stale
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """torch.save `obj` to `path` atomically: a temporary file in the same folder, fsync'ed,
-    then os.replace, so a crash never leaves a truncated checkpoint behind."""
+    then os.replace, so a crash never leaves a truncated checkpoint behind. The file gets the
+    mode of any new file (0644 under the usual umask 022); temporaries of `path` left by an
+    earlier, killed write are removed after the write."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
             handle.flush()
@@ -45,6 +67,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    remove_stale_temporaries(path.parent, path.name)
     return path
 
 
@@ -94,15 +117,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def model_record(model: nn.Module) -> dict:
-    """The part of a checkpoint that rebuilds the model: registry name, config and state dict."""
-    return {
+def model_record(model: nn.Module, input_pipeline: dict | None = None) -> dict:
+    """The part of a checkpoint that rebuilds the model: registry name, config and state dict,
+    and the input pipeline of its images when known (see `hdml_ext.data.input_pipeline`)."""
+    record = {
         "format": FORMAT,
         "version": VERSION,
         "model_class": model_name(model),
         "model_config": model.to_config(),
         "model_state": {key: value.detach().cpu() for key, value in model.state_dict().items()},
     }
+    if input_pipeline is not None:
+        record["input"] = dict(input_pipeline)
+    return record
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -113,7 +140,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ValueError(f"checkpoint {str(path)!r} could not be read as a torch file: {error}") from error
+        # torch's own message advises weights_only=False: wrong for a file of unknown origin.
+        raise ValueError(
+            f"{str(path)!r} is not a checkpoint written by hdml (torch.load with weights_only=True "
+            f"failed: {type(error).__name__})"
+        ) from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ValueError(f"{str(path)!r} is not an hdml checkpoint (no 'format': {FORMAT!r} entry)")
     if record.get("model_class") not in MODELS:

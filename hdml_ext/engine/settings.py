@@ -175,6 +175,12 @@ def _at_least(minimum: int) -> tuple[Callable[[Any], bool], str]:
 
 
 _FINITE = (lambda value: math.isfinite(value) and value >= 0), "a finite number >= 0"
+_DEVICE = (
+    lambda value: re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value) is not None,
+    "auto, cpu, mps, cuda or cuda:INDEX",
+)
+_FRACTION = (lambda value: 0 < value < 1), "a fraction in (0, 1)"
+_UNIT = (lambda value: value is None or 0 <= value <= 1), "a number in [0, 1]"
 
 #: Range checks (the types are the schemas'): section -> [(key, test, what the value should be)],
 #: checked in order.
@@ -195,13 +201,35 @@ RANGES: dict[str, list[tuple[str, Callable[[Any], bool], str]]] = {
         *((key, *_FINITE) for key in ("lr", "momentum", "weight_decay", "gamma", "graph_lr_mult")),
         ("lr", lambda value: value > 0, "> 0"),
         ("milestones", lambda value: all(m >= 1 for m in value), "a list of epochs >= 1"),
+        ("device", *_DEVICE),
+    ],
+    "data": [
+        *((key, *_at_least(1)) for key in ("height", "width", "num_cameras")),
+        *((key, *_at_least(0)) for key in ("seed", "num_workers")),
+        *((key, *_FRACTION) for key in ("train_fraction", "query_fraction")),
+    ],
+    "eval": [
+        ("k", lambda value: value is None or value >= 1, "an int >= 1 or null (the model's k)"),
+        *((key, *_at_least(1)) for key in ("batch_size", "embed_batch_size", "max_rank")),
+        ("device", *_DEVICE),
+    ],
+    "cluster": [
+        ("k", lambda value: value is None or value >= 1, "an int >= 1 or null (the model's k)"),
+        ("threshold", *_UNIT),
+        ("step", lambda value: 0 < value <= 1, "a number in (0, 1]"),
+        ("max_size", lambda value: value is None or value >= 1, "an int >= 1 or null"),
+        *((key, *_at_least(1)) for key in ("max_iter", "batch_size")),
+        ("device", *_DEVICE),
     ],
 }
 
 
 def check_ranges(values: object, section: str) -> None:
-    """Raise ValueError naming the first field of `values` outside its `RANGES[section]` range."""
+    """Raise ValueError naming the first field of `values` outside its `RANGES[section]` range
+    (fields `values` does not have are skipped: the demo's sections hold fewer)."""
     for key, test, expected in RANGES.get(section, []):
+        if not hasattr(values, key):
+            continue
         value = getattr(values, key)
         if not test(value):
             raise ValueError(f"{section}.{key} should be {expected}, got {value!r}")
@@ -236,12 +264,19 @@ def load_settings(
     for option, values in steps:
         try:
             merged = OmegaConf.merge(merged, values)
-            OmegaConf.to_object(merged)
+            _check_sections(OmegaConf.to_object(merged))
         except OmegaConfBaseException as error:
             raise SettingsError(option, _describe(error, schema)) from None
         except ValueError as error:
             raise SettingsError(option, str(error)) from None
     return OmegaConf.to_object(merged)
+
+
+def _check_sections(settings: object) -> None:
+    """`check_ranges` of every section of `settings` that has ranges (train checks its own)."""
+    for section in ("data", "eval", "cluster"):
+        if hasattr(settings, section):
+            check_ranges(getattr(settings, section), section)
 
 
 def dump_settings(settings: object) -> str:

@@ -25,12 +25,23 @@ from .checkpoint import (
     capture_rng_state,
     model_record,
     read_checkpoint,
+    remove_stale_temporaries,
     restore_rng_state,
 )
 from .distributed import local_device, resolve_backend
 from .inference import embed_rows
-from .run_folder import CHECKPOINT_NAME, append_log, save_model_file, truncate_log
+from .run_folder import (
+    CHECKPOINT_NAME,
+    LOG_NAME,
+    MODEL_NAME,
+    append_record,
+    read_log,
+    save_model_file,
+    truncate_log,
+)
 from .settings import TrainConfig
+
+__all__ = ["Trainer", "read_log"]
 
 #: Parameter name prefixes of the graph half of either model (RE-GCN and edge head).
 GRAPH_PREFIXES = ("regcn.", "edge_head.")
@@ -60,6 +71,8 @@ class Trainer:
         out_dir: where checkpoint.pt, model.pt and log.jsonl go (None: nothing is written).
         on_step: called with each step's log record after the step (e.g. for custom logging),
             on every rank (the records are the same on all).
+        input_pipeline: how the image rows were read ({"height", "width", "mean", "std"}, see
+            `hdml_ext.data.input_pipeline`), recorded in checkpoint.pt and model.pt.
 
     When a torch.distributed process group of W > 1 processes is active (see
     `hdml_ext.engine.distributed.init_distributed`), the model is wrapped in
@@ -77,7 +90,9 @@ class Trainer:
         *,
         out_dir: str | os.PathLike | None = None,
         on_step: Callable[[dict], None] | None = None,
+        input_pipeline: dict | None = None,
     ) -> None:
+        self.input_pipeline = input_pipeline
         self.config = config if config is not None else TrainConfig()
         self.device = local_device(self.config.device)
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
@@ -127,6 +142,7 @@ class Trainer:
         self.on_step = on_step
         self.epoch = 0  # completed epochs
         self.step = 0  # completed steps
+        self.written: list[Path] = []  # files the last `fit` wrote
 
     def _check_device_options(self) -> None:
         config = self.config
@@ -158,7 +174,7 @@ class Trainer:
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
         """Everything `fit(resume=...)` needs to continue exactly (see `hdml_ext.engine.checkpoint`)."""
-        record = model_record(self.model)
+        record = model_record(self.model, self.input_pipeline)
         record.update(
             {
                 "train_config": self.config.to_dict(),
@@ -340,7 +356,7 @@ class Trainer:
             started = now
             records.append(record)
             if self.out_dir is not None and self._main:
-                append_log(self.out_dir, record)
+                append_record(self.out_dir / LOG_NAME, record)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", link=f"{link:.4f}")
             if self.on_step is not None:
@@ -360,21 +376,31 @@ class Trainer:
         """Train up to `config.epochs`, from scratch or from a training checkpoint.
 
         Returns the step records of this call (the same dicts as log.jsonl). A checkpoint is
-        written after every epoch, and model.pt (config and weights only) at the end, by rank 0.
-        Distributed, every rank reads the `resume` checkpoint (a path all ranks can read).
+        written after every epoch, and model.pt (config and weights only) at the end, by rank 0
+        (when an epoch was trained or model.pt is missing); `self.written` lists the files
+        written. Temporaries of killed writes are removed first. Distributed, every rank reads the
+        `resume` checkpoint (a path all ranks can read).
         """
         out_dir = self.out_dir
+        self.written = []
+        if out_dir is not None and self._main and out_dir.is_dir():
+            remove_stale_temporaries(out_dir)
         if resume is not None:
             self.load_state_dict(read_checkpoint(resume))
             if out_dir is not None:
-                self._write_on_rank0(lambda: truncate_log(out_dir, self.step))
+                self._write_on_rank0(lambda: truncate_log(out_dir / LOG_NAME, self.step))
         history: list[dict] = []
         for epoch in range(self.epoch, self.config.epochs):
             history.extend(self.train_epoch(epoch))
             if out_dir is not None:
                 self._write_on_rank0(self.save_checkpoint)
-        if out_dir is not None:
+                self.written += [out_dir / LOG_NAME, out_dir / CHECKPOINT_NAME]
+        if out_dir is not None and (history or not (out_dir / MODEL_NAME).is_file()):
             self._write_on_rank0(
-                lambda: save_model_file(out_dir, self.model, self.config.to_dict(), self.epoch, self.step)
+                lambda: save_model_file(
+                    out_dir, self.model, self.config.to_dict(), self.epoch, self.step, self.input_pipeline
+                )
             )
+            self.written.append(out_dir / MODEL_NAME)
+        self.written = sorted(set(self.written))
         return history

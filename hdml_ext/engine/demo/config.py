@@ -65,7 +65,8 @@ DEMO_OVERRIDES: dict[str, dict] = {
     "cluster": {"step": 0.1, "max_iter": 100},
 }
 
-#: `--quick`: a smoke run of every step on tiny settings (tests), not meaningful numbers.
+#: `--quick`: a smoke run of every step on tiny settings (tests), not meaningful numbers (about
+#: 40 s on a shared 2-core CPU).
 QUICK_OVERRIDES: dict[str, dict] = {
     "data": {"height": 8, "width": 8, "max_identities": 40, "eval_stride": 2},
     "model": {"k": 4, "gcn_dims": [16]},

@@ -1,0 +1,43 @@
+"""engine/checkpoint.py: file modes, temporaries of killed writes, refusing foreign files."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from hdml_ext.engine import atomic_save, read_checkpoint
+from hdml_ext.engine.checkpoint import model_record, remove_stale_temporaries
+from hdml_ext.nn import HDMLOnFeatures
+
+
+def test_atomic_save_gives_the_mode_of_a_new_file(tmp_path):
+    (tmp_path / "plain.txt").write_text("x")
+    atomic_save({"a": torch.zeros(2)}, tmp_path / "checkpoint.pt")
+    expected = (tmp_path / "plain.txt").stat().st_mode & 0o777
+    assert (tmp_path / "checkpoint.pt").stat().st_mode & 0o777 == expected
+
+
+def test_atomic_save_removes_temporaries_of_killed_writes(tmp_path):
+    (tmp_path / ".checkpoint.pt.abc123.tmp").write_bytes(b"\0" * 100)
+    (tmp_path / ".model.pt.def456.tmp").write_bytes(b"")
+    atomic_save({"a": 1}, tmp_path / "checkpoint.pt")
+    assert not (tmp_path / ".checkpoint.pt.abc123.tmp").exists()
+    assert (tmp_path / ".model.pt.def456.tmp").exists()  # another file's: left to its own write
+    assert sorted(p.name for p in remove_stale_temporaries(tmp_path)) == [".model.pt.def456.tmp"]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.pt"]
+
+
+def test_read_checkpoint_refuses_random_bytes_without_torch_advice(tmp_path):
+    (tmp_path / "x.pt").write_bytes(os.urandom(256))
+    with pytest.raises(ValueError, match="is not a checkpoint written by hdml") as info:
+        read_checkpoint(tmp_path / "x.pt")
+    assert "weights_only=False" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_model_record_carries_the_input_pipeline():
+    model = HDMLOnFeatures(4, k=2, gcn_dims=[4])
+    pipeline = {"height": 8, "width": 8, "mean": [0.5] * 3, "std": [0.2] * 3}
+    assert model_record(model, pipeline)["input"] == pipeline
+    assert "input" not in model_record(model)
