@@ -45,3 +45,15 @@ def test_errors_name_the_argument(tmp_path, monkeypatch, kind, root, extra, argu
     with pytest.raises(DatasetError, match=message) as info:
         open_dataset(kind, root, DataSettings(), **extra)
     assert info.value.argument == argument
+
+
+def test_digit_instances_splits_are_open_set():
+    data = open_dataset("digit-instances", None, DataSettings(height=8, width=8, max_identities=30))
+    assert data.input_kind == "images" and data.train.rows.shape[1:] == (3, 8, 8)
+    assert torch.equal(torch.unique(data.train.labels), torch.arange(data.num_classes))
+    test_ids = set(data.query.labels.tolist()) | set(data.gallery.labels.tolist())
+    assert set(data.query.labels.tolist()) <= set(data.gallery.labels.tolist())
+    assert data.num_classes + len(test_ids) == 30
+    assert data.held_out.labels.numel() == data.query.labels.numel() + data.gallery.labels.numel()
+    with pytest.raises(DatasetError, match="digit-instances data set is embedded and takes no --root"):
+        open_dataset("digit-instances", "/tmp", DataSettings(max_identities=30))

@@ -86,11 +86,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )  # fmt: skip
     except ValueError as error:
         raise UsageError("--set", str(error)) from None
-    summary = {key: result[key] for key in ("mAP", "rank1", "rank5", "rank10", "num_valid_queries")}
+    summary = {key: result[key] for key in ("mAP", "rank1", "rank5", "rank10", "mINP", "num_valid_queries")}
     summary.update(ranking=settings.eval.ranking, k=k)
     print(
         f"mAP {summary['mAP']:.4f}  rank-1 {summary['rank1']:.4f}  rank-5 {summary['rank5']:.4f}  "
-        f"rank-10 {summary['rank10']:.4f}  "
+        f"rank-10 {summary['rank10']:.4f}  mINP {summary['mINP']:.4f}  "
         f"({summary['num_valid_queries']} queries, {summary['ranking']} ranking)"
     )
     if out is not None:
