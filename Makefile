@@ -1,4 +1,4 @@
-# make demo   set up .venv, build, then train and evaluate HDML on scikit-learn's digits (CPU, minutes)
+# make demo   set up .venv, build, then train and evaluate HDML on unseen digit-instances identities (CPU, minutes)
 # make test   set up .venv, build the extension, run the test suite (the CI gate)
 # make bench  the same set-up, then every benchmark in benchmarks/
 # make lint   ruff over the package, tests and benchmarks
