@@ -4,9 +4,12 @@ file + one wrapper + one reference + one test file, and unique object names."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import torch
 
 import hdml_ext
@@ -54,3 +57,19 @@ def test_every_source_belongs_to_its_op_folder():
 def test_every_schema_has_a_cpu_kernel():
     for name in _schemas():
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"hdml::{name}", "CPU"), name
+
+
+def test_extension_takes_the_cxx_library_from_libstdcxx():
+    # A compiler wrapper that links its own copy of libstdc++ into _C (seen on a GPU machine
+    # whose CXX was such a wrapper) builds a library in which every error message holding a
+    # number crashes the process: the stream is made by one copy of the library and written by
+    # the other. A healthy build leaves the stream code undefined, for libstdc++.so to supply.
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("no nm (binutils) to read the extension's symbol table")
+    symbols = subprocess.run(
+        [nm, "-D", "--defined-only", "-C", hdml_ext._C.__file__], capture_output=True, text=True, check=True
+    ).stdout
+    stream_code = re.compile(r"std::(basic_ostream|ostream::|codecvt)")
+    carried = [line for line in symbols.splitlines() if stream_code.search(line)]
+    assert carried == [], f"_C carries its own C++ stream library: {carried[:3]}"

@@ -18,10 +18,10 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <c10/util/llvmMathExtras.h>
 #include <torch/library.h>
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -30,6 +30,14 @@
 #include <vector>
 
 #include "gcn_aggregate.h"
+
+// C++17 (torch < 2.10 builds extensions so): no <bit>, so std::endian is spelled with the
+// compilers' byte-order macros and countr_zero is c10's countTrailingZeros.
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__)
+constexpr bool kLittleEndian = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+#else
+constexpr bool kLittleEndian = false;
+#endif
 
 #if defined(__GNUC__)
 #define HDML_GCN_INLINE inline __attribute__((always_inline))
@@ -164,7 +172,7 @@ HDML_GCN_INLINE void aggregate_tile(const Item<scalar_t, acc_t>& it, int64_t f0,
       const uint64_t* mask = it.masks + (r - it.r0) * it.words;
       for (int64_t w = 0; w < it.words; ++w) {
         for (uint64_t bits = mask[w]; bits != 0; bits &= bits - 1) {
-          const acc_t* row = base + (w * 64 + std::countr_zero(bits)) * stride;
+          const acc_t* row = base + (w * 64 + c10::llvm::countTrailingZeros(bits)) * stride;
           for (int u = 0; u < U; ++u) acc[u].add(row + u * L);
         }
       }
@@ -268,7 +276,7 @@ struct Adj {
   }
   // Whether rows are runs of 0/1 bytes that can be read eight at a time.
   bool packed_bool_rows() const {
-    return std::is_same_v<adj_t, bool> && s_col == 1 && std::endian::native == std::endian::little;
+    return std::is_same_v<adj_t, bool> && s_col == 1 && kLittleEndian;
   }
 };
 

@@ -467,7 +467,11 @@ at::Tensor nfa_gate_cuda(const at::Tensor& x_in, const at::Tensor& logits, doubl
   nfa_gate_detail::check_forward_args(x_in, logits, lo, hi);
   check_cuda(x_in);
   const at::cuda::CUDAGuard guard(x_in.device());
-  auto [x, layout] = choose_layout(x_in);
+  // Not a structured binding: the dispatch lambda captures x and layout, which C++17 forbids
+  // for structured bindings (torch < 2.10 builds extensions as C++17).
+  at::Tensor x;
+  Layout layout;
+  std::tie(x, layout) = choose_layout(x_in);
   at::Tensor y = at::empty_like(x);
   if (x.numel() == 0) return y;
   const Dims d = dims_of(x);
@@ -491,7 +495,11 @@ std::tuple<at::Tensor, at::Tensor> nfa_gate_backward_cuda(const at::Tensor& grad
   nfa_gate_detail::check_backward_args(grad_y, x_in, logits, lo, hi);
   check_cuda(x_in);
   const at::cuda::CUDAGuard guard(x_in.device());
-  auto [x, layout] = choose_layout(x_in);
+  // Not a structured binding: the dispatch lambda captures x and layout, which C++17 forbids
+  // for structured bindings (torch < 2.10 builds extensions as C++17).
+  at::Tensor x;
+  Layout layout;
+  std::tie(x, layout) = choose_layout(x_in);
   const at::Tensor dy = to_layout(grad_y, layout);
   at::Tensor dx = at::empty_like(x);
   if (x.numel() == 0) return {dx, at::zeros_like(logits, at::MemoryFormat::Contiguous)};
