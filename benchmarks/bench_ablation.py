@@ -1,7 +1,7 @@
 """Does the graph pay off on unseen identities? The edge-head and Table II ablations in one run.
 
     python benchmarks/bench_ablation.py [--seeds 0 1] [--only paper,relative,...] [--quick]
-                                        [--out benchmarks/results/ablation]
+                                        [--device cpu|cuda] [--out benchmarks/results/ablation]
 
 Every configuration trains the demo's HDML (`hdml_ext.engine.demo`: resnet18 HA-Net at 16x16,
 RE-GCN 256-128, k = 10; by default at 8x8 pixels, on 200 identities, 5 epochs, so that 20 runs
@@ -45,7 +45,8 @@ from hdml_ext.engine.demo.run import train_model
 from hdml_ext.engine.demo.splits import load_demo_splits
 from hdml_ext.engine.demo.thresholds import selection_score
 
-#: name -> (model settings changed from the demo's, what it tests). "paper" is the paper's head.
+#: name -> (model settings changed from the demo's, with training settings under "train", what
+#: it tests). "paper" is the paper's head.
 CONFIGS: dict[str, tuple[dict, str]] = {
     "paper": ({}, "the paper: the edge head reads h_i"),
     "paper+balanced": ({"balanced_link_loss": True}, "the paper's head, class-balanced L2"),
@@ -57,6 +58,10 @@ CONFIGS: dict[str, tuple[dict, str]] = {
     "no_nfa": ({"use_nfa": False}, "Table II: the paper, NFA off"),
     "one_nfe_stage": ({"nfe_stages": [4]}, "Table II: the paper, NFE on stage 4 only"),
     "plain_gcn": ({"attention": False}, "Table II: the paper, GCN instead of RE-GCN"),
+    "paper+negatives": ({"train": {"max_positive_share": 0.3}},
+                        "the paper, training graphs with at most 30% same-identity neighbours"),
+    "relative+negatives": ({"edge_input": "relative", "train": {"max_positive_share": 0.3}},
+                           "relative, training graphs with at most 30% same-identity neighbours"),
 }
 
 COLUMNS = (
@@ -71,9 +76,12 @@ COLUMNS = (
 def run_one(name: str, seed: int, settings, data) -> dict:
     """Train configuration `name` with `seed`; every COLUMNS figure of it."""
     changes, _ = CONFIGS[name]
-    run_settings = replace(settings, train=replace(settings.train, seed=seed, progress=False))
+    model_changes = {key: value for key, value in changes.items() if key != "train"}
+    train = replace(settings.train, seed=seed, progress=False, **changes.get("train", {}))
+    run_settings = replace(settings, train=train)
     started = time.perf_counter()
-    model, _, train_seconds = train_model(name, run_settings, data, None, lambda _: None, **changes)
+    model, _, train_seconds = train_model(name, run_settings, data, None, lambda _: None, **model_changes)
+    model = model.cpu()
     emb = embed_splits(model, data)
     clusterer = Clusterer(data, run_settings)
     hdml, detail = score_hdml(model, emb, data, clusterer)
@@ -161,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="image height and width in pixels (8, the source digits' size; the demo: 16)")
     parser.add_argument("--identities-per-batch", type=int, default=8,
                         help="P of the PK focus batches (8, as the demo)")
+    parser.add_argument("--device", default="cpu",
+                        help="where to train (cpu, as the demo, or cuda); scoring runs on the CPU (cpu)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (the demo's --quick settings)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation"), help="output folder")
     parser.add_argument("--rows", type=Path, nargs="+", metavar="FILE",
@@ -184,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             train=replace(settings.train, epochs=args.epochs, milestones=[max(1, args.epochs - 2)],
                           identities_per_batch=args.identities_per_batch),
         )
+    settings = replace(settings, train=replace(settings.train, device=args.device))
     data = load_demo_splits(settings.data)
     print(f"digit-instances: {len(data.fit)} fit, {len(data.val)} validation, {len(data.query)} query, "
           f"{len(data.gallery)} gallery images; {len(names)} configurations x {len(args.seeds)} seeds",

@@ -46,6 +46,8 @@ def test_numbers_in_exponent_form_are_floats(text, value):
         ("eval.k=abc", "--set", "eval.k should be an int or null, got 'abc'"),
         ("train.milestones=12", "--set", "train.milestones should be a list like [1, 2], got 12"),
         ("train.lr=0", "--set", "train.lr should be > 0, got 0.0"),
+        ("train.max_positive_share=1.5", "--set",
+         "train.max_positive_share should be a number in [0, 1], got 1.5"),
         ("train.epoch=3", "--set", "unknown setting 'train.epoch'; known train: epochs, lr"),
         ("tran.epochs=3", "--set", "unknown setting 'tran'; known sections: data, model, train"),
         ("epochs", "--set", "expected SECTION.KEY=VALUE"),

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .._checks import require_dim, require_int, require_tensor
-from ..graph import FGraphs, build_fgraphs, require_k, require_knn_backend
+from ..graph import FGraphs, build_fgraphs, cap_positive_neighbours, require_k, require_knn_backend
 from .streams import stream_generator
 
 
@@ -61,6 +61,11 @@ class FGraphSampler:
         drop_last: drop the epoch's last batch when it holds fewer than P identities.
         backend: the kNN backend of `rebuild` (`hdml_ext.graph.KNN_BACKENDS`); "exact" by
             default, the exact op on the embeddings' device.
+        max_positive_share: None (the paper: each row's k nearest neighbours), or a share in
+            [0, 1]: `rebuild` searches 4k neighbours and keeps at most ceil(share * k) of the
+            row's own identity, the nearest other identities filling the rest
+            (`hdml_ext.graph.cap_positive_neighbours`), so that training graphs hold hard
+            negatives as graphs of unseen identities do.
 
     Per epoch every row is a focus node once: each identity's rows are shuffled and cut into
     groups of K (a last, short group is topped up with other rows of the same identity when it
@@ -78,6 +83,7 @@ class FGraphSampler:
         seed: int = 0,
         drop_last: bool = False,
         backend: str = "exact",
+        max_positive_share: float | None = None,
     ) -> None:
         require_tensor("labels", labels)
         require_dim("labels", labels, 1)
@@ -94,6 +100,9 @@ class FGraphSampler:
             )
         self.k = require_k(k, num_rows)
         self.backend = require_knn_backend(backend)
+        if max_positive_share is not None and not 0.0 <= float(max_positive_share) <= 1.0:
+            raise ValueError(f"max_positive_share should be None or in [0, 1], got {max_positive_share!r}")
+        self.max_positive_share = max_positive_share
         self.identities_per_batch = require_int("identities_per_batch", identities_per_batch, minimum=1)
         self.focus_per_identity = require_int("focus_per_identity", focus_per_identity, minimum=1)
         self.seed = require_int("seed", seed)
@@ -111,14 +120,20 @@ class FGraphSampler:
     def rebuild(self, embeddings: Tensor) -> None:
         """Build `fgraphs` from the current embeddings [N, D] (Euclidean, self excluded) with
         `build_fgraphs(embeddings, k, backend=backend)`: the search runs on the embeddings'
-        device, the tables live on the CPU."""
+        device, the tables live on the CPU. With `max_positive_share`, the search keeps 4k
+        neighbours and the same-identity ones are capped (class docstring)."""
         require_tensor("embeddings", embeddings)
         require_dim("embeddings", embeddings, 2)
         if embeddings.shape[0] != self.num_rows:
             raise ValueError(
                 f"embeddings should have one row per label ({self.num_rows}), got {embeddings.shape[0]}"
             )
-        self.set_fgraphs(build_fgraphs(embeddings, self.k, backend=self.backend))
+        if self.max_positive_share is None:
+            self.set_fgraphs(build_fgraphs(embeddings, self.k, backend=self.backend))
+            return
+        wide = build_fgraphs(embeddings, min(self.num_rows - 1, 4 * self.k), backend=self.backend)
+        capped = cap_positive_neighbours(wide.to("cpu"), self.labels, self.k, self.max_positive_share)
+        self.set_fgraphs(capped)
 
     def set_fgraphs(self, fgraphs: FGraphs) -> None:
         """Use F-Graphs built elsewhere: N = len(labels) nodes and k neighbours each; their

@@ -80,6 +80,10 @@ class TrainConfig:
         gradient is the mean over the step's batches of all processes.
     graph_lr_mult: the RE-GCN and edge head learn at lr * graph_lr_mult (1: the paper's single lr).
     rebuild_every: rebuild the F-Graphs from the current embeddings every this many epochs.
+    max_positive_share: null (the paper: the k nearest neighbours) or a share in [0, 1]: each
+        training F-Graph row keeps at most ceil(share * k) neighbours of its own identity, the
+        nearest other identities filling the rest (hard negatives, as in graphs of unseen
+        identities; `hdml_ext.graph.cap_positive_neighbours`).
     flip: random horizontal flip of each distinct image of a batch (p = 0.5).
     embed_batch_size: images per forward pass when embedding the training set for a rebuild.
     seed: seeds the batch order (with the epoch); the caller seeds model initialisation.
@@ -108,6 +112,7 @@ class TrainConfig:
     drop_last: bool = False
     graph_lr_mult: float = 1.0
     rebuild_every: int = 1
+    max_positive_share: Optional[float] = None
     flip: bool = True
     embed_batch_size: int = 128
     seed: int = 0
@@ -201,6 +206,7 @@ RANGES: dict[str, list[tuple[str, Callable[[Any], bool], str]]] = {
         *((key, *_FINITE) for key in ("lr", "momentum", "weight_decay", "gamma", "graph_lr_mult")),
         ("lr", lambda value: value > 0, "> 0"),
         ("milestones", lambda value: all(m >= 1 for m in value), "a list of epochs >= 1"),
+        ("max_positive_share", *_UNIT),
         ("device", *_DEVICE),
     ],
     "data": [

@@ -127,6 +127,7 @@ class Trainer:
             focus_per_identity=self.config.focus_per_identity,
             seed=self.config.seed,
             drop_last=self.config.drop_last,
+            max_positive_share=self.config.max_positive_share,
         )
         self.optimizer = torch.optim.SGD(
             _param_groups(self.model, self.config.lr, self.config.graph_lr_mult),

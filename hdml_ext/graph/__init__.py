@@ -5,6 +5,7 @@ Only this package calls the knn and fgraph_adjacency ops (docs/graph.md)."""
 from .build import KNN_BACKENDS, build_fgraphs, require_knn_backend
 from .exact import exact_knn_rows
 from .fgraphs import FGraphs, fgraph_nodes, require_k
+from .negatives import cap_positive_neighbours
 from .query import QueryFGraphs, query_fgraphs
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "FGraphs",
     "QueryFGraphs",
     "build_fgraphs",
+    "cap_positive_neighbours",
     "exact_knn_rows",
     "fgraph_nodes",
     "query_fgraphs",
