@@ -1,5 +1,6 @@
 """kNN tables at scale (hdml_ext.graph.build_fgraphs): backends against exact kNN, streamed
-memmap input, save/load and cache, on-demand F-Graphs, auto's choice, input errors."""
+memmap input, save/load and cache, on-demand F-Graphs, auto's choice by estimated cost and
+target_recall, input errors."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 
 from hdml_ext import ops
 from hdml_ext.graph import KNN_BACKENDS, FGraphs, build_fgraphs, exact_knn_rows, faiss_backends, fgraph_nodes
+from hdml_ext.graph import auto as auto_module
 from hdml_ext.graph import build as build_module
 
 K = 10
@@ -147,16 +149,55 @@ def test_nodes_and_adjacency_match_the_ops(points):
     assert graphs.adjacency(focus).shape == (4, K + 1, K + 1)
 
 
-def test_auto_choice_and_reason(points, caplog, monkeypatch):
+def _exact_estimate_of(monkeypatch, seconds: float) -> None:
+    """Make "auto" estimate exact at `seconds` (its neighbours still computed), and estimate
+    at all: the timing-free way to make IVF the cheaper (or the dearer) candidate."""
+    measured = auto_module._exact_estimate
+    monkeypatch.setattr(auto_module, "_exact_estimate", lambda *args: (measured(*args)[0], seconds))
+    monkeypatch.setattr(auto_module, "EXACT_MAX_WORK", 1000)  # pretend N is large
+
+
+def test_auto_takes_exact_unprobed_below_the_floor(points, caplog, monkeypatch):
+    monkeypatch.setattr(auto_module, "_exact_estimate", lambda *args: pytest.fail("estimated"))
     with caplog.at_level(logging.INFO, logger="hdml_ext.graph.build"):
         small = build_fgraphs(points, K)
     assert small.backend == "exact"
     assert small.reason.startswith("auto:") and "exact" in small.reason
     assert any("exact" in record.getMessage() for record in caplog.records)
-    monkeypatch.setattr(build_module, "EXACT_MAX_WORK", 1000)  # pretend N is large
-    large = build_fgraphs(points, K)
-    assert large.backend == "faiss-ivf"
-    assert "approximate" in large.reason and "nprobe" in large.params
+
+
+@pytest.mark.parametrize("target", [0.9, 0.99])
+def test_auto_takes_ivf_where_cheaper_at_the_target_recall(points, exact, monkeypatch, target):
+    _exact_estimate_of(monkeypatch, 1e6)
+    graphs = build_fgraphs(points, K, target_recall=target)
+    assert graphs.backend == "faiss-ivf"
+    assert graphs.reason.startswith("auto: estimated exact 1e+06 s, faiss-ivf")
+    assert "approximate" in graphs.reason and f"target_recall {target:g}" in graphs.reason
+    assert graphs.params["sample_recall"] >= target and graphs.params["nprobe"] < graphs.params["nlist"]
+    assert _recall(graphs.knn_idx, exact[1]) >= target - 0.05
+    # The index auto probed is the one searched: the same tables as asking for faiss-ivf.
+    asked = build_fgraphs(points, K, backend="faiss-ivf", target_recall=target)
+    assert torch.equal(graphs.knn_idx, asked.knn_idx)
+
+
+def test_auto_falls_back_to_exact_on_unclustered_data(monkeypatch):
+    # i.i.d. Gaussian rows: IVF's probes must scan over MAX_SCAN_SHARE of the rows for recall
+    # 0.95, so exact wins even when estimated at a million seconds, and no row is added.
+    unclustered = np.random.default_rng(1).standard_normal((4000, 32)).astype(np.float32)
+    _exact_estimate_of(monkeypatch, 1e6)
+    monkeypatch.setattr(faiss_backends.IVFIndex, "add_block", lambda self: pytest.fail("filled"))
+    graphs = build_fgraphs(unclustered, K)
+    assert graphs.backend == "exact" and graphs.params == {}
+    assert "find 0.95 of their neighbours only in their" in graphs.reason
+    assert graphs.reason.startswith("auto: estimated exact 1e+06 s") and graphs.reason.endswith("s)")
+    assert torch.equal(graphs.knn_idx, ops.knn(torch.from_numpy(unclustered), K)[1])
+
+
+def test_auto_does_not_fill_an_index_dearer_to_build_than_exact(points, monkeypatch):
+    _exact_estimate_of(monkeypatch, 1e-9)
+    graphs = build_fgraphs(points, K)
+    assert graphs.backend == "exact"
+    assert "training and adding alone" in graphs.reason
 
 
 def test_faiss_uses_torch_thread_count(points, monkeypatch):
@@ -189,6 +230,11 @@ def test_bad_inputs_name_the_argument(points, tmp_path):
         build_fgraphs(np.memmap(raw, dtype=np.float32, mode="r"), 2)
     with pytest.raises(ValueError, match="backend should be one of"):
         build_fgraphs(points, 2, backend="annoy")
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"target_recall should be a number in \(0, 1\], got"):
+            build_fgraphs(points, 2, target_recall=bad)
+    with pytest.raises(TypeError, match="target_recall should be a float, got str"):
+        build_fgraphs(points, 2, target_recall="0.9")
     with pytest.raises(TypeError, match="block_size should be an int"):
         build_fgraphs(points, 2, block_size=None)
     with pytest.raises(ValueError, match="N >= 2 rows"):
@@ -210,15 +256,15 @@ def test_non_finite_rows_are_reported_with_their_row(points, backend, tmp_path):
 
 
 def test_ivf_rows_short_of_neighbours_are_searched_again(points, exact, monkeypatch):
-    monkeypatch.setattr(faiss_backends, "TUNE_RECALL", 0.0)  # nprobe = 1: lists of ~20 rows run short
-    graphs = build_fgraphs(points, K, backend="faiss-ivf")
+    # nprobe = 1: lists of ~20 rows run short
+    graphs = build_fgraphs(points, K, backend="faiss-ivf", target_recall=0.01)
     assert graphs.params["nprobe"] == 1 and graphs.params["reprobed_rows"] > 0
     assert ((graphs.knn_idx >= 0) & (graphs.knn_idx < points.shape[0])).all()
     assert not (graphs.knn_idx == torch.arange(points.shape[0])[:, None]).any()
     assert _recall(graphs.knn_idx, exact[1]) >= 0.8
     monkeypatch.setattr(faiss_backends, "IVF_STORED_PROBES", 1)  # the exact fallback for what is left
     monkeypatch.setattr(faiss_backends, "_ivf_nlist", lambda n: 1000)  # lists of ~2 rows
-    graphs = build_fgraphs(points, K, backend="faiss-ivf")
+    graphs = build_fgraphs(points, K, backend="faiss-ivf", target_recall=0.01)
     assert graphs.params["repaired_rows"] > 0
     assert ((graphs.knn_idx >= 0) & (graphs.knn_idx < points.shape[0])).all()
     assert not (graphs.knn_idx == torch.arange(points.shape[0])[:, None]).any()

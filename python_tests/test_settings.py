@@ -8,6 +8,7 @@ import re
 import pytest
 
 from hdml_ext.engine import Settings, SettingsError, TrainConfig, dump_settings, load_settings
+from hdml_ext.graph import DEFAULT_TARGET_RECALL
 from hdml_ext.nn import HDML
 
 
@@ -20,13 +21,16 @@ def test_defaults_are_the_models_and_the_papers():
     assert settings.train == TrainConfig()
     assert settings.train.lr == 1e-3 and settings.train.milestones == [12, 16, 18]
     assert settings.cluster.backend == "auto" and settings.eval.ranking == "graph"
+    assert settings.cluster.target_recall == DEFAULT_TARGET_RECALL == 0.95
 
 
 def test_file_then_overrides_in_order(tmp_path):
     config = tmp_path / "cfg.yaml"
-    config.write_text("train:\n  lr: 1e-2\n  epochs: 7\ncluster:\n  backend: exact\n")
-    settings = load_settings(Settings, config, ["train.epochs=3", "train.epochs=4", "model.weights=null"])
+    config.write_text("train:\n  lr: 1e-2\n  epochs: 7\ncluster:\n  backend: exact\n  target_recall: 0.9\n")
+    overrides = ["train.epochs=3", "train.epochs=4", "model.weights=null", "cluster.target_recall=1"]
+    settings = load_settings(Settings, config, overrides)
     assert settings.train.epochs == 4 and settings.cluster.backend == "exact"
+    assert settings.cluster.target_recall == 1.0 and type(settings.cluster.target_recall) is float
     assert settings.train.lr == 0.01 and isinstance(settings.train.lr, float)
 
 
@@ -43,6 +47,9 @@ def test_numbers_in_exponent_form_are_floats(text, value):
         ("train.flip=maybe", "--set", "train.flip should be true or false, got 'maybe'"),
         ("train.amp=fp32", "--set", "train.amp should be one of none, bf16, fp16, got 'fp32'"),
         ("cluster.backend=annoy", "--set", "cluster.backend should be one of auto, exact, faiss-flat"),
+        ("cluster.target_recall=0", "--set", "cluster.target_recall should be a number in (0, 1], got 0.0"),
+        ("cluster.target_recall=1.2", "--set", "cluster.target_recall should be a number in (0, 1], got 1.2"),
+        ("cluster.target_recall=high", "--set", "cluster.target_recall should be a number, got 'high'"),
         ("eval.k=abc", "--set", "eval.k should be an int or null, got 'abc'"),
         ("train.milestones=12", "--set", "train.milestones should be a list like [1, 2], got 12"),
         ("train.lr=0", "--set", "train.lr should be > 0, got 0.0"),

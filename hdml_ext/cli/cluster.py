@@ -73,7 +73,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if k != model.k:
         raise UsageError("--set", f"cluster.k = {k} differs from the model's k = {model.k}")
     try:
-        fgraphs = build_fgraphs(embeddings, k, backend=settings.cluster.backend, progress=progress)
+        fgraphs = build_fgraphs(embeddings, k, backend=settings.cluster.backend,
+                                target_recall=settings.cluster.target_recall, progress=progress)
         labels = cluster(model, embeddings, config, knn_idx=fgraphs, progress=progress)
     except ValueError as error:
         raise UsageError("--set", str(error)) from None

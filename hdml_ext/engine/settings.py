@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from ..data.open import DataSettings
-from ..graph import KNN_BACKENDS
+from ..graph import DEFAULT_TARGET_RECALL, KNN_BACKENDS
 from ..nn import EDGE_INPUTS, HDML
 from .clustering import ClusterConfig
 from .distributed import BACKENDS as PROCESS_GROUP_BACKENDS
@@ -153,11 +153,13 @@ class EvalSettings:
 
 @dataclass
 class ClusterSettings(ClusterConfig):
-    """`ClusterConfig`, the device, and the kNN backend of the F-Graphs (`build_fgraphs`)."""
+    """`ClusterConfig`, the device, and the kNN backend of the F-Graphs and the recall@k its
+    approximate indexes aim for (`build_fgraphs`'s backend and target_recall)."""
 
     max_size: Optional[int] = ClusterConfig.max_size
     device: str = "auto"
     backend: Literal[KNN_BACKENDS] = "auto"  # type: ignore[valid-type]
+    target_recall: float = DEFAULT_TARGET_RECALL
 
     def cluster_config(self) -> ClusterConfig:
         """The `ClusterConfig` part of these settings."""
@@ -224,6 +226,7 @@ RANGES: dict[str, list[tuple[str, Callable[[Any], bool], str]]] = {
         ("threshold", *_UNIT),
         ("step", lambda value: 0 < value <= 1, "a number in (0, 1]"),
         ("max_size", lambda value: value is None or value >= 1, "an int >= 1 or null"),
+        ("target_recall", lambda value: 0 < value <= 1, "a number in (0, 1]"),
         *((key, *_at_least(1)) for key in ("max_iter", "batch_size")),
         ("device", *_DEVICE),
     ],

@@ -7,26 +7,24 @@ import logging
 import os
 from typing import Callable
 
-from .._checks import require_int
+from .._checks import require_float, require_int
+from .auto import choose_backend
 from .cache import fingerprint, load_cache
 from .exact import Tables, exact_tables
-from .faiss_backends import faiss_flat_tables, faiss_hnsw_tables, faiss_ivf_tables
+from .faiss_backends import DEFAULT_TARGET_RECALL, faiss_flat_tables, faiss_hnsw_tables, faiss_ivf_tables
 from .fgraphs import FGraphs, require_k
 from .rows import DEFAULT_BLOCK_SIZE, FeatureRows, Features
 
 logger = logging.getLogger(__name__)
 
-#: Backend name -> function(rows, k, block_size, progress) -> (knn_dist, knn_idx, params).
-_TABLE_BUILDERS: dict[str, Callable[[FeatureRows, int, int, bool], Tables]] = {
+#: Backend name -> function(rows, k, block_size, progress, target_recall) -> (knn_dist, knn_idx, params).
+_TABLE_BUILDERS: dict[str, Callable[[FeatureRows, int, int, bool, float], Tables]] = {
     "exact": exact_tables,
     "faiss-flat": faiss_flat_tables,
     "faiss-ivf": faiss_ivf_tables,
     "faiss-hnsw": faiss_hnsw_tables,
 }
 KNN_BACKENDS = ("auto", *_TABLE_BUILDERS)
-# "auto" uses the exact op while N^2 D stays below these (about 50k x 64 on 2 CPU cores).
-EXACT_MAX_WORK = 2**37
-EXACT_MAX_WORK_CUDA = 2**46
 
 
 def require_knn_backend(backend: object) -> str:
@@ -36,16 +34,12 @@ def require_knn_backend(backend: object) -> str:
     return backend
 
 
-def _choose(rows: FeatureRows) -> tuple[str, str]:
-    """The backend "auto" picks for `rows`, and why."""
-    work = rows.num_rows**2 * rows.dim
-    on_cuda = rows.device.type == "cuda"
-    limit, where = (EXACT_MAX_WORK_CUDA, "CUDA") if on_cuda else (EXACT_MAX_WORK, "CPU")
-    if work <= limit:
-        return "exact", (f"auto: N^2 D = {work:.3g} <= {limit:.3g} (exact limit on {where}): "
-                         "exact ops.knn is fast enough")
-    return "faiss-ivf", (f"auto: N^2 D = {work:.3g} > {limit:.3g} (exact limit on {where}): "
-                         "approximate faiss IVF-Flat, nprobe tuned for recall")
+def require_target_recall(target_recall: object) -> float:
+    """Check that `target_recall` is a number in (0, 1] and return it as a float."""
+    value = require_float("target_recall", target_recall)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"target_recall should be a number in (0, 1], got {target_recall!r}")
+    return value
 
 
 def build_fgraphs(
@@ -53,6 +47,7 @@ def build_fgraphs(
     k: int,
     *,
     backend: str = "auto",
+    target_recall: float = DEFAULT_TARGET_RECALL,
     block_size: int = DEFAULT_BLOCK_SIZE,
     cache: str | os.PathLike | None = None,
     progress: bool = False,
@@ -65,7 +60,10 @@ def build_fgraphs(
             rows at a time).
         k: neighbours per node, 1 <= k <= N - 1 (each F-Graph has k + 1 nodes).
         backend: one of `KNN_BACKENDS`: "auto", "exact", "faiss-flat", "faiss-ivf" or
-            "faiss-hnsw" (docs/graph.md, "Backends").
+            "faiss-hnsw" (docs/graph.md, "Backends"). "auto" takes "exact" or "faiss-ivf",
+            whichever is estimated cheaper on a sample at `target_recall`.
+        target_recall: recall@k, on a seeded sample of rows, that "faiss-ivf" tunes nprobe and
+            "faiss-hnsw" efSearch for, and that "auto" costs IVF at; in (0, 1].
         block_size: rows per streamed block (bounds the memory besides the tables and index).
         cache: a .npz path (docs/graph.md, "Cache"). A cache built from the same features
             (same fingerprint) with >= k columns is loaded (first k columns); when the path does
@@ -79,12 +77,13 @@ def build_fgraphs(
         self excluded), on the CPU, plus the backend used and the reason it was chosen.
 
     Raises TypeError/ValueError naming the argument: features not 2-D or not floating point,
-    N < 2, k out of [1, N-1], unknown backend, bad block_size, NaN/inf in the features, a
-    `cache` path that holds something else.
+    N < 2, k out of [1, N-1], unknown backend, target_recall not in (0, 1], bad block_size,
+    NaN/inf in the features, a `cache` path that holds something else.
     """
     rows = FeatureRows(features)
     require_k(k, rows.num_rows)
     require_knn_backend(backend)
+    target_recall = require_target_recall(target_recall)
     require_int("block_size", block_size, minimum=1)
 
     stamp = ""
@@ -94,14 +93,19 @@ def build_fgraphs(
         if loaded is not None:
             return loaded
 
+    prepared = None
     if backend == "auto":
-        backend, reason = _choose(rows)
+        choice = choose_backend(rows, k, block_size, target_recall)
+        backend, reason, prepared = choice.backend, choice.reason, choice.ivf
     else:
         reason = f"requested backend={backend!r}"
     if backend != "exact" and rows.device.type == "cuda":
         reason += " (faiss-cpu: CUDA rows are copied to the host block by block)"
     logger.info("build_fgraphs: N=%d D=%d k=%d -> %s (%s)", rows.num_rows, rows.dim, k, backend, reason)
-    knn_dist, knn_idx, params = _TABLE_BUILDERS[backend](rows, k, block_size, progress)
+    if prepared is not None:
+        knn_dist, knn_idx, params = prepared.tables(progress)
+    else:
+        knn_dist, knn_idx, params = _TABLE_BUILDERS[backend](rows, k, block_size, progress, target_recall)
     graphs = FGraphs(knn_idx, knn_dist, backend, reason, params)
     if cache is not None:
         graphs.save(cache, fingerprint=stamp)

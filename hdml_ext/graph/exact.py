@@ -37,8 +37,8 @@ def drop_self(dist: np.ndarray, idx: np.ndarray, ids: np.ndarray) -> tuple[np.nd
     return dist[~mask].reshape(rows, cols - 1), idx[~mask].reshape(rows, cols - 1)
 
 
-def exact_tables(rows: FeatureRows, k: int, block_size: int, progress: bool) -> Tables:
-    """Backend "exact": `Tables` with no params."""
+def exact_tables(rows: FeatureRows, k: int, block_size: int, progress: bool, target_recall: float) -> Tables:
+    """Backend "exact": `Tables` with no params (recall 1, so any `target_recall` is met)."""
     if not rows.is_memmap:
         dist, idx = ops.knn(rows.whole(), k)
         return dist.float().cpu(), idx.cpu(), {}

@@ -63,6 +63,10 @@ class FeatureRows:
         """Rows [start, stop) as a contiguous float32 numpy array (what faiss takes), checked finite."""
         return np.ascontiguousarray(self.block(start, stop).cpu().numpy(), dtype=np.float32)
 
+    def numpy_rows(self, ids: np.ndarray) -> np.ndarray:
+        """The rows `ids` (sorted int64) as a contiguous float32 numpy array, checked finite."""
+        return np.ascontiguousarray(self.rows(ids).cpu().numpy(), dtype=np.float32)
+
     def rows(self, ids: np.ndarray) -> Tensor:
         """The rows `ids` (sorted int64) as a tensor, checked finite."""
         if self.is_tensor:
