@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -35,6 +37,10 @@ class DistanceScorer(nn.Module):
 
     def link_scores(self, z: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
         return torch.exp(-(z[:, 1:] - z[:, :1]).norm(dim=-1))
+
+    def link_scores_of_nodes(self, table: torch.Tensor, batches) -> Iterator[torch.Tensor]:
+        for nodes, adj in batches:
+            yield self.link_scores(table[nodes], adj)
 
 
 def _blobs(num_classes=4, per_class=8, dim=5, spread=0.05, seed=0, device="cpu"):
