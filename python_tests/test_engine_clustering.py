@@ -63,6 +63,22 @@ def test_link_edges_score_every_node_graph(device):
     torch.testing.assert_close(score, expected)
 
 
+@pytest.mark.parametrize("relative_input", [False, True])
+def test_link_edges_of_a_model_equal_its_scores_graph_by_graph(relative_input):
+    points, _ = _blobs(dim=6, spread=1.0)
+    k = 5
+    torch.manual_seed(0)
+    model = HDMLOnFeatures(6, k=k, gcn_dims=(8, 4), edge_input="pair", relative_input=relative_input)
+    _, dst, score = link_edges(model, points, k, batch_size=7)
+    assert model.training  # restored
+    graphs = build_fgraphs(points, k, backend="exact")
+    model.eval()
+    with torch.no_grad():
+        expected = model.link_scores(points[graphs.nodes()], graphs.adjacency())
+    assert torch.equal(dst, graphs.knn_idx.reshape(-1))
+    torch.testing.assert_close(score, expected.reshape(-1))
+
+
 def test_similarity_edges_are_link_edges_scored_by_cosine():
     points, labels = _blobs()
     k = 5
