@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -36,6 +38,10 @@ class DistanceScorer(nn.Module):
     def link_scores(self, z: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
         return torch.exp(-(z[:, 1:] - z[:, :1]).norm(dim=-1))
 
+    def link_scores_of_nodes(self, table: torch.Tensor, batches) -> Iterator[torch.Tensor]:
+        for nodes, adj in batches:
+            yield self.link_scores(table[nodes], adj)
+
 
 def _blobs(num_classes=4, per_class=8, dim=5, spread=0.05, seed=0, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
@@ -55,6 +61,22 @@ def test_link_edges_score_every_node_graph(device):
     assert torch.equal(dst, knn_idx.reshape(-1))
     expected = torch.exp(-(points.cpu()[dst] - points.cpu()[src]).norm(dim=-1))
     torch.testing.assert_close(score, expected)
+
+
+@pytest.mark.parametrize("relative_input", [False, True])
+def test_link_edges_of_a_model_equal_its_scores_graph_by_graph(relative_input):
+    points, _ = _blobs(dim=6, spread=1.0)
+    k = 5
+    torch.manual_seed(0)
+    model = HDMLOnFeatures(6, k=k, gcn_dims=(8, 4), edge_input="pair", relative_input=relative_input)
+    _, dst, score = link_edges(model, points, k, batch_size=7)
+    assert model.training  # restored
+    graphs = build_fgraphs(points, k, backend="exact")
+    model.eval()
+    with torch.no_grad():
+        expected = model.link_scores(points[graphs.nodes()], graphs.adjacency())
+    assert torch.equal(dst, graphs.knn_idx.reshape(-1))
+    torch.testing.assert_close(score, expected.reshape(-1))
 
 
 def test_similarity_edges_are_link_edges_scored_by_cosine():

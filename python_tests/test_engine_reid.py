@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -35,6 +37,10 @@ class FirstCoordinateScorer(nn.Module):
     def link_scores(self, z: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
         self.calls.append((z.clone(), adj.clone()))
         return torch.sigmoid(z[:, 1:, 0])
+
+    def link_scores_of_nodes(self, table: torch.Tensor, batches) -> Iterator[torch.Tensor]:
+        for nodes, adj in batches:
+            yield self.link_scores(table[nodes], adj)
 
 
 class OracleScorer(FirstCoordinateScorer):

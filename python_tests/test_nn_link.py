@@ -4,6 +4,7 @@ GCN input, the class-balanced link loss, and their configs."""
 from __future__ import annotations
 
 import json
+from unittest import mock
 
 import pytest
 import torch
@@ -144,3 +145,77 @@ def test_rejects_bad_link_options():
         HDMLOnFeatures(6, relative_input=1)
     with pytest.raises(TypeError, match="balanced_link_loss should be a bool"):
         HDML(3, backbone="resnet18", balanced_link_loss="yes")
+
+
+def _batches(nodes: torch.Tensor, adj: torch.Tensor, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(nodes[start : start + size], adj[start : start + size]) for start in range(0, len(nodes), size)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("attention", [False, True])
+@pytest.mark.parametrize("relative_input", [False, True])
+@pytest.mark.parametrize("edge_input", EDGE_INPUTS)
+def test_shared_projection_scores_equal_graph_by_graph_scores(edge_input, relative_input, attention, dtype):
+    torch.manual_seed(0)
+    features, _, nodes, adj = _graphs(k=4, dtype=dtype)
+    model = HDMLOnFeatures(6, k=4, gcn_dims=(8, 5), attention=attention, edge_input=edge_input,
+                           relative_input=relative_input).to(dtype).eval()
+    with torch.no_grad():
+        model.regcn.layers[0].bias.uniform_(0.5, 1.0)  # a bias that would show if it were subtracted
+        shared = list(model.link_scores_of_nodes(features, _batches(nodes, adj, 5)))
+        graph_by_graph = [model.link_scores(features[n], a) for n, a in _batches(nodes, adj, 5)]
+    assert [s.shape for s in shared] == [(5, 4), (5, 4), (2, 4)]
+    tolerance = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {}
+    torch.testing.assert_close(torch.cat(shared), torch.cat(graph_by_graph), **tolerance)
+    if dtype == torch.float64 and not relative_input:  # the same products summed in the same order
+        assert torch.equal(torch.cat(shared), torch.cat(graph_by_graph))
+
+
+@pytest.mark.parametrize("relative_input", [False, True])
+def test_scoring_by_shared_projection_on_the_image_model(relative_input):
+    torch.manual_seed(0)
+    model = HDML(3, backbone="resnet18", k=3, nfe_stages=(2,), gcn_dims=(8,), relative_input=relative_input,
+                 edge_input="pair").eval()
+    nodes = torch.tensor([[0, 1, 2, 3], [4, 0, 2, 1], [2, 4, 3, 0]])
+    adj = torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(0)) < 0.6
+    with torch.no_grad():
+        table = model.embed(torch.randn(5, 3, 32, 16))
+        (shared,) = model.link_scores_of_nodes(table, [(nodes, adj)])
+        torch.testing.assert_close(shared, model.link_scores(table[nodes], adj))
+
+
+def test_scoring_by_shared_projection_projects_the_table_once():
+    torch.manual_seed(0)
+    features, _, nodes, adj = _graphs(k=3)
+    model = HDMLOnFeatures(6, k=3, gcn_dims=(8, 5)).eval()
+    first = model.regcn.layers[0]
+    with torch.no_grad(), mock.patch.object(first, "project", wraps=first.project) as project:
+        scores = list(model.link_scores_of_nodes(features, _batches(nodes, adj, 4)))
+    assert len(scores) == 3 and project.call_count == 1
+    assert project.call_args.args[0] is features
+
+
+def test_scoring_by_shared_projection_rejects_bad_inputs():
+    features, _, nodes, adj = _graphs(k=3)
+    model = HDMLOnFeatures(6, k=3, gcn_dims=(5,)).eval()
+    with pytest.raises(ValueError, match=r"table should be \[U, 6\] node features, got shape \(12, 5\)"):
+        model.link_scores_of_nodes(features[:, :5], [(nodes, adj)])
+    with pytest.raises(ValueError, match=r"nodes should index the 12 .*, i\.e\. lie in \[0, 12\)"):
+        next(model.link_scores_of_nodes(features, [(nodes + 1, adj)]))
+    with pytest.raises(ValueError, match="adj should be"):
+        next(model.link_scores_of_nodes(features, [(nodes, adj[:3])]))
+
+
+@pytest.mark.parametrize("relative_input", [False, True])
+def test_shared_projection_under_autocast_keeps_the_projection_in_bfloat16(relative_input):
+    # autocast projects the table in bfloat16 (half the memory); with relative_input the focus
+    # is then subtracted in bfloat16, after the projection, rather than in float32 before it.
+    torch.manual_seed(0)
+    features, _, nodes, adj = _graphs(k=4)
+    model = HDMLOnFeatures(6, k=4, gcn_dims=(8, 5), relative_input=relative_input).eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.regcn.project(features).dtype == torch.bfloat16
+        (shared,) = model.link_scores_of_nodes(features, [(nodes, adj)])
+        graph_by_graph = model.link_scores(features[nodes], adj)
+    assert shared.dtype == torch.float32
+    torch.testing.assert_close(shared, graph_by_graph, rtol=0.0, atol=0.0 if not relative_input else 1e-2)

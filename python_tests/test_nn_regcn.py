@@ -8,6 +8,7 @@ from conftest import DEVICES
 from nn_helpers import assert_every_parameter_has_a_finite_grad, clustered_features, knn_fgraphs
 
 from hdml_ext.nn import REGCN, NodeChannelAttention, REGCNLayer
+from hdml_ext.nn.regcn import gather_rows
 
 
 def _normalised(adj: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -245,3 +246,29 @@ def test_rejects_adjacency_that_does_not_match_the_index():
     index = torch.zeros(2, 5, dtype=torch.int64)
     with pytest.raises(ValueError, match=r"adj should be \[B, n, n\] = \[2, 5, 5\] to match index"):
         REGCN(8, (4,))(torch.randn(6, 8), torch.ones(2, 4, 4, dtype=torch.bool), index=index)
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_projecting_a_table_once_then_the_rest_equals_forward_with_an_index(relative):
+    torch.manual_seed(0)
+    stack = REGCN(10, (8, 6)).double().eval()
+    table = torch.randn(7, 10, dtype=torch.float64)
+    index = torch.randint(0, 7, (4, 9))
+    adj = _graphs(4, 9)
+    projected = stack.project(table)
+    assert projected.shape == (7, 16)
+    split = stack.forward_projected(gather_rows(projected, index), adj, relative)
+    assert torch.equal(split, stack(table, adj, index=index, relative=relative))
+    torch.testing.assert_close(split, stack(table[index], adj, relative=relative), rtol=1e-12, atol=1e-12)
+
+
+def test_projection_errors_name_the_argument():
+    stack = REGCN(8, (4,))
+    with pytest.raises(ValueError, match=r"table should be \[U, 8\] node features, got shape \(2, 5, 8\)"):
+        stack.project(torch.randn(2, 5, 8))
+    with pytest.raises(TypeError, match="table should be a floating-point tensor"):
+        stack.project(torch.zeros(6, 8, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"projected should be \[B, n, 8\] first-layer projections"):
+        stack.forward_projected(torch.randn(2, 5, 4), torch.ones(2, 5, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"adj should be \[B, n, n\] = \[2, 5, 5\], got shape \(2, 4, 4\)"):
+        stack.forward_projected(torch.randn(2, 5, 8), torch.ones(2, 4, 4, dtype=torch.bool))

@@ -89,28 +89,31 @@ def link_edges(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The scored edges of every node's F-Graph.
 
-    model: anything with `link_scores(z [B, k+1, D], adj) -> [B, k]` (HDML, HDMLOnFeatures).
-    embeddings: [N, D] on the model's device. knn_idx: precomputed `FGraphs` or [N, >= k]
-    table, or None to build them (`node_fgraphs`).
+    model: anything with `link_scores_of_nodes(table [N, D], batches of (nodes, adj)) ->
+    iterator of [B, k]` (HDML, HDMLOnFeatures). embeddings: [N, D] on the model's device.
+    knn_idx: precomputed `FGraphs` or [N, >= k] table, or None to build them (`node_fgraphs`).
     Returns (src, dst, score), each [N * k]: src[i * k + j] = i, dst = its j-th neighbour,
     score = the link probability (same identity), on the CPU.
 
-    Memory is bounded by `batch_size`: each batch builds its F-Graphs' node sets and adjacency
-    on demand; only the [N, k] neighbour and score tables are held for all N.
+    Each batch of `batch_size` F-Graphs builds its node sets and adjacency on demand; held for
+    all N are the [N, k] neighbour and score tables and the model's per-node work (HDML's first
+    RE-GCN projection, [N, 2 * gcn_dims[0]], computed once rather than once per graph member).
     """
     require_int("batch_size", batch_size, minimum=1)
     graphs = node_fgraphs(embeddings, k, knn_idx, progress=progress)
     num_nodes = embeddings.shape[0]
+    starts = range(0, num_nodes, batch_size)
+    batches = (graphs.batch(torch.arange(start, min(start + batch_size, num_nodes), device=embeddings.device))
+               for start in starts)
     scores = torch.empty(num_nodes, k)
     was_training = model.training
     model.eval()
     try:
-        for start in tqdm(
-            range(0, num_nodes, batch_size), desc="scoring F-Graphs", disable=not progress, leave=False
+        batch_scores = model.link_scores_of_nodes(embeddings, batches)
+        for start, scored in zip(
+            tqdm(starts, desc="scoring F-Graphs", disable=not progress, leave=False), batch_scores
         ):
-            focus = torch.arange(start, min(start + batch_size, num_nodes), device=embeddings.device)
-            nodes, adj = graphs.batch(focus)
-            scores[start : start + focus.numel()] = model.link_scores(embeddings[nodes], adj).float().cpu()
+            scores[start : start + scored.shape[0]] = scored.float().cpu()
     finally:
         model.train(was_training)
     src = torch.arange(num_nodes).repeat_interleave(k)

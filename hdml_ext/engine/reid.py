@@ -65,8 +65,9 @@ def query_link_scores(
 ) -> tuple[Tensor, Tensor]:
     """Link scores S of every query's F-Graph over the gallery.
 
-    model: anything with `link_scores(z [B, k+1, D], adj [B, k+1, k+1]) -> [B, k]` (HDML,
-    HDMLOnFeatures). query [Q, D], gallery [G, D]: embeddings on the model's device.
+    model: anything with `link_scores_of_nodes(table [G + Q, D], batches of (nodes, adj)) ->
+    iterator of [B, k]` (HDML, HDMLOnFeatures: their per-node work runs once per gallery item,
+    not once per graph holding it). query [Q, D], gallery [G, D]: embeddings on the model's device.
     Returns (neighbours, scores): int64 [Q, k] gallery ids nearest first, and float [Q, k] the
     probability that each is the query's identity. Graphs are scored `batch_size` at a time.
     gallery_knn: a precomputed int64 [G, >= k] gallery kNN table (`query_fgraphs`).
@@ -75,18 +76,15 @@ def query_link_scores(
     require_query_gallery(query, gallery)
     graphs = query_fgraphs(query, gallery, k, gallery_knn=gallery_knn)
     embeddings = torch.cat([gallery, query])
-    scores = []
+    num_query = query.shape[0]
+    starts = range(0, num_query, batch_size)
+    batches = (graphs.batch(torch.arange(start, min(start + batch_size, num_query))) for start in starts)
     was_training = model.training
     model.eval()
     try:
-        for start in tqdm(
-            range(0, query.shape[0], batch_size),
-            desc="scoring query graphs",
-            disable=not progress,
-            leave=False,
-        ):
-            nodes, adj = graphs.batch(torch.arange(start, min(start + batch_size, query.shape[0])))
-            scores.append(model.link_scores(embeddings[nodes], adj).float())
+        batch_scores = model.link_scores_of_nodes(embeddings, batches)
+        progress_bar = tqdm(starts, desc="scoring query graphs", disable=not progress, leave=False)
+        scores = [scored.float() for _, scored in zip(progress_bar, batch_scores)]
     finally:
         model.train(was_training)
     return graphs.knn_idx, torch.cat(scores)

@@ -8,6 +8,7 @@ given features (the paper's face clustering setting). Both answer the same calls
     model(rows, nodes [B, k+1], adj [B, k+1, k+1]) -> HDMLOutput
     model.loss(output, labels [U], nodes) -> (total, {"node": L1, "link": L2} or {"link": L2})
     model.link_scores(z [B, k+1, out_dim], adj) -> [B, k]
+    model.link_scores_of_nodes(table [N, out_dim], batches of (nodes, adj)) -> iterator of [B, k]
     model.to_config() / type(model).from_config(config); model.k, model.out_dim
 """
 

@@ -3,7 +3,7 @@ on its non-focus nodes, with the focus-aware options the paper lacks, and the li
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -12,7 +12,7 @@ from torch.nn import functional
 
 from .._checks import require_graph_adjacency, require_graph_batch, require_labels, require_nodes
 from .heads import EdgeHead
-from .regcn import REGCN
+from .regcn import REGCN, gather_rows
 
 #: What the edge head reads for node i of an F-Graph whose focus is f: "node" (the paper, h_i),
 #: "relative" (h_i - h_f, as L-GCN) or "pair" ([h_i, h_f, |h_i - h_f|], width 3d).
@@ -114,14 +114,42 @@ class FGraphLinkModel(nn.Module):
         h = self.regcn(table, adj, index=nodes, relative=self.relative_input)
         return self.edge_head(edge_inputs(h, self.edge_input))
 
+    def _scores(self, h: Tensor) -> Tensor:
+        """S_f [B, k] of F-Graphs whose final RE-GCN features are h [B, k+1, d] (focus first)."""
+        logits = self.edge_head(edge_inputs(h, self.edge_input))
+        return torch.softmax(logits.float(), dim=-1)[..., 1]
+
     def link_scores(self, z: Tensor, adj: Tensor) -> Tensor:
         """S_f (eq. 14) of F-Graphs whose nodes are already embedded: z [B, k+1, out_dim] (focus
         first), adj [B, k+1, k+1] -> [B, k], the probability each node shares the focus's identity."""
         require_graph_batch(z, adj, self.out_dim)
         require_graph_adjacency(adj, z.shape[0], self.k, z.device)
-        h = self.regcn(z, adj, relative=self.relative_input)
-        logits = self.edge_head(edge_inputs(h, self.edge_input))
-        return torch.softmax(logits.float(), dim=-1)[..., 1]
+        return self._scores(self.regcn(z, adj, relative=self.relative_input))
+
+    def link_scores_of_nodes(self, table: Tensor, batches: Iterable[tuple[Tensor, Tensor]]
+                             ) -> Iterator[Tensor]:
+        """S_f of F-Graphs whose nodes are rows of one embedded table, batch by batch.
+
+        table: [N, out_dim] embeddings. batches: (nodes int64 [B, k+1], rows of table with each
+        graph's focus first; adj [B, k+1, k+1]) pairs. Yields S_f [B, k] per batch, equal to
+        `link_scores(table[nodes], adj)` up to float rounding.
+
+        The first RE-GCN projection is the one step that reads a node alone, so it runs once
+        per row of `table`, here, before the first batch (it holds [N, 2 * gcn_dims[0]] in
+        table's dtype, or autocast's, while the batches are read), and each graph gathers its
+        nodes' rows instead of projecting k+1 inputs. With relative_input the focus's row is
+        subtracted after the projection (W(x_i - x_f) = W x_i - W x_f, the bias comes later).
+        """
+        projected = self.regcn.project(table)
+        return self._scores_of_projected(projected, batches)
+
+    def _scores_of_projected(self, projected: Tensor, batches: Iterable[tuple[Tensor, Tensor]]
+                             ) -> Iterator[Tensor]:
+        for nodes, adj in batches:
+            require_nodes(nodes, projected.shape[0], self.k, projected.device)
+            require_graph_adjacency(adj, nodes.shape[0], self.k, projected.device)
+            h = self.regcn.forward_projected(gather_rows(projected, nodes), adj, self.relative_input)
+            yield self._scores(h)
 
     def _check_loss_inputs(self, output: HDMLOutput, labels: Tensor, nodes: Tensor) -> None:
         """Raise unless labels is an integer [U] tensor and nodes an int64 [B, k+1] one that

@@ -11,7 +11,19 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from .. import ops
-from .._checks import require_graph_batch, require_int, require_node_table
+from .._checks import (
+    require_adjacency,
+    require_floating,
+    require_graph_batch,
+    require_int,
+    require_node_table,
+    require_tensor,
+)
+
+
+def gather_rows(rows: Tensor, index: Tensor) -> Tensor:
+    """rows [U, F] gathered by index int64 [B, n] (ids in [0, U), unchecked): [B, n, F]."""
+    return rows.index_select(0, index.reshape(-1)).view(*index.shape, rows.shape[1])
 
 
 class NodeChannelAttention(nn.Module):
@@ -78,13 +90,26 @@ class REGCNLayer(nn.Module):
     def forward(self, z: Tensor, adj: Tensor, index: Tensor | None = None, relative: bool = False) -> Tensor:
         if index is None:
             require_graph_batch(z, adj, self.in_dim)
-            projected = functional.linear(z - z[:, :1] if relative else z, self.weight)
-        else:
-            require_node_table(z, index, adj, self.in_dim)
-            projected = functional.linear(z, self.weight).index_select(0, index.reshape(-1))
-            projected = projected.view(*index.shape, 2 * self.out_dim)
-            if relative:
-                projected = projected - projected[:, :1]
+            return self.combine(self.project(z - z[:, :1] if relative else z), adj)
+        require_node_table(z, index, adj, self.in_dim)
+        return self.combine(gather_rows(self.project(z), index), adj, relative)
+
+    def project(self, z: Tensor) -> Tensor:
+        """[Z W_self, Z W_nbr] of every row: z [..., in_dim] -> [..., 2 * out_dim], no bias.
+
+        A per-row linear map: the projection of a node is the same in every graph that holds
+        it, so a table of rows can be projected once and gathered (`gather_rows`)."""
+        return functional.linear(z, self.weight)
+
+    def combine(self, projected: Tensor, adj: Tensor, relative: bool = False) -> Tensor:
+        """The rest of the layer on projected F-Graphs: projected [B, n, 2 * out_dim] (`project`
+        of each node's input), adj [B, n, n] -> [B, n, out_dim].
+
+        relative=True subtracts each graph's focus (node 0) from the projections, which is the
+        projection of the focus-relative input, W(x_i - x_f) = W x_i - W x_f (exact in real
+        arithmetic: the bias is added after the aggregation, never projected)."""
+        if relative:
+            projected = projected - projected[:, :1]
         own, nbr = projected.split(self.out_dim, dim=-1)
         out = functional.relu(own + ops.gcn_aggregate(adj, nbr) + self.bias)
         return self.attention(out) if self.attention is not None else out
@@ -118,6 +143,9 @@ class REGCN(nn.Module):
         forward(z [U, in_dim], adj, index [B, n] int64) -> [B, n, dims[-1]]: the nodes are
         rows of the table z (see `REGCNLayer`; only the first layer can share the work).
         relative=True subtracts each graph's focus (node 0) from the first layer's input.
+        project(table [U, in_dim]) -> [U, 2 * dims[0]] and forward_projected(gathered [B, n,
+        2 * dims[0]], adj, relative) -> [B, n, dims[-1]]: the same, split where one node's
+        work ends, so a caller scoring many batches over one table projects it once.
     """
 
     def __init__(self, in_dim: int = 1536, dims: Iterable[int] = (1536, 1536, 512, 256),
@@ -132,6 +160,33 @@ class REGCN(nn.Module):
 
     def forward(self, z: Tensor, adj: Tensor, index: Tensor | None = None, relative: bool = False) -> Tensor:
         z = self.layers[0](z, adj, index, relative)
+        return self._after_first(z, adj)
+
+    def project(self, table: Tensor) -> Tensor:
+        """The first layer's projection of every row of `table` [U, in_dim]: [U, 2 * dims[0]],
+        the only part of the stack that depends on one node alone (every later step mixes a
+        graph's nodes). Gather it per F-Graph with `gather_rows` for `forward_projected`."""
+        require_tensor("table", table)
+        if table.dim() != 2 or table.shape[1] != self.in_dim:
+            raise ValueError(f"table should be [U, {self.in_dim}] node features, "
+                             f"got shape {tuple(table.shape)}")
+        require_floating("table", table)
+        return self.layers[0].project(table)
+
+    def forward_projected(self, projected: Tensor, adj: Tensor, relative: bool = False) -> Tensor:
+        """The stack on F-Graphs whose nodes' first projections are given: projected [B, n,
+        2 * dims[0]] (rows of `project`'s output), adj [B, n, n] -> [B, n, dims[-1]]. Equals
+        `forward(table, adj, index, relative)` for projected = gather_rows(project(table), index)."""
+        require_tensor("projected", projected)
+        width = 2 * self.dims[0]
+        if projected.dim() != 3 or projected.shape[2] != width:
+            raise ValueError(f"projected should be [B, n, {width}] first-layer projections, "
+                             f"got shape {tuple(projected.shape)}")
+        n = projected.shape[1]
+        require_adjacency(adj, (projected.shape[0], n, n), f"[B, n, n] = {[projected.shape[0], n, n]}")
+        return self._after_first(self.layers[0].combine(projected, adj, relative), adj)
+
+    def _after_first(self, z: Tensor, adj: Tensor) -> Tensor:
         for layer in self.layers[1:]:
             z = layer(z, adj)
         return z
