@@ -195,6 +195,22 @@ def test_scoring_by_shared_projection_projects_the_table_once():
     assert project.call_args.args[0] is features
 
 
+def test_a_table_too_large_to_project_whole_is_projected_batch_by_batch():
+    torch.manual_seed(0)
+    features, _, nodes, adj = _graphs(k=3)
+    model = HDMLOnFeatures(6, k=3, gcn_dims=(8, 5), relative_input=True).eval()
+    first = model.regcn.layers[0]
+    with torch.no_grad(), mock.patch.object(first, "project", wraps=first.project) as project:
+        shared = list(model.link_scores_of_nodes(features, _batches(nodes, adj, 4)))
+        assert project.call_count == 1
+        # 12 rows x 16 projected floats x 4 bytes = 768 bytes: one byte less forces batches.
+        batches = _batches(nodes, adj, 4)
+        per_batch = list(model.link_scores_of_nodes(features, batches, max_projected_bytes=767))
+        assert project.call_count == 1 + len(per_batch)
+        assert all(call.args[0].shape[0] == 4 for call in project.call_args_list[1:])
+    torch.testing.assert_close(torch.cat(per_batch), torch.cat(shared))
+
+
 def test_scoring_by_shared_projection_rejects_bad_inputs():
     features, _, nodes, adj = _graphs(k=3)
     model = HDMLOnFeatures(6, k=3, gcn_dims=(5,)).eval()

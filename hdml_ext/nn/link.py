@@ -18,6 +18,10 @@ from .regcn import REGCN, gather_rows
 #: "relative" (h_i - h_f, as L-GCN) or "pair" ([h_i, h_f, |h_i - h_f|], width 3d).
 EDGE_INPUTS = ("node", "relative", "pair")
 
+#: `FGraphLinkModel.link_scores_of_nodes` projects the whole table once when the projection fits
+#: in this many bytes, and graph batch by graph batch otherwise.
+MAX_PROJECTED_BYTES = 1 << 30
+
 
 class HDMLOutput(NamedTuple):
     """What a model's `forward` returns.
@@ -126,8 +130,8 @@ class FGraphLinkModel(nn.Module):
         require_graph_adjacency(adj, z.shape[0], self.k, z.device)
         return self._scores(self.regcn(z, adj, relative=self.relative_input))
 
-    def link_scores_of_nodes(self, table: Tensor, batches: Iterable[tuple[Tensor, Tensor]]
-                             ) -> Iterator[Tensor]:
+    def link_scores_of_nodes(self, table: Tensor, batches: Iterable[tuple[Tensor, Tensor]], *,
+                             max_projected_bytes: int = MAX_PROJECTED_BYTES) -> Iterator[Tensor]:
         """S_f of F-Graphs whose nodes are rows of one embedded table, batch by batch.
 
         table: [N, out_dim] embeddings. batches: (nodes int64 [B, k+1], rows of table with each
@@ -139,7 +143,13 @@ class FGraphLinkModel(nn.Module):
         table's dtype, or autocast's, while the batches are read), and each graph gathers its
         nodes' rows instead of projecting k+1 inputs. With relative_input the focus's row is
         subtracted after the projection (W(x_i - x_f) = W x_i - W x_f, the bias comes later).
+        When that projected table would take more than `max_projected_bytes` (default 1 GiB:
+        N = 1M rows at gcn_dims[0] = 256 in float32 take 2 GiB), each batch projects its own
+        graphs' nodes instead, as `link_scores` does: the same scores, less memory, slower.
         """
+        width = 2 * self.regcn.dims[0]
+        if table.shape[0] * width * table.element_size() > max_projected_bytes:
+            return (self.link_scores(table[nodes], adj) for nodes, adj in batches)
         projected = self.regcn.project(table)
         return self._scores_of_projected(projected, batches)
 
