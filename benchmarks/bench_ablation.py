@@ -53,6 +53,8 @@ CONFIGS: dict[str, tuple[dict, str]] = {
     "relative": ({"edge_input": "relative"}, "edge head reads h_i - h_focus"),
     "relative+balanced": ({"edge_input": "relative", "balanced_link_loss": True}, "relative, balanced L2"),
     "pair": ({"edge_input": "pair"}, "edge head reads [h_i, h_focus, |h_i - h_focus|]"),
+    "relative_cosine": ({"edge_input": "relative_cosine"},
+                        "edge head reads [h_i - h_focus, cosine of the two nodes' embeddings]"),
     "pair+balanced": ({"edge_input": "pair", "balanced_link_loss": True}, "pair, balanced L2"),
     "relative_input": ({"relative_input": True}, "the focus subtracted before the GCN (L-GCN)"),
     "no_nfa": ({"use_nfa": False}, "Table II: the paper, NFA off"),

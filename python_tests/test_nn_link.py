@@ -25,7 +25,7 @@ def test_every_edge_input_shapes_and_gradients(edge_input, relative_input):
     torch.manual_seed(0)
     features, labels, nodes, adj = _graphs()
     model = HDMLOnFeatures(6, k=3, gcn_dims=(8, 5), edge_input=edge_input, relative_input=relative_input)
-    assert model.edge_head.fc1.in_features == (15 if edge_input == "pair" else 5)
+    assert model.edge_head.fc1.in_features == {"pair": 15, "relative_cosine": 6}.get(edge_input, 5)
     out = model(features, nodes, adj)
     assert out.link_logits.shape == (12, 3, 2)
     model.loss(out, labels, nodes)[0].backward()
@@ -60,6 +60,19 @@ def test_edge_inputs_read_the_focus():
         model.edge_head.fc1 = torch.nn.Linear(5, 5).double()
         expected = model.edge_head(h[:, 1:] - h[:, :1])
         torch.testing.assert_close(model(features, nodes, adj).link_logits, expected)
+
+
+def test_relative_cosine_adds_the_cosine_of_the_inputs():
+    torch.manual_seed(0)
+    features, _, nodes, adj = _graphs(dtype=torch.float64)
+    model = HDMLOnFeatures(6, k=3, gcn_dims=(5,), edge_input="relative_cosine").double().eval()
+    with torch.no_grad():
+        h = model.regcn(features[nodes], adj)
+        z = features[nodes]
+        cosine = torch.nn.functional.cosine_similarity(z[:, 1:], z[:, :1].expand(-1, 3, -1), dim=-1)
+        expected = model.edge_head(torch.cat([h[:, 1:] - h[:, :1], cosine[..., None]], dim=-1))
+        torch.testing.assert_close(model(features, nodes, adj).link_logits, expected)
+        torch.testing.assert_close(model.link_scores(z, adj), torch.softmax(expected.float(), dim=-1)[..., 1])
 
 
 @pytest.mark.parametrize("attention", [False, True])
@@ -139,7 +152,8 @@ def test_link_options_config_round_trip():
 
 
 def test_rejects_bad_link_options():
-    with pytest.raises(ValueError, match="edge_input should be one of node, relative, pair, got 'both'"):
+    message = "edge_input should be one of node, relative, pair, relative_cosine, got 'both'"
+    with pytest.raises(ValueError, match=message):
         HDMLOnFeatures(6, edge_input="both")
     with pytest.raises(TypeError, match="relative_input should be a bool, got int"):
         HDMLOnFeatures(6, relative_input=1)

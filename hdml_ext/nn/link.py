@@ -15,8 +15,10 @@ from .heads import EdgeHead
 from .regcn import REGCN, gather_rows
 
 #: What the edge head reads for node i of an F-Graph whose focus is f: "node" (the paper, h_i),
-#: "relative" (h_i - h_f, as L-GCN) or "pair" ([h_i, h_f, |h_i - h_f|], width 3d).
-EDGE_INPUTS = ("node", "relative", "pair")
+#: "relative" (h_i - h_f, as L-GCN), "pair" ([h_i, h_f, |h_i - h_f|], width 3d) or
+#: "relative_cosine" ([h_i - h_f, cos(z_i, z_f)], width d + 1: the cosine similarity of the two
+#: nodes' RE-GCN inputs, which the GCN's features no longer carry, beside the relative feature).
+EDGE_INPUTS = ("node", "relative", "pair", "relative_cosine")
 
 #: `FGraphLinkModel.link_scores_of_nodes` projects the whole table once when the projection fits
 #: in this many bytes, and graph batch by graph batch otherwise.
@@ -56,14 +58,21 @@ def link_loss(link_logits: Tensor, same: Tensor, balanced: bool = False) -> Tens
     return class_means.sum() / (counts > 0).sum()
 
 
-def edge_inputs(h: Tensor, edge_input: str) -> Tensor:
+def edge_inputs(h: Tensor, edge_input: str, z: Tensor | None = None) -> Tensor:
     """The edge head's input for the non-focus nodes of F-Graphs whose final RE-GCN features are
-    h [B, k+1, d] (focus first): [B, k, d] ("node", "relative") or [B, k, 3d] ("pair")."""
+    h [B, k+1, d] (focus first): [B, k, d] ("node", "relative"), [B, k, 3d] ("pair") or
+    [B, k, d + 1] ("relative_cosine", which also reads the RE-GCN inputs z [B, k+1, D])."""
     nodes, focus = h[:, 1:], h[:, :1]
     if edge_input == "node":
         return nodes
     if edge_input == "relative":
         return nodes - focus
+    if edge_input == "relative_cosine":
+        if z is None:
+            raise ValueError('edge_input "relative_cosine" needs the RE-GCN inputs z, got None')
+        unit = functional.normalize(z, dim=-1)
+        cosine = (unit[:, 1:] * unit[:, :1]).sum(dim=-1, keepdim=True).to(h.dtype)
+        return torch.cat([nodes - focus, cosine], dim=-1)
     return torch.cat([nodes, focus.expand_as(nodes), (nodes - focus).abs()], dim=-1)
 
 
@@ -106,7 +115,8 @@ class FGraphLinkModel(nn.Module):
         self.balanced_link_loss = balanced_link_loss
         self.regcn = REGCN(in_dim, gcn_dims, attention)
         width = self.regcn.out_dim
-        self.edge_head = EdgeHead(width, 3 * width if edge_input == "pair" else width)
+        in_width = {"pair": 3 * width, "relative_cosine": width + 1}.get(edge_input, width)
+        self.edge_head = EdgeHead(width, in_width)
 
     def _graph_options(self) -> dict[str, Any]:
         return {"edge_input": self.edge_input, "relative_input": self.relative_input,
@@ -116,11 +126,16 @@ class FGraphLinkModel(nn.Module):
         """Edge logits [B, k, 2] of F-Graphs whose nodes are rows `nodes` [B, k+1] of `table`
         [U, D] (the first RE-GCN projection runs once per row of the table)."""
         h = self.regcn(table, adj, index=nodes, relative=self.relative_input)
-        return self.edge_head(edge_inputs(h, self.edge_input))
+        return self.edge_head(edge_inputs(h, self.edge_input, self._inputs_if_read(table, nodes)))
 
-    def _scores(self, h: Tensor) -> Tensor:
-        """S_f [B, k] of F-Graphs whose final RE-GCN features are h [B, k+1, d] (focus first)."""
-        logits = self.edge_head(edge_inputs(h, self.edge_input))
+    def _inputs_if_read(self, table: Tensor, nodes: Tensor) -> Tensor | None:
+        """table[nodes] when the edge head reads the RE-GCN inputs ("relative_cosine"), else None."""
+        return table[nodes] if self.edge_input == "relative_cosine" else None
+
+    def _scores(self, h: Tensor, z: Tensor | None) -> Tensor:
+        """S_f [B, k] of F-Graphs whose final RE-GCN features are h [B, k+1, d] (focus first) and
+        inputs z [B, k+1, D] (read only by "relative_cosine")."""
+        logits = self.edge_head(edge_inputs(h, self.edge_input, z))
         return torch.softmax(logits.float(), dim=-1)[..., 1]
 
     def link_scores(self, z: Tensor, adj: Tensor) -> Tensor:
@@ -128,7 +143,7 @@ class FGraphLinkModel(nn.Module):
         first), adj [B, k+1, k+1] -> [B, k], the probability each node shares the focus's identity."""
         require_graph_batch(z, adj, self.out_dim)
         require_graph_adjacency(adj, z.shape[0], self.k, z.device)
-        return self._scores(self.regcn(z, adj, relative=self.relative_input))
+        return self._scores(self.regcn(z, adj, relative=self.relative_input), z)
 
     def link_scores_of_nodes(self, table: Tensor, batches: Iterable[tuple[Tensor, Tensor]], *,
                              max_projected_bytes: int = MAX_PROJECTED_BYTES) -> Iterator[Tensor]:
@@ -151,15 +166,15 @@ class FGraphLinkModel(nn.Module):
         if table.shape[0] * width * table.element_size() > max_projected_bytes:
             return (self.link_scores(table[nodes], adj) for nodes, adj in batches)
         projected = self.regcn.project(table)
-        return self._scores_of_projected(projected, batches)
+        return self._scores_of_projected(table, projected, batches)
 
-    def _scores_of_projected(self, projected: Tensor, batches: Iterable[tuple[Tensor, Tensor]]
+    def _scores_of_projected(self, table: Tensor, projected: Tensor, batches: Iterable[tuple[Tensor, Tensor]]
                              ) -> Iterator[Tensor]:
         for nodes, adj in batches:
             require_nodes(nodes, projected.shape[0], self.k, projected.device)
             require_graph_adjacency(adj, nodes.shape[0], self.k, projected.device)
             h = self.regcn.forward_projected(gather_rows(projected, nodes), adj, self.relative_input)
-            yield self._scores(h)
+            yield self._scores(h, self._inputs_if_read(table, nodes))
 
     def _check_loss_inputs(self, output: HDMLOutput, labels: Tensor, nodes: Tensor) -> None:
         """Raise unless labels is an integer [U] tensor and nodes an int64 [B, k+1] one that
