@@ -52,13 +52,13 @@ class DemoSettings:
 #: neighbours (`--set model.edge_input=node --set train.max_positive_share=null` is the paper's).
 #: The clustering thresholds and max_size are chosen in each run on the validation split.
 DEMO_OVERRIDES: dict[str, dict] = {
-    "data": {"height": 8, "width": 8, "max_identities": 400},
+    "data": {"height": 8, "width": 8, "max_identities": 300},
     "model": {"backbone": "resnet18", "k": 10, "gcn_dims": [256, 128], "edge_input": "relative"},
     "train": {
         "max_positive_share": 0.3,
-        "epochs": 6,
+        "epochs": 4,
         "lr": 0.01,
-        "milestones": [4],
+        "milestones": [3],
         "identities_per_batch": 8,
         "focus_per_identity": 4,
         "drop_last": True,
