@@ -193,12 +193,20 @@ def test_ctrl_c_says_where_the_last_checkpoint_is(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     argv = [sys.executable, "-m", "hdml_ext.cli", "train", *FEATURES, "--set", "train.epochs=100000"]
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    process = subprocess.Popen([*argv, "--out", "run"], cwd=tmp_path, env=env, **pipes)
-    deadline = time.monotonic() + 120
-    while not (tmp_path / "run" / "checkpoint.pt").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    # A shell's background job inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: give the child the default disposition, as an interactive shell does.
+    process = subprocess.Popen([*argv, "--out", "run"], cwd=tmp_path, env=env, **pipes,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "run" / "checkpoint.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # never leave a 100,000-epoch run behind
+            process.kill()
+            process.communicate()
     assert process.returncode == 130, err
     assert "Traceback" not in err
     checkpoint = tmp_path / "run" / "checkpoint.pt"
