@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+from unittest import mock
 
 import pytest
 import torch
@@ -17,6 +19,23 @@ def test_atomic_save_gives_the_mode_of_a_new_file(tmp_path):
     atomic_save({"a": torch.zeros(2)}, tmp_path / "checkpoint.pt")
     expected = (tmp_path / "plain.txt").stat().st_mode & 0o777
     assert (tmp_path / "checkpoint.pt").stat().st_mode & 0o777 == expected
+
+
+def test_ctrl_c_during_a_checkpoint_write_comes_after_the_write(tmp_path):
+    # torch.save interrupted mid-write raises a RuntimeError of its zip writer, not
+    # KeyboardInterrupt; atomic_save holds the signal back until the file is complete.
+    real_save = torch.save
+
+    def save_interrupted(obj, handle):
+        os.kill(os.getpid(), signal.SIGINT)
+        real_save(obj, handle)
+
+    path = tmp_path / "checkpoint.pt"
+    with mock.patch.object(torch, "save", save_interrupted), pytest.raises(KeyboardInterrupt):
+        atomic_save({"a": torch.arange(3)}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.arange(3))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
 
 def test_atomic_save_removes_temporaries_of_killed_writes(tmp_path):

@@ -18,7 +18,11 @@ from __future__ import annotations
 import glob
 import os
 import random
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,26 +52,49 @@ def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None)
     return stale
 
 
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) until the block ends, then deliver it to the handler that was
+    in place. torch.save interrupted mid-write raises its own RuntimeError from the zip writer
+    instead of KeyboardInterrupt, so a Ctrl-C there would read as a failed write. Only the main
+    thread can set signal handlers; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and callable(previous):
+            previous(signal.SIGINT, None)
+        elif received and previous == signal.SIG_DFL:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """torch.save `obj` to `path` atomically: a temporary file in the same folder, fsync'ed,
-    then os.replace, so a crash never leaves a truncated checkpoint behind. The file gets the
-    mode of any new file (0644 under the usual umask 022); temporaries of `path` left by an
-    earlier, killed write are removed after the write."""
+    then os.replace, so a crash never leaves a truncated checkpoint behind. A Ctrl-C during the
+    write is delivered once the write is done. The file gets the mode of any new file (0644
+    under the usual umask 022); temporaries of `path` left by an earlier, killed write are
+    removed after the write."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    remove_stale_temporaries(path.parent, path.name)
+    with _sigint_deferred():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+            with os.fdopen(fd, "wb") as handle:
+                torch.save(obj, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        remove_stale_temporaries(path.parent, path.name)
     return path
 
 
