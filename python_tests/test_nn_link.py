@@ -223,6 +223,8 @@ def test_a_table_too_large_to_project_whole_is_projected_batch_by_batch():
         assert project.call_count == 1 + len(per_batch)
         assert all(call.args[0].shape[0] == 4 for call in project.call_args_list[1:])
     torch.testing.assert_close(torch.cat(per_batch), torch.cat(shared))
+    with pytest.raises(ValueError, match="max_projected_bytes"):
+        model.link_scores_of_nodes(features, [], max_projected_bytes=-1)
 
 
 def test_scoring_by_shared_projection_rejects_bad_inputs():

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from .._checks import require_graph_adjacency, require_graph_batch, require_labels, require_nodes
+from .._checks import require_graph_adjacency, require_graph_batch, require_int, require_labels, require_nodes
 from .heads import EdgeHead
 from .regcn import REGCN, gather_rows
 
@@ -162,6 +162,7 @@ class FGraphLinkModel(nn.Module):
         N = 1M rows at gcn_dims[0] = 256 in float32 take 2 GiB), each batch projects its own
         graphs' nodes instead, as `link_scores` does: the same scores, less memory, slower.
         """
+        require_int("max_projected_bytes", max_projected_bytes, minimum=0)
         width = 2 * self.regcn.dims[0]
         if table.shape[0] * width * table.element_size() > max_projected_bytes:
             return (self.link_scores(table[nodes], adj) for nodes, adj in batches)
