@@ -151,7 +151,8 @@ def test_configs_written_before_the_link_options_still_load():
            "gcn_dims": [32, 16], "attention": True, "node_weight": 1.0, "link_weight": 1.0,
            "lo": 0.3, "hi": 0.9}
     config = HDML.from_config(old).to_config()
-    assert config == old | {"edge_input": "node", "relative_input": False, "balanced_link_loss": False}
+    assert config == old | {"edge_input": "node", "relative_input": False, "balanced_link_loss": False,
+                           "cosine_prior": False}
     old_features = {"in_dim": 12, "k": 5, "gcn_dims": [16, 8], "attention": True}
     assert HDMLOnFeatures.from_config(old_features).to_config()["edge_input"] == "node"
 
@@ -413,7 +414,7 @@ def test_on_features_config_round_trip():
     model = HDMLOnFeatures(12, k=5, gcn_dims=(16, 8), attention=False)
     config = json.loads(json.dumps(model.to_config()))
     assert config == {"in_dim": 12, "k": 5, "gcn_dims": [16, 8], "attention": False, "edge_input": "node",
-                      "relative_input": False, "balanced_link_loss": False}
+                      "relative_input": False, "balanced_link_loss": False, "cosine_prior": False}
     assert HDMLOnFeatures.from_config(config).to_config() == config
 
 

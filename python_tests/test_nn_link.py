@@ -1,5 +1,5 @@
 """The graph half both models share (hdml_ext.nn.link): focus-aware edge inputs, the relative
-GCN input, the class-balanced link loss, and their configs."""
+GCN input, the class-balanced link loss, the cosine prior, and their configs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 from nn_helpers import assert_every_parameter_has_a_finite_grad, clustered_features, knn_fgraphs
 
 from hdml_ext.nn import EDGE_INPUTS, HDML, HDMLOnFeatures, HDMLOutput, link_loss
+from hdml_ext.nn.link import COSINE_PRIOR_INIT
 
 
 def _graphs(dim: int = 6, k: int = 3, dtype: torch.dtype = torch.float32):
@@ -134,9 +135,55 @@ def test_balanced_link_loss_is_the_models_loss():
     torch.testing.assert_close(image_model.loss(fake, labels, nodes)[1]["link"], expected)
 
 
+def _cosines(features: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
+    unit = torch.nn.functional.normalize(features[nodes], dim=-1)
+    return (unit[:, 1:] * unit[:, :1]).sum(dim=-1)
+
+
+@pytest.mark.parametrize("edge_input", EDGE_INPUTS)
+def test_cosine_prior_adds_scaled_cosine_to_the_same_identity_logit(edge_input):
+    torch.manual_seed(0)
+    features, _, nodes, adj = _graphs(dtype=torch.float64)
+    plain = HDMLOnFeatures(6, k=3, gcn_dims=(8, 5), edge_input=edge_input).double().eval()
+    prior = HDMLOnFeatures(6, k=3, gcn_dims=(8, 5), edge_input=edge_input, cosine_prior=True).double().eval()
+    assert prior.load_state_dict(plain.state_dict(), strict=False).missing_keys == ["cosine_prior"]
+    assert prior.cosine_prior.tolist() == list(COSINE_PRIOR_INIT)
+    with torch.no_grad():
+        prior.cosine_prior.copy_(torch.tensor([3.0, -0.5]))
+        difference = prior(features, nodes, adj).link_logits - plain(features, nodes, adj).link_logits
+    torch.testing.assert_close(difference[..., 0], torch.zeros(12, 3, dtype=torch.float64))
+    torch.testing.assert_close(difference[..., 1], 3.0 * _cosines(features, nodes) - 0.5)
+
+
+def test_cosine_prior_makes_an_untrained_head_rank_as_cosine():
+    # A head that adds nothing (zeroed last layer) scores sigmoid(a cos + b): cosine's order.
+    torch.manual_seed(0)
+    features, _, nodes, adj = _graphs(dtype=torch.float64)
+    model = HDMLOnFeatures(6, k=3, gcn_dims=(8, 5), edge_input="relative", cosine_prior=True).double().eval()
+    with torch.no_grad():
+        model.edge_head.fc2.weight.zero_()
+        model.edge_head.fc2.bias.zero_()
+        scores = model.link_scores(features[nodes], adj)
+    scale, bias = COSINE_PRIOR_INIT
+    torch.testing.assert_close(scores, torch.sigmoid(scale * _cosines(features, nodes) + bias).float())
+
+
+def test_cosine_prior_learns_and_passes_gradcheck():
+    torch.manual_seed(0)
+    features, labels, nodes, adj = _graphs(dim=4, dtype=torch.float64)
+    model = HDMLOnFeatures(4, k=3, gcn_dims=(5,), attention=False, edge_input="relative",
+                           cosine_prior=True).double()
+    model.loss(model(features, nodes, adj), labels, nodes)[0].backward()
+    assert model.cosine_prior.grad is not None and model.cosine_prior.grad.abs().sum() > 0
+    rows = features[:8].clone().requires_grad_()
+    nodes = nodes[nodes.max(dim=1).values < 8][:3]
+    adj = adj[: nodes.shape[0]]
+    assert torch.autograd.gradcheck(lambda r: model(r, nodes, adj).link_logits, (rows,))
+
+
 def test_link_options_config_round_trip():
     torch.manual_seed(0)
-    options = {"edge_input": "pair", "relative_input": True, "balanced_link_loss": True}
+    options = {"edge_input": "pair", "relative_input": True, "balanced_link_loss": True, "cosine_prior": True}
     model = HDMLOnFeatures(6, k=3, gcn_dims=(5,), **options).eval()
     config = json.loads(json.dumps(model.to_config()))
     assert {key: config[key] for key in options} == options
@@ -159,6 +206,8 @@ def test_rejects_bad_link_options():
         HDMLOnFeatures(6, relative_input=1)
     with pytest.raises(TypeError, match="balanced_link_loss should be a bool"):
         HDML(3, backbone="resnet18", balanced_link_loss="yes")
+    with pytest.raises(TypeError, match=r"cosine_prior should be a bool, got str \('no'\)"):
+        HDMLOnFeatures(6, cosine_prior="no")
 
 
 def _batches(nodes: torch.Tensor, adj: torch.Tensor, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -169,11 +218,13 @@ def _batches(nodes: torch.Tensor, adj: torch.Tensor, size: int) -> list[tuple[to
 @pytest.mark.parametrize("attention", [False, True])
 @pytest.mark.parametrize("relative_input", [False, True])
 @pytest.mark.parametrize("edge_input", EDGE_INPUTS)
-def test_shared_projection_scores_equal_graph_by_graph_scores(edge_input, relative_input, attention, dtype):
+@pytest.mark.parametrize("cosine_prior", [False, True])
+def test_shared_projection_scores_equal_graph_by_graph_scores(edge_input, relative_input, attention, dtype,
+                                                              cosine_prior):
     torch.manual_seed(0)
     features, _, nodes, adj = _graphs(k=4, dtype=dtype)
     model = HDMLOnFeatures(6, k=4, gcn_dims=(8, 5), attention=attention, edge_input=edge_input,
-                           relative_input=relative_input).to(dtype).eval()
+                           relative_input=relative_input, cosine_prior=cosine_prior).to(dtype).eval()
     with torch.no_grad():
         model.regcn.layers[0].bias.uniform_(0.5, 1.0)  # a bias that would show if it were subtracted
         shared = list(model.link_scores_of_nodes(features, _batches(nodes, adj, 5)))

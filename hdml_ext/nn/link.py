@@ -20,6 +20,10 @@ from .regcn import REGCN, gather_rows
 #: nodes' RE-GCN inputs, which the GCN's features no longer carry, beside the relative feature).
 EDGE_INPUTS = ("node", "relative", "pair", "relative_cosine")
 
+#: The cosine prior's starting (scale, bias): S_f starts as sigmoid(10 cos - 5) plus what the
+#: untrained edge head adds, an even chance at cosine 0.5.
+COSINE_PRIOR_INIT = (10.0, -5.0)
+
 #: `FGraphLinkModel.link_scores_of_nodes` projects the whole table once when the projection fits
 #: in this many bytes, and graph batch by graph batch otherwise.
 MAX_PROJECTED_BYTES = 1 << 30
@@ -95,6 +99,9 @@ class FGraphLinkModel(nn.Module):
         relative_input: subtract each graph's focus input feature from all its nodes before
             the RE-GCN (L-GCN's pivot subtraction).
         balanced_link_loss: L2 weighs positive and negative edges equally (see `link_loss`).
+        cosine_prior: add a * cos(z_i, z_f) + b (a, b learnt, from `COSINE_PRIOR_INIT`) to the
+            "same identity" logit, z being the RE-GCN inputs (the embeddings): the head then
+            starts from cosine similarity's ranking and learns what the graph adds to it.
     """
 
     k: int
@@ -103,10 +110,12 @@ class FGraphLinkModel(nn.Module):
     edge_head: EdgeHead
 
     def _build_graph_half(self, in_dim: int, k: int, gcn_dims: Iterable[int], attention: bool,
-                          edge_input: str, relative_input: bool, balanced_link_loss: bool) -> None:
+                          edge_input: str, relative_input: bool, balanced_link_loss: bool,
+                          cosine_prior: bool) -> None:
         if edge_input not in EDGE_INPUTS:
             raise ValueError(f"edge_input should be one of {', '.join(EDGE_INPUTS)}, got {edge_input!r}")
-        for name, value in (("relative_input", relative_input), ("balanced_link_loss", balanced_link_loss)):
+        for name, value in (("relative_input", relative_input), ("balanced_link_loss", balanced_link_loss),
+                            ("cosine_prior", cosine_prior)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} should be a bool, got {type(value).__name__} ({value!r})")
         self.k = k
@@ -117,25 +126,38 @@ class FGraphLinkModel(nn.Module):
         width = self.regcn.out_dim
         in_width = {"pair": 3 * width, "relative_cosine": width + 1}.get(edge_input, width)
         self.edge_head = EdgeHead(width, in_width)
+        self.cosine_prior = nn.Parameter(torch.tensor(COSINE_PRIOR_INIT)) if cosine_prior else None
 
     def _graph_options(self) -> dict[str, Any]:
         return {"edge_input": self.edge_input, "relative_input": self.relative_input,
-                "balanced_link_loss": self.balanced_link_loss}
+                "balanced_link_loss": self.balanced_link_loss, "cosine_prior": self.cosine_prior is not None}
 
     def _link_logits(self, table: Tensor, nodes: Tensor, adj: Tensor) -> Tensor:
         """Edge logits [B, k, 2] of F-Graphs whose nodes are rows `nodes` [B, k+1] of `table`
         [U, D] (the first RE-GCN projection runs once per row of the table)."""
         h = self.regcn(table, adj, index=nodes, relative=self.relative_input)
-        return self.edge_head(edge_inputs(h, self.edge_input, self._inputs_if_read(table, nodes)))
+        return self._edge_logits(h, self._inputs_if_read(table, nodes))
 
     def _inputs_if_read(self, table: Tensor, nodes: Tensor) -> Tensor | None:
-        """table[nodes] when the edge head reads the RE-GCN inputs ("relative_cosine"), else None."""
-        return table[nodes] if self.edge_input == "relative_cosine" else None
+        """table[nodes] when the edge logits read the RE-GCN inputs ("relative_cosine" or the
+        cosine prior), else None."""
+        return table[nodes] if self.edge_input == "relative_cosine" or self.cosine_prior is not None else None
+
+    def _edge_logits(self, h: Tensor, z: Tensor | None) -> Tensor:
+        """Edge logits [B, k, 2] of F-Graphs whose final RE-GCN features are h [B, k+1, d] (focus
+        first) and inputs z [B, k+1, D] (None unless `_inputs_if_read` reads them)."""
+        logits = self.edge_head(edge_inputs(h, self.edge_input, z))
+        if self.cosine_prior is None:
+            return logits
+        unit = functional.normalize(z, dim=-1)
+        cosine = (unit[:, 1:] * unit[:, :1]).sum(dim=-1).to(logits.dtype)
+        scale, bias = self.cosine_prior.to(logits.dtype)
+        return logits + torch.stack([torch.zeros_like(cosine), scale * cosine + bias], dim=-1)
 
     def _scores(self, h: Tensor, z: Tensor | None) -> Tensor:
         """S_f [B, k] of F-Graphs whose final RE-GCN features are h [B, k+1, d] (focus first) and
-        inputs z [B, k+1, D] (read only by "relative_cosine")."""
-        logits = self.edge_head(edge_inputs(h, self.edge_input, z))
+        inputs z [B, k+1, D] (read only by "relative_cosine" and the cosine prior)."""
+        logits = self._edge_logits(h, z)
         return torch.softmax(logits.float(), dim=-1)[..., 1]
 
     def link_scores(self, z: Tensor, adj: Tensor) -> Tensor:
