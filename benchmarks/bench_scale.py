@@ -33,29 +33,27 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import ChildProcess, peak_rss_bytes, sampled_recall
+
 BACKENDS = ("exact", "faiss-flat", "faiss-ivf", "faiss-hnsw")
 PER_CLUSTER = 50
 
 
-def write_blobs(path: Path, num_rows: int, dim: int, seed: int = 0, block: int = 1 << 16) -> Path:
+def write_blobs(path: Path, num_rows: int, dim: int, seed: int = 0, block: int = 1 << 16,
+                spread: float = 0.3) -> Path:
     """Gaussian blobs [num_rows, dim] float32 (~PER_CLUSTER rows per blob), written to a .npy
-    memmap block by block: centres ~ N(0, 1), spread 0.3."""
+    memmap block by block: centres ~ N(0, 1), each row its centre plus N(0, spread^2) noise."""
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((max(1, num_rows // PER_CLUSTER), dim), dtype=np.float32)
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(num_rows, dim))
     for start in range(0, num_rows, block):
         stop = min(start + block, num_rows)
         labels = rng.integers(0, centers.shape[0], stop - start)
-        out[start:stop] = centers[labels] + 0.3 * rng.standard_normal((stop - start, dim), dtype=np.float32)
+        noise = rng.standard_normal((stop - start, dim), dtype=np.float32)
+        out[start:stop] = centers[labels] + spread * noise
     out.flush()
     del out
     return path
-
-
-def _peak_rss_bytes() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kilobytes
 
 
 def _child_baseline(queue: mp.Queue) -> None:
@@ -64,7 +62,7 @@ def _child_baseline(queue: mp.Queue) -> None:
 
     import hdml_ext  # noqa: F401
 
-    queue.put({"rss": _peak_rss_bytes()})
+    queue.put({"rss": peak_rss_bytes()})
 
 
 def _child_build(
@@ -72,22 +70,18 @@ def _child_build(
 ) -> None:
     import torch
 
-    from hdml_ext.graph import build_fgraphs, exact_knn_rows
+    from hdml_ext.graph import build_fgraphs
 
     torch.set_num_threads(torch.get_num_threads())
     features = np.load(path, mmap_mode="r")
     start = time.perf_counter()
     graphs = build_fgraphs(features, k, backend=backend, progress=progress)
     seconds = time.perf_counter() - start
-    rss = _peak_rss_bytes()
+    rss = peak_rss_bytes()
     result = {"seconds": seconds, "rss": rss, "backend": graphs.backend, "reason": graphs.reason,
               "params": graphs.params}
     if recall_queries:
-        rng = np.random.default_rng(7)
-        ids = np.sort(rng.choice(features.shape[0], min(recall_queries, features.shape[0]), replace=False))
-        truth = exact_knn_rows(features, ids, k)[1]
-        found = graphs.knn_idx.numpy()[ids]
-        result["recall"] = sum(np.intersect1d(f, t).size for f, t in zip(found, truth)) / truth.size
+        result["recall"] = sampled_recall(features, graphs.knn_idx.numpy(), k, recall_queries)
     queue.put(result)
 
 
@@ -109,24 +103,15 @@ def _child_propagation(queue: mp.Queue, num_nodes: int, k: int) -> None:
     start = time.perf_counter()
     _, info = propagate_knn(nbr, score, threshold=0.5, max_size=300)
     seconds = time.perf_counter() - start
-    queue.put({"seconds": seconds, "rss": _peak_rss_bytes(), "clusters": int(info["num_clusters"]),
+    queue.put({"seconds": seconds, "rss": peak_rss_bytes(), "clusters": int(info["num_clusters"]),
                "iterations": int(info["iterations"])})
 
 
 def run_child(target, *args, timeout: float) -> dict:
     """Run target(queue, *args) in a fresh (spawned) process; its result dict or an error."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(queue, *args))
-    proc.start()
-    try:
-        result = queue.get(timeout=timeout)
-    except Exception:  # queue.Empty on timeout, or the child died
-        result = {"error": "timeout" if proc.is_alive() else f"exit code {proc.exitcode}"}
-    proc.join(timeout=5)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
+    child = ChildProcess(target, *args)
+    result = child.get(timeout)
+    child.close()
     return result
 
 
