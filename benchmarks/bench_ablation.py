@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hdml_ext.engine.demo import demo_settings
+from hdml_ext.engine.demo import DemoSettings, demo_settings
 from hdml_ext.engine.demo.evaluate import (
     Clusterer,
     distance_ranking,
@@ -43,7 +43,7 @@ from hdml_ext.engine.demo.evaluate import (
     score_hdml,
 )
 from hdml_ext.engine.demo.run import train_model
-from hdml_ext.engine.demo.splits import load_demo_splits
+from hdml_ext.engine.demo.splits import DemoSplits, load_demo_splits
 from hdml_ext.engine.demo.thresholds import selection_score
 
 #: name -> (model settings changed from the demo's, with training settings under "train", what
@@ -69,11 +69,20 @@ CONFIGS: dict[str, tuple[dict, str]] = {
         {"edge_input": "relative_cosine", "train": {"max_positive_share": 0.3}},
         "relative_cosine, training graphs with at most 30% same-identity neighbours",
     ),
+    "paper+cosine_prior": ({"cosine_prior": True},
+                           "the paper's head plus a learnt a*cos + b on the same-identity logit"),
+    "relative+cosine_prior": ({"edge_input": "relative", "cosine_prior": True},
+                              "relative, plus a learnt a*cos + b on the same-identity logit"),
+    "relative+negatives+cosine_prior": (
+        {"edge_input": "relative", "cosine_prior": True, "train": {"max_positive_share": 0.3}},
+        "relative+negatives, plus a learnt a*cos + b on the same-identity logit",
+    ),
 }
 
 #: The paper's link options, the base every configuration changes (the demo defaults to the
 #: configuration this benchmark chose).
-PAPER_MODEL = {"edge_input": "node", "relative_input": False, "balanced_link_loss": False}
+PAPER_MODEL = {"edge_input": "node", "relative_input": False, "balanced_link_loss": False,
+               "cosine_prior": False}
 
 COLUMNS = (
     ("link_auc", "link AUC"), ("cosine_auc", "cosine AUC"),
@@ -84,7 +93,36 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def run_one(name: str, seed: int, settings, data) -> dict:
+def add_base_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the demo-sized base every run trains (`base_settings` reads them)."""
+    parser.add_argument("--max-identities", type=int, default=200, help="digit-instances identities (200)")
+    parser.add_argument("--epochs", type=int, default=5, help="training epochs per run (5)")
+    parser.add_argument("--size", type=int, default=8,
+                        help="image height and width in pixels (8, the source digits' size, as the demo)")
+    parser.add_argument("--identities-per-batch", type=int, default=8,
+                        help="P of the PK focus batches (8, as the demo)")
+    parser.add_argument("--device", default="cpu",
+                        help="where to train (cpu, as the demo, or cuda); scoring runs on the CPU (cpu)")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run (the demo's --quick settings)")
+
+
+def base_settings(args: argparse.Namespace) -> DemoSettings:
+    """The demo's settings with the paper's link options and training graphs (every configuration
+    changes those, not the demo's chosen ones), sized by `add_base_arguments`' options."""
+    settings = demo_settings(quick=args.quick)
+    settings = replace(settings, model=replace(settings.model, **PAPER_MODEL),
+                       train=replace(settings.train, max_positive_share=None, device=args.device))
+    if args.quick:
+        return settings
+    return replace(
+        settings,
+        data=replace(settings.data, max_identities=args.max_identities, height=args.size, width=args.size),
+        train=replace(settings.train, epochs=args.epochs, milestones=[max(1, args.epochs - 2)],
+                      identities_per_batch=args.identities_per_batch),
+    )
+
+
+def run_one(name: str, seed: int, settings: DemoSettings, data: DemoSplits) -> dict:
     """Train configuration `name` with `seed`; every COLUMNS figure of it."""
     changes, _ = CONFIGS[name]
     model_changes = {key: value for key, value in changes.items() if key != "train"}
@@ -174,15 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds (default 0 1)")
     parser.add_argument("--only", help=f"comma-separated configurations (default all: {', '.join(CONFIGS)})")
-    parser.add_argument("--max-identities", type=int, default=200, help="digit-instances identities (200)")
-    parser.add_argument("--epochs", type=int, default=5, help="training epochs per run (5)")
-    parser.add_argument("--size", type=int, default=8,
-                        help="image height and width in pixels (8, the source digits' size, as the demo)")
-    parser.add_argument("--identities-per-batch", type=int, default=8,
-                        help="P of the PK focus batches (8, as the demo)")
-    parser.add_argument("--device", default="cpu",
-                        help="where to train (cpu, as the demo, or cuda); scoring runs on the CPU (cpu)")
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run (the demo's --quick settings)")
+    add_base_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation"), help="output folder")
     parser.add_argument("--rows", type=Path, nargs="+", metavar="FILE",
                         help="no training: tabulate rows.json files of earlier runs (e.g. one per seed)")
@@ -196,19 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows:
         rows = [row for path in args.rows for row in json.loads(path.read_text(encoding="utf-8"))]
         return report(rows, args.out)
-    settings = demo_settings(quick=args.quick)
-    # Every configuration changes the paper's model and training, not the demo's chosen ones.
-    settings = replace(settings, model=replace(settings.model, **PAPER_MODEL),
-                       train=replace(settings.train, max_positive_share=None))
-    if not args.quick:
-        settings = replace(
-            settings,
-            data=replace(settings.data, max_identities=args.max_identities, height=args.size,
-                         width=args.size),
-            train=replace(settings.train, epochs=args.epochs, milestones=[max(1, args.epochs - 2)],
-                          identities_per_batch=args.identities_per_batch),
-        )
-    settings = replace(settings, train=replace(settings.train, device=args.device))
+    settings = base_settings(args)
     data = load_demo_splits(settings.data)
     print(f"digit-instances: {len(data.fit)} fit, {len(data.val)} validation, {len(data.query)} query, "
           f"{len(data.gallery)} gallery images; {len(names)} configurations x {len(args.seeds)} seeds",
