@@ -59,12 +59,14 @@ NEIGHBOURHOODS = (5, 10, 20)
 
 def neighbour_signals(features: torch.Tensor, labels: np.ndarray, k: int) -> dict[str, float]:
     """AUC of cosine and of each unlearned neighbourhood signal on the k-NN edges (f, i) of
-    `features` [N, D] (cosine neighbours, self excluded), "same identity" from `labels` [N];
-    plus "positive_share", the share of same-identity edges."""
-    unit = functional.normalize(features.float(), dim=1)
+    `features` [N, D] (Euclidean neighbours, self excluded, as the library's kNN graphs), "same
+    identity" from `labels` [N]; plus "positive_share", the share of same-identity edges."""
+    features = features.float()
+    unit = functional.normalize(features, dim=1)
     similarity = unit @ unit.T
-    similarity.fill_diagonal_(-2.0)
-    order = similarity.argsort(dim=1, descending=True)
+    distance = torch.cdist(features, features)
+    distance.fill_diagonal_(float("inf"))
+    order = distance.argsort(dim=1)
     num = labels.shape[0]
     src = torch.arange(num).repeat_interleave(k)
     dst = order[:, :k].reshape(-1)
@@ -86,14 +88,13 @@ def neighbour_signals(features: torch.Tensor, labels: np.ndarray, k: int) -> dic
 
 
 def same_digit_shares(features: torch.Tensor, identities: np.ndarray, k: int) -> dict[str, float]:
-    """Of the wrong k-NN edges of held-out digit-instances rows (identities = source image rows),
+    """Of the wrong (Euclidean) k-NN edges of held-out digit-instances rows (identities = source image rows),
     the share whose two identities are the same digit; and that share among all pairs of
     distinct held-out identities (what chance gives)."""
     digit = load_digits().target
-    unit = functional.normalize(features.float(), dim=1)
-    similarity = unit @ unit.T
-    similarity.fill_diagonal_(-2.0)
-    dst = similarity.topk(k, dim=1).indices.reshape(-1).numpy()
+    distance = torch.cdist(features.float(), features.float())
+    distance.fill_diagonal_(float("inf"))
+    dst = distance.topk(k, dim=1, largest=False).indices.reshape(-1).numpy()
     src = np.repeat(np.arange(identities.shape[0]), k)
     wrong = identities[src] != identities[dst]
     distinct = np.unique(identities)
@@ -206,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     heads = []
     for epochs in args.head_epochs:
         for prior in (False, True):
-            name = f"{args.config}{' + cosine prior' if prior else ''}"
+            edge_input = replace(settings.model, **model_changes).edge_input
+            name = f'edge_input "{edge_input}"{" + cosine prior" if prior else ""}'
             aucs = head_on_frozen(embeddings, data, settings, model_changes, epochs, prior, args.seed)
             heads.append({"head": name, "epochs": epochs, **aucs})
             print(f"  {name}, {epochs} epochs: {heads[-1]}", flush=True)
