@@ -150,9 +150,12 @@ def run_one(name: str, seed: int, settings: DemoSettings, data: DemoSplits) -> d
 
 
 def summarise(rows: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
-    """config -> column -> (mean, spread) over seeds; spread = (max - min) / 2."""
+    """config -> column -> (mean, spread) over seeds; spread = (max - min) / 2. Configurations in
+    CONFIGS' order, then any others in the order of their rows."""
     table: dict[str, dict[str, tuple[float, float]]] = {}
-    for name in dict.fromkeys(row["config"] for row in rows):
+    names = list(dict.fromkeys(row["config"] for row in rows))
+    known = list(CONFIGS)
+    for name in sorted(names, key=lambda n: known.index(n) if n in known else len(known) + names.index(n)):
         runs = [row for row in rows if row["config"] == name]
         table[name] = {}
         for key, _ in COLUMNS:
