@@ -22,9 +22,11 @@ def test_demo_settings_are_the_defaults_but_the_overrides():
     assert (demo.cluster.max_size, demo.cluster.step, demo.cluster.max_iter) == (None, 0.1, 100)
     assert demo.data.height == 8 and demo.data.val_fraction == 0.2 and demo.data.eval_stride == 1
     assert demo.data.dataset == "digit-instances" and demo.data.max_identities == 300
-    # The ablation's validation pick; the paper's head and plain kNN graphs stay the defaults.
-    assert demo.model.edge_input == "relative" and demo.train.max_positive_share == 0.3
-    assert defaults.model.edge_input == "node" and defaults.train.max_positive_share is None
+    # The ablation's validation pick (the paper's head with the cosine prior); the paper's model
+    # stays the library's default.
+    assert demo.model.cosine_prior and not defaults.model.cosine_prior
+    assert demo.model.edge_input == defaults.model.edge_input == "node"
+    assert demo.train.max_positive_share is None and defaults.train.max_positive_share is None
     assert demo.model.relative_input == defaults.model.relative_input
 
 

@@ -48,14 +48,13 @@ class DemoSettings:
 
 #: The paper's model and schedule scaled down to digit-instances on a 2-core CPU (minutes), with
 #: the configuration the ablation (benchmarks/bench_ablation.py) chose on its validation
-#: identities: the focus-relative edge head, trained on F-Graphs with at most 30% same-identity
-#: neighbours (`--set model.edge_input=node --set train.max_positive_share=null` is the paper's).
+#: identities: the paper's edge head with the cosine prior (`--set model.cosine_prior=false` is
+#: the paper's).
 #: The clustering thresholds and max_size are chosen in each run on the validation split.
 DEMO_OVERRIDES: dict[str, dict] = {
     "data": {"height": 8, "width": 8, "max_identities": 300},
-    "model": {"backbone": "resnet18", "k": 10, "gcn_dims": [256, 128], "edge_input": "relative"},
+    "model": {"backbone": "resnet18", "k": 10, "gcn_dims": [256, 128], "cosine_prior": True},
     "train": {
-        "max_positive_share": 0.3,
         "epochs": 4,
         "lr": 0.01,
         "milestones": [3],
