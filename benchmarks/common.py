@@ -52,6 +52,12 @@ def time_ms(fn: Callable[[], object], *, min_run_time: float = 1.0, device: str 
 def machine() -> str:
     """A one-line description of where the figures were measured."""
     cpu = platform.processor() or platform.machine()
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
     text = f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     if torch.cuda.is_available():
         text += f", {torch.cuda.get_device_name()}"
