@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_scale import write_blobs
-from common import ChildProcess, machine, peak_rss_bytes, sampled_recall
+from common import ChildProcess, machine, peak_rss_bytes, sampled_recall, save_loglog_figure
 
 GCN_DIMS = (256, 128)
 NOISE = 0.5
@@ -282,12 +282,7 @@ def plot(results: dict, path: Path, args: argparse.Namespace) -> None:
             ax_m.loglog(*zip(*points), marker="o", label=label)
     ax_t.set(xlabel="N", ylabel="wall time (s)", title=f"hdml cluster stages, D={args.dim}, k={args.k}")
     ax_m.set(xlabel="N", ylabel="peak RSS of the run (MiB)", title="peak memory")
-    for ax in (ax_t, ax_m):
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_loglog_figure(fig, (ax_t, ax_m), path)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import ChildProcess, peak_rss_bytes, sampled_recall
+from common import ChildProcess, peak_rss_bytes, sampled_recall, save_loglog_figure
 
 BACKENDS = ("exact", "faiss-flat", "faiss-ivf", "faiss-hnsw")
 PER_CLUSTER = 50
@@ -301,12 +301,7 @@ def _plot(series: dict, path: Path, args: argparse.Namespace, threads: int) -> N
                     label=f"{name} (slope {slope(ns, mems):.2f})")
     ax_t.set(xlabel="N", ylabel="wall time (s)", title=f"time, D={args.dim}, k={args.k}, {threads} threads")
     ax_m.set(xlabel="N", ylabel="peak RSS above baseline (MiB)", title="peak memory")
-    for ax in (ax_t, ax_m):
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_loglog_figure(fig, (ax_t, ax_m), path)
 
 
 if __name__ == "__main__":
