@@ -418,9 +418,10 @@ def test_on_features_config_round_trip():
     assert HDMLOnFeatures.from_config(config).to_config() == config
 
 
-def test_on_features_compiles_fullgraph():
+@pytest.mark.parametrize("cosine_prior", [False, True])
+def test_on_features_compiles_fullgraph(cosine_prior):
     torch.manual_seed(0)
-    model = HDMLOnFeatures(12, k=5, gcn_dims=(16, 8)).eval()
+    model = HDMLOnFeatures(12, k=5, gcn_dims=(16, 8), cosine_prior=cosine_prior).eval()
     rows, nodes, adj = torch.randn(8, 12), torch.randint(0, 8, (3, 6)), torch.rand(3, 6, 6) < 0.5
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
     torch.testing.assert_close(compiled(rows, nodes, adj).link_logits, model(rows, nodes, adj).link_logits)
