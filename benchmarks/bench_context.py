@@ -22,6 +22,10 @@ kNN edges bench_ablation.py scores (k = the model's k), in three parts:
     on the frozen embeddings of the fit identities for --head-epochs epochs, with and without
     the cosine prior: link AUC on the fit and on the test edges, beside cosine. A head that
     gains on fit edges and loses on test edges is learning the training identities.
+(d) The graph half (k = 10, gcn_dims (256, 128), --head-epochs[1] epochs) trained on synthetic
+    identities of part (b) (150 to train, 100 unseen to test, noise --synthetic-head-noise),
+    for each edge input with and without the cosine prior: can it use a neighbourhood that
+    does carry information?
 
 Writes context.md (the tables and the command) and context.json to --out.
 """
@@ -141,6 +145,28 @@ def head_on_frozen(embeddings, data, settings, model_changes: dict, epochs: int,
     return result
 
 
+def head_on_synthetic(noise: float, edge_input: str, cosine_prior: bool, epochs: int, settings,
+                      seed: int) -> dict[str, float]:
+    """Train the graph half on 150 synthetic identities (`synthetic_identities`, seed 1) and
+    score the kNN edges of 100 unseen ones (seed 2): link and cosine AUC, positive share."""
+    train_features, train_labels = synthetic_identities(150, noise, seed=1)
+    test_features, test_labels = synthetic_identities(100, noise, seed=2)
+    seed_everything(seed)
+    head = HDMLOnFeatures(train_features.shape[1], k=10, gcn_dims=(256, 128), edge_input=edge_input,
+                          cosine_prior=cosine_prior)
+    train = replace(settings.train, epochs=epochs, milestones=[max(1, epochs - 2)], seed=seed,
+                    max_positive_share=None)
+    Trainer(head, train_features, torch.from_numpy(train_labels), train).fit()
+    head.eval()
+    with torch.no_grad():
+        link = link_edges(head, test_features, head.k)
+        cosine = similarity_edges(test_features, head.k)
+    same = test_labels[link[0].numpy()] == test_labels[link[1].numpy()]
+    return {"noise": noise, "edge_input": edge_input, "cosine_prior": cosine_prior, "epochs": epochs,
+            "positive_share": float(same.mean()), "link_auc": float(roc_auc_score(same, link[2].numpy())),
+            "cosine_auc": float(roc_auc_score(same, cosine[2].numpy()))}
+
+
 def signal_table(rows: dict[str, dict[str, float]]) -> list[str]:
     names = [name for name in next(iter(rows.values())) if name != "positive_share"]
     lines = ["| edges | same-identity share | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 2)]
@@ -157,6 +183,12 @@ def markdown(report: dict) -> str:
         aucs = " | ".join(f"{row[key]:.3f}" for key in ("fit_link_auc", "fit_cosine_auc", "test_link_auc",
                                                          "test_cosine_auc"))
         head_rows.append(f"| {row['head']} | {row['epochs']} | {aucs} |")
+    synthetic_rows = ["| synthetic noise | edge_input | cosine prior | epochs | same-identity share | "
+                      "test link AUC | test cosine AUC |", "|---|---|---|---|---|---|---|"]
+    for row in report["synthetic_heads"]:
+        synthetic_rows.append(f"| {row['noise']:g} | {row['edge_input']} | {row['cosine_prior']} | "
+                              f"{row['epochs']} | {row['positive_share']:.2f} | {row['link_auc']:.3f} | "
+                              f"{row['cosine_auc']:.3f} |")
     digits = report["digits"]
     return "\n".join([
         f"`{report['command']}` ({report['seconds']:.0f} s)", "",
@@ -167,6 +199,8 @@ def markdown(report: dict) -> str:
         f"{digits['wrong_edges_same_digit']:.2f} "
         f"(random pairs of held-out identities: {digits['random_pairs_same_digit']:.2f}).", "",
         *head_rows, "",
+        "The graph half on synthetic identities (150 to train, 100 unseen to test):", "",
+        *synthetic_rows, "",
     ]) + "\n"  # fmt: skip
 
 
@@ -180,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="noise levels of the synthetic identities of part (b) (0.2 0.24 0.28)")
     parser.add_argument("--head-epochs", type=int, nargs="+", default=[5, 20, 60],
                         help="epochs of the heads trained on frozen embeddings in part (c) (5 20 60)")
+    parser.add_argument("--synthetic-head-noise", type=float, nargs="+", default=[0.2],
+                        help="noise levels of the synthetic identities of part (d) (0.2)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/context"), help="output folder")
     add_base_arguments(parser)
     args = parser.parse_args(argv)
@@ -212,11 +248,20 @@ def main(argv: list[str] | None = None) -> int:
             aucs = head_on_frozen(embeddings, data, settings, model_changes, epochs, prior, args.seed)
             heads.append({"head": name, "epochs": epochs, **aucs})
             print(f"  {name}, {epochs} epochs: {heads[-1]}", flush=True)
+    synthetic_heads = []
+    epochs = args.head_epochs[min(1, len(args.head_epochs) - 1)]
+    for noise in args.synthetic_head_noise:
+        for edge_input in ("node", "relative"):
+            for prior in (False, True):
+                row = head_on_synthetic(noise, edge_input, prior, epochs, settings, args.seed)
+                synthetic_heads.append(row)
+                print(f"  synthetic: {synthetic_heads[-1]}", flush=True)
     report = {
         "command": shlex.join(["python", "benchmarks/bench_context.py",
                                *(argv if argv is not None else sys.argv[1:])]),
         "config": args.config, "seed": args.seed, "k": k, "signals": signals,
         "digits": same_digit_shares(embeddings.test, data.test_labels, k), "heads": heads,
+        "synthetic_heads": synthetic_heads,
         "seconds": time.perf_counter() - started,
     }  # fmt: skip
     (args.out / "context.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
