@@ -55,6 +55,7 @@ from hdml_ext.engine.clustering import link_edges, similarity_edges
 from hdml_ext.engine.demo.evaluate import embed_splits
 from hdml_ext.engine.demo.run import train_model
 from hdml_ext.engine.demo.splits import load_demo_splits
+from hdml_ext.engine.demo.thresholds import edge_diagnostics
 from hdml_ext.engine.trainer import Trainer
 from hdml_ext.nn import HDMLOnFeatures
 
@@ -136,13 +137,16 @@ def head_on_frozen(embeddings, data, settings, model_changes: dict, epochs: int,
     result = {}
     for split, features, labels in (("fit", embeddings.fit, data.fit.labels.numpy()),
                                     ("test", embeddings.test, data.test_labels)):
-        with torch.no_grad():
-            link = link_edges(head, features, head.k)
-            cosine = similarity_edges(features, head.k)
-        same = labels[link[0].numpy()] == labels[link[1].numpy()]
-        result[f"{split}_link_auc"] = float(roc_auc_score(same, link[2].numpy()))
-        result[f"{split}_cosine_auc"] = float(roc_auc_score(same, cosine[2].numpy()))
+        edges = scored_edges(head, features, labels)
+        result[f"{split}_link_auc"], result[f"{split}_cosine_auc"] = edges["link_auc"], edges["cosine_auc"]
     return result
+
+
+def scored_edges(head: HDMLOnFeatures, features: torch.Tensor, labels: np.ndarray) -> dict:
+    """`edge_diagnostics` of the kNN edges of `features` [N, D] scored by `head` and by cosine."""
+    with torch.no_grad():
+        link = link_edges(head, features, head.k)
+        return edge_diagnostics(link, similarity_edges(features, head.k), labels)
 
 
 def head_on_synthetic(noise: float, edge_input: str, cosine_prior: bool, epochs: int, settings,
@@ -158,13 +162,10 @@ def head_on_synthetic(noise: float, edge_input: str, cosine_prior: bool, epochs:
                     max_positive_share=None)
     Trainer(head, train_features, torch.from_numpy(train_labels), train).fit()
     head.eval()
-    with torch.no_grad():
-        link = link_edges(head, test_features, head.k)
-        cosine = similarity_edges(test_features, head.k)
-    same = test_labels[link[0].numpy()] == test_labels[link[1].numpy()]
+    edges = scored_edges(head, test_features, test_labels)
     return {"noise": noise, "edge_input": edge_input, "cosine_prior": cosine_prior, "epochs": epochs,
-            "positive_share": float(same.mean()), "link_auc": float(roc_auc_score(same, link[2].numpy())),
-            "cosine_auc": float(roc_auc_score(same, cosine[2].numpy()))}
+            "positive_share": edges["same_class_share"], "link_auc": edges["link_auc"],
+            "cosine_auc": edges["cosine_auc"]}
 
 
 def signal_table(rows: dict[str, dict[str, float]]) -> list[str]:
