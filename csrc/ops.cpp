@@ -9,6 +9,11 @@ TORCH_LIBRARY(hdml, m) {
   // row excludes itself. dist [M, k] ascending (ties: smaller index first), idx [M, k] int64.
   m.def("knn(Tensor x, Tensor? queries, int k) -> (Tensor dist, Tensor idx)");
 
+  // kNN of every row of x among the rows of the inverted lists it probes (list b: rows
+  // list_ids[list_ptr[b]:list_ptr[b+1]]; probe [N, P] the lists of each row). Self excluded;
+  // dist [N, k] ascending (ties: smaller index first), idx [N, k] int64, -1 / inf where short.
+  m.def("knn_ivf(Tensor x, Tensor list_ptr, Tensor list_ids, Tensor probe, int k) -> (Tensor dist, Tensor idx)");
+
   // F-Graph adjacency: bool [B, k+1, k+1] for the focus nodes (all N when focus is None).
   m.def("fgraph_adjacency(Tensor knn_idx, Tensor? focus, bool symmetric) -> Tensor");
 

@@ -80,21 +80,6 @@ struct Points {
   double max_norm;   // an upper bound on ||x~_j|| over all points
 };
 
-// ||x_j||^2 of every row of the contiguous [n, d] xe (double accumulation, rounded to T).
-template <typename T>
-std::vector<T> squared_norms(const T* xe, int64_t n, int64_t d) {
-  std::vector<T> norms(static_cast<size_t>(n));
-  at::parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
-    for (int64_t j = begin; j < end; ++j) {
-      const T* row = xe + j * d;
-      double acc = 0.0;
-      for (int64_t l = 0; l < d; ++l) acc += static_cast<double>(row[l]) * static_cast<double>(row[l]);
-      norms[static_cast<size_t>(j)] = static_cast<T>(acc);
-    }
-  });
-  return norms;
-}
-
 template <typename T>
 Points<T> make_points(const KnnOperands& operands, int64_t k) {
   Points<T> p;

@@ -6,8 +6,11 @@
 // scores against the same thresholds in the same order.
 #pragma once
 
+#include <ATen/Parallel.h>
+
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "../utils.h"
 #include "knn_cpu_select.h"
@@ -139,6 +142,21 @@ inline void scan_columns(const T* tile, int64_t ld, int64_t rows, const T* row_n
   }
 #endif
   scan_columns_scalar(tile, ld, rows, row_norms, row0, c_begin, c_end, j0, store);
+}
+
+// ||x_j||^2 of every row of the contiguous [n, d] xe (double accumulation, rounded to T).
+template <typename T>
+std::vector<T> squared_norms(const T* xe, int64_t n, int64_t d) {
+  std::vector<T> norms(static_cast<size_t>(n));
+  at::parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
+    for (int64_t j = begin; j < end; ++j) {
+      const T* row = xe + j * d;
+      double acc = 0.0;
+      for (int64_t l = 0; l < d; ++l) acc += static_cast<double>(row[l]) * static_cast<double>(row[l]);
+      norms[static_cast<size_t>(j)] = static_cast<T>(acc);
+    }
+  });
+  return norms;
 }
 
 // Squared Euclidean distance of two d-vectors, accumulated in double.

@@ -6,6 +6,7 @@ from . import reference
 from .fgraph_adjacency import fgraph_adjacency
 from .gcn_aggregate import gcn_aggregate
 from .knn import knn
+from .knn_ivf import knn_ivf
 from .nfa_gate import nfa_gate
 
-__all__ = ["fgraph_adjacency", "gcn_aggregate", "knn", "nfa_gate", "reference"]
+__all__ = ["fgraph_adjacency", "gcn_aggregate", "knn", "knn_ivf", "nfa_gate", "reference"]

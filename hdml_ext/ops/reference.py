@@ -35,6 +35,25 @@ def knn(x: Tensor, k: int, *, queries: Tensor | None = None, chunk: int = 256) -
     return dist, idx
 
 
+def knn_ivf(x: Tensor, list_ptr: Tensor, list_ids: Tensor, probe: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """kNN of every row among the rows of the lists it probes, by direct differences in float64.
+
+    Same arguments and results as `hdml_ext.ops.knn_ivf`: self excluded, ties to the smaller
+    index, rows with fewer than k candidates padded with inf / -1.
+    """
+    n = x.shape[0]
+    home = torch.empty(n, dtype=torch.int64, device=x.device)
+    home[list_ids] = torch.repeat_interleave(torch.arange(list_ptr.numel() - 1, device=x.device), list_ptr.diff())
+    d2 = (x.double()[:, None, :] - x.double()[None, :, :]).pow(2).sum(-1)
+    probed = (home[None, :, None] == probe[:, None, :]).any(-1)  # [N, N]: j in a list row i probes
+    probed.fill_diagonal_(False)
+    d2 = d2.masked_fill(~probed, float("inf"))
+    order = torch.sort(d2, dim=1, stable=True).indices[:, :k]
+    dist = d2.gather(1, order)
+    idx = order.masked_fill(dist.isinf(), -1)
+    return dist.sqrt().to(x.dtype), idx
+
+
 def fgraph_nodes(knn_idx: Tensor, focus: Tensor | None = None) -> Tensor:
     """Node ids of each F-Graph: [B, k+1], row b = [f, knn_idx[f, 0], ..., knn_idx[f, k-1]]."""
     if focus is None:

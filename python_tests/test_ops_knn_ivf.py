@@ -1,0 +1,217 @@
+"""hdml_ext.ops.knn_ivf (kNN over inverted lists) against reference.knn_ivf and, with every
+list probed, against exact knn."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import DEVICES
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hdml_ext import ops
+from hdml_ext.ops import reference
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_lists(x: torch.Tensor, num_lists: int, nprobe: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Lists as the "ivf" backend builds them, with random centres: (list_ptr, list_ids, probe),
+    each row's home the nearest centre and its probes the nprobe nearest, nearest first."""
+    generator = torch.Generator().manual_seed(seed)
+    centres = x.cpu()[torch.randperm(x.shape[0], generator=generator)[:num_lists]]
+    probe = torch.cdist(x.cpu().double(), centres.double()).argsort(dim=1, stable=True)[:, :nprobe].contiguous()
+    home = probe[:, 0]
+    list_ids = torch.argsort(home, stable=True)
+    list_ptr = torch.zeros(num_lists + 1, dtype=torch.int64)
+    list_ptr[1:] = torch.bincount(home, minlength=num_lists).cumsum(0)
+    return list_ptr.to(x.device), list_ids.to(x.device), probe.to(x.device)
+
+
+def assert_matches_reference(x, list_ptr, list_ids, probe, k, dist, idx):
+    ref_dist, ref_idx = reference.knn_ivf(x.cpu(), list_ptr.cpu(), list_ids.cpu(), probe.cpu(), k)
+    assert dist.shape == (x.shape[0], k) and idx.shape == (x.shape[0], k)
+    assert dist.dtype == x.dtype and idx.dtype == torch.int64 and dist.device == x.device
+    assert torch.equal(idx.cpu(), ref_idx)
+    tol = {"rtol": 1e-6, "atol": 1e-6} if x.dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    torch.testing.assert_close(dist.cpu(), ref_dist, **tol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("n", "num_lists", "nprobe", "k"), [(300, 7, 2, 5), (200, 12, 4, 1), (90, 3, 1, 20)])
+def test_matches_reference(device, dtype, n, num_lists, nprobe, k):
+    torch.manual_seed(n + k)
+    x = torch.randn(n, 9, dtype=dtype, device=device)
+    list_ptr, list_ids, probe = make_lists(x, num_lists, nprobe)
+    dist, idx = ops.knn_ivf(x, list_ptr, list_ids, probe, k)
+    assert_matches_reference(x, list_ptr, list_ids, probe, k, dist, idx)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_every_list_probed_is_exact_knn(device):
+    # Lists larger than a 16-column panel and not multiples of it; clustered rows.
+    torch.manual_seed(1)
+    centres = torch.randn(12, 16) * 4
+    x = (centres[torch.randint(0, 12, (700,))] + torch.randn(700, 16)).to(device)
+    list_ptr, list_ids, probe = make_lists(x, 9, 9)
+    dist, idx = ops.knn_ivf(x, list_ptr, list_ids, probe, 15)
+    exact_dist, exact_idx = ops.knn(x, 15)
+    assert torch.equal(idx, exact_idx)
+    torch.testing.assert_close(dist, exact_dist)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_recall_is_the_share_of_neighbours_in_probed_lists(device):
+    torch.manual_seed(2)
+    x = torch.randn(500, 8, device=device)
+    list_ptr, list_ids, probe = make_lists(x, 20, 3)
+    idx = ops.knn_ivf(x, list_ptr, list_ids, probe, 10)[1].cpu()
+    truth = ops.knn(x, 10)[1].cpu()
+    home = torch.empty(500, dtype=torch.int64)
+    home[list_ids.cpu()] = torch.repeat_interleave(torch.arange(20), list_ptr.cpu().diff())
+    reachable = (home[truth][:, :, None] == probe.cpu()[:, None, :]).any(-1)  # [N, k]
+    found = (truth[:, :, None] == idx[:, None, :]).any(-1)
+    assert torch.equal(found, reachable)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_exact_ties_go_to_the_smaller_index_and_duplicates_are_kept(device):
+    # Integer points with many exact duplicates, in lists that mix them.
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 3, (120, 2), generator=generator).double().to(device)
+    list_ptr, list_ids, probe = make_lists(x + 0.01 * torch.arange(120, device=device)[:, None], 5, 3)
+    dist, idx = ops.knn_ivf(x, list_ptr, list_ids, probe, 30)
+    assert_matches_reference(x, list_ptr, list_ids, probe, 30, dist, idx)
+    assert (idx != torch.arange(120, device=device)[:, None]).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_short_rows_are_padded(device):
+    # Rows whose probed lists hold fewer than k other rows end in -1 / inf; N = k + 1 with one
+    # list probed by all is exact.
+    x = torch.arange(12, dtype=torch.float32, device=device)[:, None]
+    list_ptr = torch.tensor([0, 4, 12], device=device)
+    list_ids = torch.arange(12, device=device)
+    probe = torch.cat([torch.zeros(4, 1), torch.ones(8, 1)]).long().to(device)
+    dist, idx = ops.knn_ivf(x, list_ptr, list_ids, probe, 5)
+    assert (idx[:4, 3:] == -1).all() and torch.isinf(dist[:4, 3:]).all()
+    assert torch.equal(idx[0, :3].cpu(), torch.tensor([1, 2, 3]))
+    assert (idx[4:] >= 4).all()
+    whole = ops.knn_ivf(x[:6], torch.tensor([0, 6], device=device), torch.arange(6, device=device),
+                        torch.zeros(6, 1, dtype=torch.int64, device=device), 5)
+    assert torch.equal(whole[1], ops.knn(x[:6], 5)[1])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_empty_lists_and_k_one(device):
+    x = torch.randn(40, 3, device=device)
+    list_ptr = torch.tensor([0, 0, 25, 25, 40], device=device)
+    list_ids = torch.randperm(40).to(device)
+    probe = torch.tensor([[1, 0, 3]] * 40, device=device)
+    dist, idx = ops.knn_ivf(x, list_ptr, list_ids, probe, 1)
+    assert_matches_reference(x, list_ptr, list_ids, probe, 1, dist, idx)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(2, 80), d=st.integers(1, 20), num_lists=st.integers(1, 9), nprobe_frac=st.floats(0.1, 1.0),
+       k_frac=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
+def test_property_matches_reference(n, d, num_lists, nprobe_frac, k_frac, seed):
+    num_lists = min(num_lists, n)
+    nprobe = max(1, round(nprobe_frac * num_lists))
+    k = 1 + round(k_frac * (n - 2))
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=generator)
+    list_ptr, list_ids, probe = make_lists(x, num_lists, nprobe, seed)
+    dist, idx = ops.knn_ivf(x, list_ptr, list_ids, probe, k)
+    assert_matches_reference(x, list_ptr, list_ids, probe, k, dist, idx)
+
+
+def test_same_result_for_any_thread_count():
+    torch.manual_seed(4)
+    x = torch.randn(600, 12)
+    lists = make_lists(x, 10, 3)
+    previous = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(ops.knn_ivf(x, *lists, 7))
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(results[0][1], results[1][1]) and torch.equal(results[0][0], results[1][0])
+
+
+def test_portable_cpu_path_matches_the_reference():
+    # float32 on AVX2 runs the fused panel loop (csrc/knn_ivf/knn_ivf_cpu_panels.h);
+    # ATEN_CPU_CAPABILITY=default selects the GEMM path, as float64 always does.
+    script = textwrap.dedent("""
+        import sys
+        import torch
+        sys.path.insert(0, sys.argv[1])
+        from test_ops_knn_ivf import assert_matches_reference, make_lists
+        from hdml_ext import ops
+        assert torch.backends.cpu.get_cpu_capability() == "DEFAULT"
+        torch.manual_seed(5)
+        x = torch.randn(400, 7)
+        lists = make_lists(x, 9, 3)
+        assert_matches_reference(x, *lists, 6, *ops.knn_ivf(x, *lists, 6))
+        print("portable path ok")
+    """)
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script, str(ROOT / "python_tests")], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "portable path ok" in done.stdout
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    torch.manual_seed(6)
+    x = torch.randn(60, 5, device=device)
+    torch.library.opcheck(torch.ops.hdml.knn_ivf.default, (x, *make_lists(x, 4, 2), 6))
+
+
+def test_torch_compile_fullgraph():
+    torch.manual_seed(7)
+    x = torch.randn(64, 5)
+    lists = make_lists(x, 4, 2)
+
+    def mean_neighbour_distance(points: torch.Tensor) -> torch.Tensor:
+        return ops.knn_ivf(points * 2.0, *lists, 3)[0].mean(dim=1)
+
+    compiled = torch.compile(mean_neighbour_distance, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x), mean_neighbour_distance(x))
+
+
+@pytest.mark.parametrize(("change", "error", "message"), [
+    (lambda a: {**a, "x": a["x"].int()}, TypeError, "x should be a floating-point tensor"),
+    (lambda a: {**a, "x": a["x"][0]}, ValueError, "x should be 2-D"),
+    (lambda a: {**a, "probe": a["probe"].int()}, TypeError, "probe should have dtype torch.int64"),
+    (lambda a: {**a, "list_ids": a["list_ids"][:, None]}, ValueError, "list_ids should be 1-D"),
+    (lambda a: {**a, "k": 0}, ValueError, "k should be >= 1"),
+    (lambda a: {**a, "k": 30}, RuntimeError, r"k should be in \[1, N - 1\] = \[1, 29\], got 30"),
+    (lambda a: {**a, "list_ptr": torch.tensor([1, 30])}, RuntimeError, "list_ptr should start at 0"),
+    (lambda a: {**a, "list_ptr": torch.tensor([0, 20, 10, 30])}, RuntimeError, "list_ptr should be non-decreasing"),
+    (lambda a: {**a, "list_ptr": torch.tensor([0, 29])}, RuntimeError, "list_ptr should end at N = 30"),
+    (lambda a: {**a, "list_ids": torch.zeros(30, dtype=torch.int64)}, RuntimeError,
+     r"list_ids should be a permutation of 0 .. N - 1 = 29, got 0 at position 1 \(a repeat\)"),
+    (lambda a: {**a, "probe": torch.full((30, 1), 2)}, RuntimeError, r"probe values should be list numbers in \[0, 2\)"),
+    (lambda a: {**a, "probe": torch.zeros(30, 2, dtype=torch.int64)}, RuntimeError,
+     "probe rows should list distinct lists, got list 0 twice"),
+    (lambda a: {**a, "probe": torch.zeros(29, 1, dtype=torch.int64)}, RuntimeError, r"probe should have shape \[N, P\]"),
+    (lambda a: {**a, "x": a["x"].clone().index_fill_(0, torch.tensor([3]), float("nan"))}, RuntimeError,
+     "x should contain only finite values"),
+])
+def test_bad_inputs_name_the_argument(change, error, message):
+    good = {"x": torch.randn(30, 3), "list_ptr": torch.tensor([0, 10, 30]), "list_ids": torch.arange(30),
+            "probe": torch.zeros(30, 1, dtype=torch.int64), "k": 4}
+    with pytest.raises(error, match=message):
+        ops.knn_ivf(**change(good))
