@@ -14,9 +14,10 @@ from hdml_ext import ops
 from hdml_ext.graph import KNN_BACKENDS, FGraphs, build_fgraphs, exact_knn_rows, faiss_backends, fgraph_nodes
 from hdml_ext.graph import auto as auto_module
 from hdml_ext.graph import build as build_module
+from hdml_ext.graph import ivf as ivf_module
 
 K = 10
-RECALL_FLOOR = {"exact": 1.0, "faiss-flat": 1.0, "faiss-ivf": 0.9, "faiss-hnsw": 0.9}
+RECALL_FLOOR = {"exact": 1.0, "ivf": 0.9, "faiss-flat": 1.0, "faiss-ivf": 0.9, "faiss-hnsw": 0.9}
 
 
 def _clustered(num_rows: int = 2000, dim: int = 16, num_clusters: int = 40, seed: int = 0) -> np.ndarray:
@@ -42,7 +43,7 @@ def _recall(found: torch.Tensor, truth: torch.Tensor) -> float:
     return hits / truth.numel()
 
 
-@pytest.mark.parametrize("backend", ["exact", "faiss-flat", "faiss-ivf", "faiss-hnsw"])
+@pytest.mark.parametrize("backend", ["exact", "ivf", "faiss-flat", "faiss-ivf", "faiss-hnsw"])
 def test_backend_agrees_with_exact_knn(points, exact, backend):
     graphs = build_fgraphs(points, K, backend=backend, block_size=700)
     assert graphs.backend == backend
@@ -70,7 +71,7 @@ def test_exact_ties_put_the_smaller_index_first():
     assert torch.equal(flat.knn_idx, ops.knn(torch.from_numpy(points), 3)[1])
 
 
-@pytest.mark.parametrize("backend", ["exact", "faiss-ivf"])  # every faiss backend reads blocks alike
+@pytest.mark.parametrize("backend", ["exact", "ivf", "faiss-ivf"])  # every faiss backend reads blocks alike
 def test_memmap_input_gives_the_in_memory_tables(points, backend, tmp_path):
     path = tmp_path / "features.npy"
     np.save(path, points)
@@ -151,10 +152,12 @@ def test_nodes_and_adjacency_match_the_ops(points):
 
 def _exact_estimate_of(monkeypatch, seconds: float) -> None:
     """Make "auto" estimate exact at `seconds` (its neighbours still computed), and estimate
-    at all: the timing-free way to make IVF the cheaper (or the dearer) candidate."""
+    at all: the timing-free way to make IVF the cheaper (or the dearer) candidate. Lists of 20
+    rows, as at large N (2,000 rows would make 8 lists of 12% of the rows each)."""
     measured = auto_module._exact_estimate
     monkeypatch.setattr(auto_module, "_exact_estimate", lambda *args: (measured(*args)[0], seconds))
     monkeypatch.setattr(auto_module, "EXACT_MAX_WORK", 1000)  # pretend N is large
+    monkeypatch.setattr(ivf_module, "ivf_nlist", lambda n: n // 20)
 
 
 def test_auto_takes_exact_unprobed_below_the_floor(points, caplog, monkeypatch):
@@ -170,34 +173,65 @@ def test_auto_takes_exact_unprobed_below_the_floor(points, caplog, monkeypatch):
 def test_auto_takes_ivf_where_cheaper_at_the_target_recall(points, exact, monkeypatch, target):
     _exact_estimate_of(monkeypatch, 1e6)
     graphs = build_fgraphs(points, K, target_recall=target)
-    assert graphs.backend == "faiss-ivf"
-    assert graphs.reason.startswith("auto: estimated exact 1e+06 s, faiss-ivf")
+    assert graphs.backend == "ivf"
+    assert graphs.reason.startswith("auto: estimated exact 1e+06 s, ivf")
     assert "approximate" in graphs.reason and f"target_recall {target:g}" in graphs.reason
     assert graphs.params["sample_recall"] >= target and graphs.params["nprobe"] < graphs.params["nlist"]
     assert _recall(graphs.knn_idx, exact[1]) >= target - 0.05
-    # The index auto probed is the one searched: the same tables as asking for faiss-ivf.
-    asked = build_fgraphs(points, K, backend="faiss-ivf", target_recall=target)
+    # The join auto trained is the one run: the same tables as asking for ivf (same lists).
+    asked = build_fgraphs(points, K, backend="ivf", target_recall=target)
     assert torch.equal(graphs.knn_idx, asked.knn_idx)
 
 
 def test_auto_falls_back_to_exact_on_unclustered_data(monkeypatch):
-    # i.i.d. Gaussian rows: IVF's probes must scan over MAX_SCAN_SHARE of the rows for recall
-    # 0.95, so exact wins even when estimated at a million seconds, and no row is added.
+    # i.i.d. Gaussian rows: for recall 0.95 each row must probe lists holding over
+    # MAX_SCAN_SHARE of the rows, so exact wins even when estimated at a million seconds, and no
+    # row is searched by ivf.
     unclustered = np.random.default_rng(1).standard_normal((4000, 32)).astype(np.float32)
     _exact_estimate_of(monkeypatch, 1e6)
-    monkeypatch.setattr(faiss_backends.IVFIndex, "add_block", lambda self: pytest.fail("filled"))
+    monkeypatch.setattr(ivf_module.IVFJoin, "tables", lambda self: pytest.fail("searched"))
     graphs = build_fgraphs(unclustered, K)
     assert graphs.backend == "exact" and graphs.params == {}
-    assert "find 0.95 of their neighbours only in their" in graphs.reason
+    assert "ivf reaches target_recall 0.95 only scanning more than 10% of the rows" in graphs.reason
     assert graphs.reason.startswith("auto: estimated exact 1e+06 s") and graphs.reason.endswith("s)")
     assert torch.equal(graphs.knn_idx, ops.knn(torch.from_numpy(unclustered), K)[1])
 
 
-def test_auto_does_not_fill_an_index_dearer_to_build_than_exact(points, monkeypatch):
+def test_auto_takes_exact_where_ivf_is_no_cheaper(points, monkeypatch):
     _exact_estimate_of(monkeypatch, 1e-9)
+    monkeypatch.setattr(ivf_module.IVFJoin, "tables", lambda self: pytest.fail("searched"))
     graphs = build_fgraphs(points, K)
     assert graphs.backend == "exact"
-    assert "training and adding alone" in graphs.reason
+    assert "ivf at target_recall 0.95 is no cheaper: exact" in graphs.reason
+
+
+def test_ivf_recall_on_the_sample_is_what_it_chose(points, exact):
+    # The join is exact within the probed lists, so the sample's recall is known before the
+    # search: the tables' recall on the sampled rows equals it.
+    for target in (0.5, 0.8, 0.97):
+        graphs = build_fgraphs(points, K, backend="ivf", target_recall=target)
+        sample = faiss_backends.sample_ids(points.shape[0])
+        measured = _recall(graphs.knn_idx[sample], exact[1][sample])
+        assert measured == pytest.approx(graphs.params["sample_recall"], abs=1e-4)  # params: 4 decimals
+        assert measured >= target
+    assert build_fgraphs(points, K, backend="ivf", target_recall=1.0).params["sample_recall"] == 1.0
+
+
+def test_ivf_rows_short_of_neighbours_are_repaired(points, exact, monkeypatch):
+    monkeypatch.setattr(ivf_module, "ivf_nlist", lambda n: 400)  # lists of ~5 rows, k = 10
+    graphs = build_fgraphs(points, K, backend="ivf", target_recall=0.01)
+    assert graphs.params["nprobe"] == 1 and graphs.params["repaired_rows"] > 0
+    assert ((graphs.knn_idx >= 0) & (graphs.knn_idx < points.shape[0])).all()
+    assert not (graphs.knn_idx == torch.arange(points.shape[0])[:, None]).any()
+    repaired = (graphs.knn_dist == exact[0]).all(dim=1)
+    assert repaired.sum() >= graphs.params["repaired_rows"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU present")
+def test_ivf_reads_cuda_rows(points, exact):
+    graphs = build_fgraphs(torch.from_numpy(points).cuda(), K, backend="ivf", target_recall=0.99)
+    assert "copied to the host" in graphs.reason
+    assert _recall(graphs.knn_idx, exact[1]) >= 0.94
 
 
 def test_faiss_uses_torch_thread_count(points, monkeypatch):
@@ -239,10 +273,10 @@ def test_bad_inputs_name_the_argument(points, tmp_path):
         build_fgraphs(points, 2, block_size=None)
     with pytest.raises(ValueError, match="N >= 2 rows"):
         build_fgraphs(points[:1], 1)
-    assert set(KNN_BACKENDS) == {"auto", "exact", "faiss-flat", "faiss-ivf", "faiss-hnsw"}
+    assert set(KNN_BACKENDS) == {"auto", "exact", "ivf", "faiss-flat", "faiss-ivf", "faiss-hnsw"}
 
 
-@pytest.mark.parametrize("backend", ["exact", "faiss-flat", "faiss-ivf"])
+@pytest.mark.parametrize("backend", ["exact", "ivf", "faiss-flat", "faiss-ivf"])
 def test_non_finite_rows_are_reported_with_their_row(points, backend, tmp_path):
     bad = points[:1200].copy()
     bad[1100, 3] = np.nan

@@ -26,7 +26,8 @@ def make_lists(x: torch.Tensor, num_lists: int, nprobe: int, seed: int = 0) -> t
     each row's home the nearest centre and its probes the nprobe nearest, nearest first."""
     generator = torch.Generator().manual_seed(seed)
     centres = x.cpu()[torch.randperm(x.shape[0], generator=generator)[:num_lists]]
-    probe = torch.cdist(x.cpu().double(), centres.double()).argsort(dim=1, stable=True)[:, :nprobe].contiguous()
+    order = torch.cdist(x.cpu().double(), centres.double()).argsort(dim=1, stable=True)
+    probe = order[:, :nprobe].contiguous()
     home = probe[:, 0]
     list_ids = torch.argsort(home, stable=True)
     list_ptr = torch.zeros(num_lists + 1, dtype=torch.int64)
@@ -120,8 +121,8 @@ def test_empty_lists_and_k_one(device):
 
 
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(2, 80), d=st.integers(1, 20), num_lists=st.integers(1, 9), nprobe_frac=st.floats(0.1, 1.0),
-       k_frac=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
+@given(n=st.integers(2, 80), d=st.integers(1, 20), num_lists=st.integers(1, 9),
+       nprobe_frac=st.floats(0.1, 1.0), k_frac=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
 def test_property_matches_reference(n, d, num_lists, nprobe_frac, k_frac, seed):
     num_lists = min(num_lists, n)
     nprobe = max(1, round(nprobe_frac * num_lists))
@@ -199,14 +200,17 @@ def test_torch_compile_fullgraph():
     (lambda a: {**a, "k": 0}, ValueError, "k should be >= 1"),
     (lambda a: {**a, "k": 30}, RuntimeError, r"k should be in \[1, N - 1\] = \[1, 29\], got 30"),
     (lambda a: {**a, "list_ptr": torch.tensor([1, 30])}, RuntimeError, "list_ptr should start at 0"),
-    (lambda a: {**a, "list_ptr": torch.tensor([0, 20, 10, 30])}, RuntimeError, "list_ptr should be non-decreasing"),
+    (lambda a: {**a, "list_ptr": torch.tensor([0, 20, 10, 30])}, RuntimeError,
+     "list_ptr should be non-decreasing"),
     (lambda a: {**a, "list_ptr": torch.tensor([0, 29])}, RuntimeError, "list_ptr should end at N = 30"),
     (lambda a: {**a, "list_ids": torch.zeros(30, dtype=torch.int64)}, RuntimeError,
      r"list_ids should be a permutation of 0 .. N - 1 = 29, got 0 at position 1 \(a repeat\)"),
-    (lambda a: {**a, "probe": torch.full((30, 1), 2)}, RuntimeError, r"probe values should be list numbers in \[0, 2\)"),
+    (lambda a: {**a, "probe": torch.full((30, 1), 2)}, RuntimeError,
+     r"probe values should be list numbers in \[0, 2\)"),
     (lambda a: {**a, "probe": torch.zeros(30, 2, dtype=torch.int64)}, RuntimeError,
      "probe rows should list distinct lists, got list 0 twice"),
-    (lambda a: {**a, "probe": torch.zeros(29, 1, dtype=torch.int64)}, RuntimeError, r"probe should have shape \[N, P\]"),
+    (lambda a: {**a, "probe": torch.zeros(29, 1, dtype=torch.int64)}, RuntimeError,
+     r"probe should have shape \[N, P\]"),
     (lambda a: {**a, "x": a["x"].clone().index_fill_(0, torch.tensor([3]), float("nan"))}, RuntimeError,
      "x should contain only finite values"),
 ])

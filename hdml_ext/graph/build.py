@@ -13,6 +13,7 @@ from .cache import fingerprint, load_cache
 from .exact import Tables, exact_tables
 from .faiss_backends import DEFAULT_TARGET_RECALL, faiss_flat_tables, faiss_hnsw_tables, faiss_ivf_tables
 from .fgraphs import FGraphs, require_k
+from .ivf import ivf_tables
 from .rows import DEFAULT_BLOCK_SIZE, FeatureRows, Features
 
 logger = logging.getLogger(__name__)
@@ -20,6 +21,7 @@ logger = logging.getLogger(__name__)
 #: Backend name -> function(rows, k, block_size, progress, target_recall) -> (knn_dist, knn_idx, params).
 _TABLE_BUILDERS: dict[str, Callable[[FeatureRows, int, int, bool, float], Tables]] = {
     "exact": exact_tables,
+    "ivf": ivf_tables,
     "faiss-flat": faiss_flat_tables,
     "faiss-ivf": faiss_ivf_tables,
     "faiss-hnsw": faiss_hnsw_tables,
@@ -59,11 +61,12 @@ def build_fgraphs(
             numpy array, or a `numpy.memmap` (possibly larger than memory; read `block_size`
             rows at a time).
         k: neighbours per node, 1 <= k <= N - 1 (each F-Graph has k + 1 nodes).
-        backend: one of `KNN_BACKENDS`: "auto", "exact", "faiss-flat", "faiss-ivf" or
-            "faiss-hnsw" (docs/graph.md, "Backends"). "auto" takes "exact" or "faiss-ivf",
-            whichever is estimated cheaper on a sample at `target_recall`.
-        target_recall: recall@k, on a seeded sample of rows, that "faiss-ivf" tunes nprobe and
-            "faiss-hnsw" efSearch for, and that "auto" costs IVF at; in (0, 1].
+        backend: one of `KNN_BACKENDS`: "auto", "exact", "ivf" (ours: an exact join within
+            inverted lists, ops.knn_ivf), "faiss-flat", "faiss-ivf" or "faiss-hnsw"
+            (docs/graph.md, "Backends"). "auto" takes "exact" or "ivf", whichever is estimated
+            cheaper on a sample at `target_recall`.
+        target_recall: recall@k, on a seeded sample of rows, that "ivf" and "faiss-ivf" choose
+            nprobe for, "faiss-hnsw" efSearch, and that "auto" costs ivf at; in (0, 1].
         block_size: rows per streamed block (bounds the memory besides the tables and index).
         cache: a .npz path (docs/graph.md, "Cache"). A cache built from the same features
             (same fingerprint) with >= k columns is loaded (first k columns); when the path does
@@ -99,11 +102,13 @@ def build_fgraphs(
         backend, reason, prepared = choice.backend, choice.reason, choice.ivf
     else:
         reason = f"requested backend={backend!r}"
-    if backend != "exact" and rows.device.type == "cuda":
+    if backend == "ivf" and rows.device.type == "cuda":
+        reason += " (ops.knn_ivf runs on the CPU: CUDA rows are copied to the host)"
+    elif backend != "exact" and rows.device.type == "cuda":
         reason += " (faiss-cpu: CUDA rows are copied to the host block by block)"
     logger.info("build_fgraphs: N=%d D=%d k=%d -> %s (%s)", rows.num_rows, rows.dim, k, backend, reason)
     if prepared is not None:
-        knn_dist, knn_idx, params = prepared.tables(progress)
+        knn_dist, knn_idx, params = prepared.tables()
     else:
         knn_dist, knn_idx, params = _TABLE_BUILDERS[backend](rows, k, block_size, progress, target_recall)
     graphs = FGraphs(knn_idx, knn_dist, backend, reason, params)

@@ -16,6 +16,8 @@ from .rows import DEFAULT_BLOCK_SIZE, FeatureRows, Features
 #: What every backend returns: (knn_dist float32 [N, k], knn_idx int64 [N, k]) on the CPU, and
 #: the index settings it used.
 Tables = tuple[Tensor, Tensor, dict]
+# Short rows recomputed per exact_knn_rows pass by repair_short_rows.
+_REPAIR_CHUNK = 4096
 
 
 def merge_topk(best_d: Tensor, best_i: Tensor, d: Tensor, i: Tensor, keep: int) -> tuple[Tensor, Tensor]:
@@ -93,3 +95,14 @@ def exact_knn_rows(
     out_d, out_i = np.empty_like(dist), np.empty_like(idx)
     out_d[order], out_i[order] = dist, idx
     return out_d, out_i
+
+
+def repair_short_rows(rows: FeatureRows, out_d: np.ndarray, out_i: np.ndarray, k: int,
+                      block_size: int = DEFAULT_BLOCK_SIZE) -> int:
+    """Recompute exactly, in place, the rows of an approximate backend's tables [N, k] with
+    missing (-1) neighbours; returns how many there were."""
+    short = np.flatnonzero((out_i < 0).any(axis=1))
+    for start in range(0, short.size, _REPAIR_CHUNK):
+        ids = short[start : start + _REPAIR_CHUNK]
+        out_d[ids], out_i[ids] = exact_knn_rows(rows, ids, k, block_size=block_size)
+    return int(short.size)

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import ops
-from .exact import Tables, drop_self, exact_knn_rows, merge_topk
+from .exact import Tables, drop_self, merge_topk, repair_short_rows
 from .rows import FeatureRows
 
 #: Recall@k on the sample that tuned indexes aim for unless told otherwise (`target_recall`).
@@ -26,10 +26,9 @@ IVF_KMEANS_ITER = 10
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40
 SEED = 1234
-_REPAIR_CHUNK = 4096
 
 
-def _faiss() -> object:
+def faiss_module() -> object:
     """The faiss module, set to as many OpenMP threads as torch uses (docs/graph.md, "Threads")."""
     import faiss
 
@@ -102,20 +101,11 @@ def _search_all(rows: FeatureRows, k: int, block_size: int, progress: bool, sear
     return out_d, out_i
 
 
-def _repair(rows: FeatureRows, out_d: np.ndarray, out_i: np.ndarray, k: int, block_size: int) -> int:
-    """Recompute exactly the rows with missing (-1) neighbours; returns how many there were."""
-    short = np.flatnonzero((out_i < 0).any(axis=1))
-    for start in range(0, short.size, _REPAIR_CHUNK):
-        ids = short[start : start + _REPAIR_CHUNK]
-        out_d[ids], out_i[ids] = exact_knn_rows(rows, ids, k, block_size=block_size)
-    return int(short.size)
-
-
 def faiss_flat_tables(
     rows: FeatureRows, k: int, block_size: int, progress: bool, target_recall: float
 ) -> Tables:
     """Backend "faiss-flat" (`faiss.IndexFlatL2`; exact, so `target_recall` is met): as `exact_tables`."""
-    faiss = _faiss()
+    faiss = faiss_module()
     index = faiss.IndexFlatL2(rows.dim)
     for start in tqdm(range(0, rows.num_rows, block_size), desc="faiss-flat: add", disable=not progress,
                       leave=False):
@@ -139,7 +129,7 @@ class IVFIndex:
     """
 
     def __init__(self, rows: FeatureRows, k: int, block_size: int, sample: SampleTruth) -> None:
-        self.faiss = _faiss()
+        self.faiss = faiss_module()
         self.rows, self.k, self.block_size, self.sample = rows, k, block_size, sample
         n, dim = rows.num_rows, rows.dim
         self.nlist = _ivf_nlist(n)
@@ -215,7 +205,7 @@ class IVFIndex:
                                    lambda x, s: self._probe(x, slice(s, s + x.shape[0]), nprobe),
                                    f"faiss-ivf: search (nprobe={nprobe})")
         # Rows whose probed lists held fewer than k+1 points: search them again with 4x the
-        # probes (cheap, few rows); whatever is still short is recomputed exactly by _repair.
+        # probes (cheap, few rows); whatever is still short is recomputed exactly by repair_short_rows.
         short = np.flatnonzero((out_i < 0).any(axis=1))
         if short.size and nprobe < nlist:
             self.index.nprobe = min(nlist, 4 * nprobe)
@@ -224,7 +214,7 @@ class IVFIndex:
                 x = np.ascontiguousarray(rows.rows(ids).float().cpu().numpy())
                 out_d[ids], out_i[ids] = _finish(*self.index.search(x, k + 1), ids)
             self.index.nprobe = nprobe
-        repaired = _repair(rows, out_d, out_i, k, self.block_size)
+        repaired = repair_short_rows(rows, out_d, out_i, k, self.block_size)
         params = {"nlist": nlist, "nprobe": nprobe, "train_rows": int(self.train_ids.size),
                   "kmeans_iter": IVF_KMEANS_ITER, "sample_recall": round(self.recall, 4),
                   "sample_size": int(self.sample.ids.size), "reprobed_rows": int(short.size),
@@ -253,7 +243,7 @@ def faiss_hnsw_tables(
 ) -> Tables:
     """Backend "faiss-hnsw" (`faiss.IndexHNSWFlat`, efSearch tuned for `target_recall`): as
     `exact_tables`, params {M, efConstruction, efSearch, sample_recall, sample_size, repaired_rows}."""
-    faiss = _faiss()
+    faiss = faiss_module()
     n = rows.num_rows
     index = faiss.IndexHNSWFlat(rows.dim, HNSW_M)
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
@@ -270,7 +260,7 @@ def faiss_hnsw_tables(
     ef = int(index.hnsw.efSearch)
     out_d, out_i = _search_all(rows, k, block_size, progress, lambda x, _: index.search(x, k + 1),
                                f"faiss-hnsw: search (efSearch={ef})")
-    repaired = _repair(rows, out_d, out_i, k, block_size)
+    repaired = repair_short_rows(rows, out_d, out_i, k, block_size)
     params = {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION, "efSearch": ef,
               "sample_recall": round(recall, 4), "sample_size": int(sample.ids.size),
               "repaired_rows": repaired}

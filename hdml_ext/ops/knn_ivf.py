@@ -6,7 +6,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._checks import require_dim, require_floating, require_index, require_int, require_same_device, require_tensor
+from .._checks import (
+    require_dim,
+    require_floating,
+    require_index,
+    require_int,
+    require_same_device,
+    require_tensor,
+)
 
 
 def knn_ivf(x: Tensor, list_ptr: Tensor, list_ids: Tensor, probe: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -44,7 +51,8 @@ def knn_ivf(x: Tensor, list_ptr: Tensor, list_ids: Tensor, probe: Tensor, k: int
 
 
 @torch.library.register_fake("hdml::knn_ivf")
-def _knn_ivf_fake(x: Tensor, list_ptr: Tensor, list_ids: Tensor, probe: Tensor, k: int) -> tuple[Tensor, Tensor]:
+def _knn_ivf_fake(x: Tensor, list_ptr: Tensor, list_ids: Tensor, probe: Tensor,
+                  k: int) -> tuple[Tensor, Tensor]:
     torch._check(x.dim() == 2, lambda: f"x should be 2-D, got {x.dim()}-D")
     torch._check(probe.dim() == 2 and probe.shape[0] == x.shape[0],
                  lambda: f"probe should be [N, P] with N = {x.shape[0]}, got {tuple(probe.shape)}")

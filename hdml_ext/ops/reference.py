@@ -43,7 +43,8 @@ def knn_ivf(x: Tensor, list_ptr: Tensor, list_ids: Tensor, probe: Tensor, k: int
     """
     n = x.shape[0]
     home = torch.empty(n, dtype=torch.int64, device=x.device)
-    home[list_ids] = torch.repeat_interleave(torch.arange(list_ptr.numel() - 1, device=x.device), list_ptr.diff())
+    lists = torch.arange(list_ptr.numel() - 1, device=x.device)
+    home[list_ids] = torch.repeat_interleave(lists, list_ptr.diff())
     d2 = (x.double()[:, None, :] - x.double()[None, :, :]).pow(2).sum(-1)
     probed = (home[None, :, None] == probe[:, None, :]).any(-1)  # [N, N]: j in a list row i probes
     probed.fill_diagonal_(False)
