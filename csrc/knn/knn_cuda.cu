@@ -30,11 +30,13 @@
 #include <type_traits>
 
 #include "knn.h"
+#include "knn_cuda_select.cuh"
 
 namespace hdml {
 namespace {
 
 using namespace knn_detail;
+using namespace knn_cuda_detail;
 
 // Selection: threads per block, scores per thread per round, shared candidate buffer size.
 constexpr int kSelectThreads = 128;
@@ -51,65 +53,6 @@ constexpr int kNormThreads = 256;
 // Tile: at most this many query rows and this many elements (rows * points) per GEMM.
 constexpr int64_t kTileQueries = 4096;
 constexpr int64_t kTileElements = int64_t{1} << 26;
-
-constexpr int64_t kNoIndex = std::numeric_limits<int64_t>::max();
-
-template <typename T>
-__device__ __forceinline__ T positive_infinity() {
-  return std::numeric_limits<T>::infinity();
-}
-
-// Order of (value, index) pairs: by value, then by index.
-template <typename T>
-__device__ __forceinline__ bool pair_less(T va, int64_t ia, T vb, int64_t ib) {
-  return va < vb || (va == vb && ia < ib);
-}
-
-// Puts pairs lo and hi in ascending order.
-template <typename T>
-__device__ __forceinline__ void order_pair(T* val, int64_t* idx, int lo, int hi) {
-  const T vl = val[lo];
-  const T vh = val[hi];
-  const int64_t il = idx[lo];
-  const int64_t ih = idx[hi];
-  if (pair_less(vh, ih, vl, il)) {
-    val[lo] = vh;
-    val[hi] = vl;
-    idx[lo] = ih;
-    idx[hi] = il;
-  }
-}
-
-// Sorts n (a power of two) shared pairs ascending with the whole block. Ends synchronised.
-template <typename T>
-__device__ void bitonic_sort(T* val, int64_t* idx, int n) {
-  for (int size = 2; size <= n; size <<= 1) {
-    for (int stride = size >> 1; stride > 0; stride >>= 1) {
-      for (int t = threadIdx.x; t < n / 2; t += blockDim.x) {
-        const int lo = 2 * t - (t & (stride - 1));
-        const int hi = lo + stride;
-        if ((lo & size) == 0) {
-          order_pair(val, idx, lo, hi);
-        } else {
-          order_pair(val, idx, hi, lo);
-        }
-      }
-      __syncthreads();
-    }
-  }
-}
-
-// Sorts n (a power of two) shared pairs forming a bitonic sequence ascending. Ends synchronised.
-template <typename T>
-__device__ void bitonic_merge(T* val, int64_t* idx, int n) {
-  for (int stride = n >> 1; stride > 0; stride >>= 1) {
-    for (int t = threadIdx.x; t < n / 2; t += blockDim.x) {
-      const int lo = 2 * t - (t & (stride - 1));
-      order_pair(val, idx, lo, lo + stride);
-    }
-    __syncthreads();
-  }
-}
 
 // The sum of acc over the 32 lanes of a warp, in lane 0 (the other lanes hold partial sums).
 // Every lane of the warp must call it.
@@ -191,27 +134,7 @@ __global__ void __launch_bounds__(kSelectThreads)
     // count is the same in every thread, so the whole block takes the branch or none does.
     // Without a flush the buffer keeps count <= kBuffer - kRound, room for one more round.
     if (count > kBuffer - kRound || (last && count > 0)) {
-      // Sort only as much of the buffer as holds candidates, but at least cap entries (the
-      // merge reads cap of them): a power of two in [cap, kBuffer].
-      int sort_size = cap;
-      while (sort_size < count) sort_size <<= 1;
-      for (int i = count + tid; i < sort_size; i += kSelectThreads) {
-        s_buf_val[i] = positive_infinity<T>();
-        s_buf_idx[i] = kNoIndex;
-      }
-      __syncthreads();
-      bitonic_sort(s_buf_val, s_buf_idx, sort_size);
-      // list ascending, buffer ascending: min(list[i], buf[cap - 1 - i]) are the cap best of
-      // both, in a bitonic order.
-      for (int i = tid; i < cap; i += kSelectThreads) {
-        const int b = cap - 1 - i;
-        if (pair_less(s_buf_val[b], s_buf_idx[b], s_list_val[i], s_list_idx[i])) {
-          s_list_val[i] = s_buf_val[b];
-          s_list_idx[i] = s_buf_idx[b];
-        }
-      }
-      __syncthreads();
-      bitonic_merge(s_list_val, s_list_idx, cap);
+      merge_buffer(s_list_val, s_list_idx, s_buf_val, s_buf_idx, count, cap);
       thr_val = s_list_val[cand - 1];
       thr_idx = s_list_idx[cand - 1];
       if (tid == 0) s_count = 0;

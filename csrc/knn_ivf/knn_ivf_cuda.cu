@@ -1,0 +1,178 @@
+// kNN over inverted lists on CUDA: one thread block per row, which streams the rows of the lists
+// it probes past a block-wide running selection of its best (squared distance, index) pairs.
+//
+// Each thread takes one candidate of a list per round and computes its squared distance to the
+// row by direct differences in double (so distances are exact, as the CPU kernel's refinement
+// makes them); candidates that beat the selection's current k-th pair are appended to a shared
+// buffer, which is merged into the sorted list of the best cap >= k pairs (cap a power of two)
+// when it could overflow and after the last list (knn/knn_cuda_select.cuh). Pairs compare by
+// (distance, index), so ties go to the smaller index whatever order threads run in. The row
+// skips itself; a row whose lists hold fewer than k other rows ends in (inf, -1).
+//
+// The index arguments are checked on the device (ranges, the permutation, distinct probes per
+// row) before the search, with one synchronisation each.
+
+#include <ATen/Dispatch.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "../knn/knn.h"
+#include "../knn/knn_cuda_select.cuh"
+#include "knn_ivf.h"
+
+namespace hdml {
+namespace {
+
+using namespace knn_detail;
+using namespace knn_cuda_detail;
+
+constexpr int kRowThreads = 128;
+// Shared candidate buffer: room for one more round before a merge, and for a whole list of
+// kKnnCudaMaxCandidates (the merge sorts at least cap entries of it).
+constexpr int kIvfBuffer = 1024;
+static_assert(kIvfBuffer >= kKnnCudaMaxCandidates, "the buffer must hold a whole candidate list");
+static_assert(kIvfBuffer >= 2 * kRowThreads, "the buffer must hold two rounds");
+
+template <typename T, typename out_t>
+__global__ void __launch_bounds__(kRowThreads)
+    knn_ivf_row_kernel(const T* __restrict__ x, int64_t d, const int64_t* __restrict__ list_ptr,
+                       const int64_t* __restrict__ list_ids, const int64_t* __restrict__ probe, int64_t num_probes,
+                       int64_t k, int cap, double inv_scale, out_t* __restrict__ dist, int64_t* __restrict__ idx) {
+  extern __shared__ unsigned char smem[];
+  double* s_list_val = reinterpret_cast<double*>(smem);
+  double* s_buf_val = s_list_val + cap;
+  int64_t* s_list_idx = reinterpret_cast<int64_t*>(s_buf_val + kIvfBuffer);
+  int64_t* s_buf_idx = s_list_idx + cap;
+  __shared__ int s_count;
+
+  const int tid = threadIdx.x;
+  const int64_t row = blockIdx.x;
+  const T* q = x + row * d;
+  for (int i = tid; i < cap; i += kRowThreads) {
+    s_list_val[i] = positive_infinity<double>();
+    s_list_idx[i] = kNoIndex;
+  }
+  if (tid == 0) s_count = 0;
+  __syncthreads();
+  double thr_val = positive_infinity<double>();
+  int64_t thr_idx = kNoIndex;
+
+  for (int64_t p = 0; p < num_probes; ++p) {
+    const int64_t b = probe[row * num_probes + p];
+    const int64_t begin = list_ptr[b];
+    const int64_t end = list_ptr[b + 1];
+    const bool last_list = p + 1 == num_probes;
+    // Every thread runs the same rounds (the bound is uniform), so the barriers match.
+    for (int64_t base = begin; base < end || (last_list && base == begin); base += kRowThreads) {
+      const int64_t pos = base + tid;
+      if (pos < end) {
+        const int64_t j = list_ids[pos];
+        if (j != row) {
+          const T* xj = x + j * d;
+          double acc = 0.0;
+          for (int64_t l = 0; l < d; ++l) {
+            const double diff = static_cast<double>(q[l]) - static_cast<double>(xj[l]);
+            acc += diff * diff;
+          }
+          if (pair_less(acc, j, thr_val, thr_idx)) {
+            const int slot = atomicAdd(&s_count, 1);
+            s_buf_val[slot] = acc;
+            s_buf_idx[slot] = j;
+          }
+        }
+      }
+      __syncthreads();  // the round's candidates are in the buffer
+      const int count = s_count;
+      const bool last_round = last_list && base + kRowThreads >= end;
+      __syncthreads();  // every thread has read count before it changes again
+      if (count > kIvfBuffer - kRowThreads || (last_round && count > 0)) {
+        merge_buffer(s_list_val, s_list_idx, s_buf_val, s_buf_idx, count, cap);
+        thr_val = s_list_val[k - 1];
+        thr_idx = s_list_idx[k - 1];
+        if (tid == 0) s_count = 0;
+        __syncthreads();
+      }
+    }
+  }
+  for (int64_t c = tid; c < k; c += kRowThreads) {
+    const bool found = s_list_idx[c] != kNoIndex;
+    const double value = found ? sqrt(s_list_val[c]) * inv_scale : positive_infinity<double>();
+    if constexpr (std::is_same_v<out_t, double>) {
+      dist[row * k + c] = value;
+    } else {
+      dist[row * k + c] = static_cast<out_t>(static_cast<float>(value));
+    }
+    idx[row * k + c] = found ? s_list_idx[c] : -1;
+  }
+}
+
+// The value checks of knn_ivf.h on the device: list_ptr, list_ids and probe.
+void check_lists_cuda(const at::Tensor& list_ptr, const at::Tensor& list_ids, const at::Tensor& probe, int64_t n) {
+  const int64_t num_lists = list_ptr.size(0) - 1;
+  const int64_t first = list_ptr[0].item<int64_t>();
+  TORCH_CHECK(first == 0, "knn_ivf: list_ptr should start at 0, got list_ptr[0] = ", first);
+  TORCH_CHECK(!(list_ptr.diff() < 0).any().item<bool>(), "knn_ivf: list_ptr should be non-decreasing");
+  const int64_t last = list_ptr[num_lists].item<int64_t>();
+  TORCH_CHECK(last == n, "knn_ivf: list_ptr should end at N = ", n, " (every row in a list), got ", last);
+  TORCH_CHECK(at::equal(std::get<0>(list_ids.sort()), at::arange(n, list_ids.options())),
+              "knn_ivf: list_ids should be a permutation of 0 .. N - 1 = ", n - 1);
+  TORCH_CHECK(!(probe < 0).logical_or(probe >= num_lists).any().item<bool>(),
+              "knn_ivf: probe values should be list numbers in [0, ", num_lists, ")");
+  if (probe.size(1) > 1) {
+    const at::Tensor sorted = std::get<0>(probe.sort(1));
+    const at::Tensor repeats = sorted.narrow(1, 1, probe.size(1) - 1) == sorted.narrow(1, 0, probe.size(1) - 1);
+    TORCH_CHECK(!repeats.any().item<bool>(), "knn_ivf: probe rows should list distinct lists");
+  }
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> knn_ivf_cuda(const at::Tensor& x, const at::Tensor& list_ptr,
+                                                const at::Tensor& list_ids, const at::Tensor& probe, int64_t k) {
+  knn_ivf_check_args(x, list_ptr, list_ids, probe, k);
+  TORCH_CHECK(x.is_cuda(), "knn_ivf: x should be a CUDA tensor for the CUDA kernel, got ", x.device());
+  TORCH_CHECK(k <= kKnnCudaMaxCandidates, "knn_ivf: k should be <= ", kKnnCudaMaxCandidates,
+              " on CUDA (the selection's shared list), got ", k);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::NoGradGuard no_grad;
+  const double max_abs = checked_max_abs(x, "x");
+  const int64_t n = x.size(0);
+  const int64_t d = x.size(1);
+  const at::Tensor ptr = list_ptr.contiguous();
+  const at::Tensor ids = list_ids.contiguous();
+  const at::Tensor probes = probe.contiguous();
+  check_lists_cuda(ptr, ids, probes, n);
+
+  at::Tensor dist = at::empty({n, k}, x.options());
+  at::Tensor idx = at::empty({n, k}, x.options().dtype(at::kLong));
+  int cap = 1;
+  while (cap < k) cap <<= 1;
+  const size_t smem = static_cast<size_t>(cap + kIvfBuffer) * (sizeof(double) + sizeof(int64_t));
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "knn_ivf_cuda", [&] {
+    // float16 and bfloat16 are read as float32; the distances come back in x's dtype.
+    using compute_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    const at::ScalarType compute = c10::CppTypeToScalarType<compute_t>::value;
+    const double scale = power_of_two_scale(max_abs, /*double_precision=*/true);
+    const at::Tensor xs = prepare(x, compute, scale);
+    auto kernel = knn_ivf_row_kernel<compute_t, scalar_t>;
+    C10_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    kernel<<<static_cast<unsigned int>(n), kRowThreads, smem, stream>>>(
+        xs.data_ptr<compute_t>(), d, ptr.data_ptr<int64_t>(), ids.data_ptr<int64_t>(), probes.data_ptr<int64_t>(),
+        probes.size(1), k, cap, 1.0 / scale, dist.data_ptr<scalar_t>(), idx.data_ptr<int64_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {dist, idx};
+}
+
+TORCH_LIBRARY_IMPL(hdml, CUDA, m) {
+  m.impl("knn_ivf", &knn_ivf_cuda);
+}
+
+}  // namespace hdml
