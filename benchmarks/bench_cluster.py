@@ -10,7 +10,8 @@ gcn_dims=(256, 128)) model (seeded random weights: the work does not depend on t
 but the propagation's passes do, see the table's clusters column). For each N, `hdml cluster`'s
 stages are timed separately, calling the engine's own functions as `hdml cluster` does:
 
-kNN graph    hdml_ext.graph.build_fgraphs(backend=--backend, default "auto" as `hdml cluster`)
+kNN graph    hdml_ext.graph.build_fgraphs(backend=--backend, default "auto" as `hdml cluster`:
+             exact, or our "ivf" join (ops.knn_ivf) where it is estimated cheaper)
 scoring      hdml_ext.engine.link_edges (every node's F-Graph scored by the link head)
 propagation  hdml_ext.engine.propagate_edges with ClusterConfig's settings
 
@@ -168,7 +169,7 @@ def total_seconds(run: dict) -> float | None:
 
 def _settings(knn: dict) -> str:
     params = knn["params"]
-    if knn["backend"] == "faiss-ivf":
+    if knn["backend"] in ("ivf", "faiss-ivf"):
         return f"nlist {params['nlist']}, nprobe {params['nprobe']} (sample recall {params['sample_recall']})"
     if knn["backend"] == "faiss-hnsw":
         return (f"M {params['M']}, efConstruction {params['efConstruction']}, efSearch {params['efSearch']} "

@@ -40,11 +40,11 @@ EXACT_TIMED_QUERIES = 1024
 # slots, about 200k rows at k = 20) the op falls back to the blocked schedule and this halving
 # underestimates exact, which errs towards exact.
 SELF_JOIN_SHARE = 0.5
-# Seconds per pair of rows compared, relative to exact's (measured on this project's 2-core
-# machine, benchmarks/results/cluster/): the centroid search (ops.knn with queries, the blocked
-# schedule) and the join (small GEMMs per pair of lists, gathers).
-PROBE_COST = 2.0
-JOIN_COST = 8.0
+# Seconds per pair of rows compared, relative to exact's per pair (measured on this project's
+# 2-core AMD EPYC at 200k and 1M x 64 clustered rows: 3.6-5 for the centroid search, ops.knn
+# with queries on its blocked schedule; 3.4-5.3 for the join, lists of ~256 rows).
+PROBE_COST = 4.0
+JOIN_COST = 5.0
 # The largest share of the rows a row's probed lists may hold: beyond it the lists do not
 # separate the data (e.g. i.i.d. Gaussian rows) and exact is as good.
 MAX_SCAN_SHARE = 0.1
