@@ -210,7 +210,7 @@ def test_ivf_recall_on_the_sample_is_what_it_chose(points, exact):
     # search: the tables' recall on the sampled rows equals it.
     for target in (0.5, 0.8, 0.97):
         graphs = build_fgraphs(points, K, backend="ivf", target_recall=target)
-        sample = faiss_backends.sample_ids(points.shape[0])
+        sample = ivf_module.ivf_sample_ids(points.shape[0])
         measured = _recall(graphs.knn_idx[sample], exact[1][sample])
         assert measured == pytest.approx(graphs.params["sample_recall"], abs=1e-4)  # params: 4 decimals
         assert measured >= target

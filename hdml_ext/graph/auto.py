@@ -4,8 +4,8 @@
 Below a size floor (`EXACT_MAX_WORK`) exact kNN costs seconds and is taken without probing.
 Above it, both candidates are costed on a seeded sample of rows:
 
-- exact: `EXACT_TIMED_QUERIES` rows' exact neighbours among all N (one pass; they include the
-  recall sample, whose neighbours are the truth for IVF), timed and scaled to N queries;
+- exact: the exact neighbours among all N of `EXACT_TIMED_QUERIES` seeded rows (one pass; they
+  are ivf's recall sample, whose neighbours are its truth), timed and scaled to N queries;
 - ivf (graph/ivf.py): the k-means centroids are trained for real (timed); the sample's truth
   gives the nprobe that reaches `target_recall` and the share of the rows that nprobe lists
   hold, without searching anything. Its search is estimated from exact's: the centroid search
@@ -23,18 +23,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from .exact import exact_knn_rows
-from .faiss_backends import SEED, sample_ids
-from .ivf import IVFJoin
+from .ivf import IVF_SAMPLE_ROWS, IVFJoin, ivf_sample_ids
 from .rows import FeatureRows
 
 # Below these N^2 D "auto" takes exact without estimating: about 46k x 64 rows, a few seconds
 # of ops.knn on 2 CPU cores (on CUDA about 1M x 64).
 EXACT_MAX_WORK = 2**37
 EXACT_MAX_WORK_CUDA = 2**46
-# Rows whose exact search is timed: one full query tile of the op's blocked schedule (fewer
-# rows run it slower per row: at 60,000 x 64 on one thread here 256 sampled rows took 3.7x
-# the self-join's time per row, 1024 rows 2.2x).
-EXACT_TIMED_QUERIES = 1024
+# Rows whose exact search is timed: ivf's recall sample, one full query tile of the op's blocked
+# schedule (fewer rows run it slower per row: at 60,000 x 64 on one thread here 256 sampled rows
+# took 3.7x the self-join's time per row, 1024 rows 2.2x).
+EXACT_TIMED_QUERIES = IVF_SAMPLE_ROWS
 # In-memory CPU rows: exact is one self-join, whose symmetric schedule computes each pair once,
 # half the products per row of the timed rows' search. Past its candidate-buffer limit (2^24
 # slots, about 200k rows at k = 20) the op falls back to the blocked schedule and this halving
@@ -60,21 +59,16 @@ class AutoChoice:
     ivf: IVFJoin | None = None
 
 
-def _exact_estimate(rows: FeatureRows, tune_ids: np.ndarray, k: int, block_size: int) -> tuple:
-    """The exact neighbours [M, k] of rows `tune_ids` (the recall sample) and the estimated
-    seconds of exact on all N, from timing `EXACT_TIMED_QUERIES` rows that include them."""
-    n = rows.num_rows
-    timed = np.arange(n)
-    if n > EXACT_TIMED_QUERIES:
-        others = np.setdiff1d(timed, tune_ids, assume_unique=True)
-        extra = np.random.default_rng(SEED).choice(others, EXACT_TIMED_QUERIES - tune_ids.size, replace=False)
-        timed = np.sort(np.concatenate([tune_ids, extra]))
+def _exact_estimate(rows: FeatureRows, sample: np.ndarray, k: int, block_size: int) -> tuple:
+    """The exact neighbours [M, k] of rows `sample` (ivf's recall sample, `EXACT_TIMED_QUERIES`
+    rows: one full query tile of the op) and the estimated seconds of exact on all N, from
+    timing them."""
     start = time.perf_counter()
-    truth = exact_knn_rows(rows, timed, k, block_size=block_size)[1]
-    seconds = (time.perf_counter() - start) * n / timed.size
+    truth = exact_knn_rows(rows, sample, k, block_size=block_size)[1]
+    seconds = (time.perf_counter() - start) * rows.num_rows / sample.size
     if rows.device.type == "cpu" and not rows.is_memmap:
         seconds *= SELF_JOIN_SHARE
-    return truth[np.searchsorted(timed, tune_ids)], seconds
+    return truth, seconds
 
 
 def choose_backend(rows: FeatureRows, k: int, block_size: int, target_recall: float) -> AutoChoice:
@@ -86,7 +80,7 @@ def choose_backend(rows: FeatureRows, k: int, block_size: int, target_recall: fl
         return AutoChoice("exact", f"auto: N^2 D = {work:.3g} <= {limit:.3g} (exact limit on {where}): "
                                    "exact ops.knn costs seconds, not worth estimating")
     began = time.perf_counter()
-    truth, exact_s = _exact_estimate(rows, sample_ids(n), k, block_size)
+    truth, exact_s = _exact_estimate(rows, ivf_sample_ids(n), k, block_size)
     join = IVFJoin(rows, k, truth)
     start = time.perf_counter()
     join.train()

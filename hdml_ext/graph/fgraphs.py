@@ -65,7 +65,7 @@ class FGraphs:
         first; 1 <= k <= N - 1.
     knn_dist: [N, k] float32 Euclidean distances (not squared), ascending along each row, or
         None when only the ids are known (a table passed in by a caller).
-    backend: the backend that computed them ("exact", "faiss-flat", "faiss-ivf", "faiss-hnsw",
+    backend: the backend that computed them ("exact", "ivf", "faiss-flat", "faiss-ivf", "faiss-hnsw",
         "given" for tables passed in).
     reason: why `build_fgraphs` chose it (or that the tables came from a cache file).
     params: the index settings used (nlist, nprobe, efSearch, ...) and the sampled recall.
