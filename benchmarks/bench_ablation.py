@@ -77,12 +77,16 @@ CONFIGS: dict[str, tuple[dict, str]] = {
         {"edge_input": "relative", "cosine_prior": True, "train": {"max_positive_share": 0.3}},
         "relative+negatives, plus a learnt a*cos + b on the same-identity logit",
     ),
+    "paper+cosine_prior+overlap_prior": (
+        {"cosine_prior": True, "overlap_prior": True},
+        "paper+cosine_prior, plus a learnt c * (share of i's neighbours inside the focus's F-Graph)",
+    ),
 }
 
 #: The paper's link options, the base every configuration changes (the demo defaults to the
 #: configuration this benchmark chose).
 PAPER_MODEL = {"edge_input": "node", "relative_input": False, "balanced_link_loss": False,
-               "cosine_prior": False}
+               "cosine_prior": False, "overlap_prior": False}
 
 COLUMNS = (
     ("link_auc", "link AUC"), ("cosine_auc", "cosine AUC"),

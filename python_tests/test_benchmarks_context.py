@@ -43,6 +43,20 @@ def test_neighbour_signals_on_a_hand_checked_case():
     assert set(signals) >= {"centroid@10", "cosine+reciprocal@20", "cosine+jaccard@5"}
 
 
+def test_fgraph_overlap_counts_neighbours_inside_the_focus_graph():
+    # Rows 0-3 on a line at 0, 1, 2, 10: 2-NN 0 -> 1, 2; 1 -> 0, 2; 2 -> 1, 0; 3 -> 2, 1.
+    knn_idx = torch.tensor([[1, 2], [0, 2], [1, 0], [2, 1]])
+    overlap = bench_context.fgraph_overlap(knn_idx).view(4, 2)
+    # F-Graph of 3 = {3, 2, 1}: 2's neighbours 1, 0 -> one inside; 1's neighbours 0, 2 -> one.
+    assert overlap[3].tolist() == [0.5, 0.5]
+    # F-Graph of 0 = {0, 1, 2}: every neighbour of 1 and of 2 is inside.
+    assert overlap[0].tolist() == [1.0, 1.0]
+    features = torch.tensor([[0.0], [1.0], [2.0], [10.0]])
+    signals = bench_context.neighbour_signals(torch.cat([features, torch.ones(4, 1)], dim=1),
+                                              np.array([0, 0, 0, 1]), k=2)
+    assert {"overlap@2", "cosine+overlap@2/2"} <= set(signals)
+
+
 def test_same_digit_shares_counts_wrong_edges_only():
     # Source rows 0 and 10 are both the digit 0 in scikit-learn's digits (target[i] = i % 10 for the
     # first rows); row 1 is a 1.

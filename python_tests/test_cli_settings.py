@@ -57,5 +57,5 @@ def test_cluster_backend_is_checked(features_run, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--out", str(root / "bad"), "--set", "cluster.backend=annoy"])
     assert exit_info.value.code == 2
-    assert "cluster.backend should be one of auto, exact, faiss-flat" in capsys.readouterr().err
+    assert "cluster.backend should be one of auto, exact, ivf, faiss-flat" in capsys.readouterr().err
     assert not (root / "bad").exists()

@@ -152,7 +152,7 @@ def test_configs_written_before_the_link_options_still_load():
            "lo": 0.3, "hi": 0.9}
     config = HDML.from_config(old).to_config()
     assert config == old | {"edge_input": "node", "relative_input": False, "balanced_link_loss": False,
-                           "cosine_prior": False}
+                           "cosine_prior": False, "overlap_prior": False}
     old_features = {"in_dim": 12, "k": 5, "gcn_dims": [16, 8], "attention": True}
     assert HDMLOnFeatures.from_config(old_features).to_config()["edge_input"] == "node"
 

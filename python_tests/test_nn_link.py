@@ -1,5 +1,6 @@
 """The graph half both models share (hdml_ext.nn.link): focus-aware edge inputs, the relative
-GCN input, the class-balanced link loss, the cosine prior, and their configs."""
+GCN input, the class-balanced link loss, the cosine and overlap priors, directed or symmetric
+adjacency, and their configs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import torch
 from nn_helpers import assert_every_parameter_has_a_finite_grad, clustered_features, knn_fgraphs
 
 from hdml_ext.nn import EDGE_INPUTS, HDML, HDMLOnFeatures, HDMLOutput, link_loss
-from hdml_ext.nn.link import COSINE_PRIOR_INIT
+from hdml_ext.nn.link import COSINE_PRIOR_INIT, OVERLAP_PRIOR_INIT, neighbour_overlap, undirected
+from hdml_ext.ops import reference
 
 
 def _graphs(dim: int = 6, k: int = 3, dtype: torch.dtype = torch.float32):
@@ -181,9 +183,82 @@ def test_cosine_prior_learns_and_passes_gradcheck():
     assert torch.autograd.gradcheck(lambda r: model(r, nodes, adj).link_logits, (rows,))
 
 
+def _directed_graphs(k: int = 3, dtype: torch.dtype = torch.float64):
+    """_graphs' features and nodes, with the directed adjacency FGraphs.batch gives, and the
+    kNN table it comes from."""
+    features, labels = clustered_features(3, 4, 6)
+    dist = torch.cdist(features, features)
+    dist.fill_diagonal_(float("inf"))
+    knn_idx = dist.topk(k, dim=1, largest=False).indices
+    nodes = reference.fgraph_nodes(knn_idx)
+    return features.to(dtype), labels, nodes, reference.fgraph_adjacency(knn_idx, symmetric=False), knn_idx
+
+
+def test_neighbour_overlap_counts_each_nodes_neighbours_inside_the_graph():
+    _, _, nodes, adj, knn_idx = _directed_graphs(k=3)
+    overlap = neighbour_overlap(adj)
+    assert overlap.shape == (12, 3) and overlap.dtype == torch.float32
+    for b in range(12):
+        members = set(nodes[b].tolist())
+        for i in range(1, 4):
+            inside = sum(int(j) in members for j in knn_idx[nodes[b, i]])
+            assert overlap[b, i - 1] == inside / 3
+    symmetric = undirected(adj)
+    assert torch.equal(symmetric, reference.fgraph_adjacency(knn_idx))
+    assert torch.equal(undirected(symmetric), symmetric)
+    weights = adj.double() * 0.5
+    torch.testing.assert_close(undirected(weights), torch.maximum(weights, weights.transpose(1, 2)))
+
+
+@pytest.mark.parametrize("edge_input", EDGE_INPUTS)
+@pytest.mark.parametrize("cosine_prior", [False, True])
+def test_directed_and_symmetric_adjacency_give_the_same_graph_convolution(edge_input, cosine_prior):
+    # The RE-GCN runs on the undirected graph either way: without the overlap prior the scores
+    # are the same for the directed adjacency FGraphs.batch gives and its symmetric version.
+    torch.manual_seed(0)
+    features, _, nodes, adj, _ = _directed_graphs()
+    model = HDMLOnFeatures(6, k=3, gcn_dims=(8, 5), edge_input=edge_input, cosine_prior=cosine_prior).double()
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(features, nodes, adj).link_logits,
+                                   model(features, nodes, undirected(adj)).link_logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cosine_prior", [False, True])
+def test_overlap_prior_adds_weighted_overlap_to_the_same_identity_logit(cosine_prior):
+    torch.manual_seed(0)
+    features, _, nodes, adj, _ = _directed_graphs()
+    plain = HDMLOnFeatures(6, k=3, gcn_dims=(8, 5), cosine_prior=cosine_prior).double().eval()
+    prior = HDMLOnFeatures(6, k=3, gcn_dims=(8, 5), cosine_prior=cosine_prior, overlap_prior=True)
+    prior = prior.double().eval()
+    assert prior.load_state_dict(plain.state_dict(), strict=False).missing_keys == ["overlap_prior"]
+    assert prior.overlap_prior.item() == OVERLAP_PRIOR_INIT
+    with torch.no_grad():
+        prior.overlap_prior.fill_(1.5)
+        difference = prior(features, nodes, adj).link_logits - plain(features, nodes, adj).link_logits
+        scores = prior.link_scores(features[nodes], adj)
+        shared = torch.cat(list(prior.link_scores_of_nodes(features, _batches(nodes, adj, 5))))
+    torch.testing.assert_close(difference[..., 0], torch.zeros(12, 3, dtype=torch.float64))
+    torch.testing.assert_close(difference[..., 1], 1.5 * neighbour_overlap(adj).double())
+    torch.testing.assert_close(shared, scores)
+
+
+def test_overlap_prior_learns_and_passes_gradcheck():
+    torch.manual_seed(0)
+    features, labels, nodes, adj, _ = _directed_graphs()
+    model = HDMLOnFeatures(6, k=3, gcn_dims=(5,), attention=False, overlap_prior=True).double()
+    model.loss(model(features, nodes, adj), labels, nodes)[0].backward()
+    assert model.overlap_prior.grad is not None and model.overlap_prior.grad.abs() > 0
+    rows = features[:8].clone().requires_grad_()
+    keep = nodes.max(dim=1).values < 8
+    nodes, adj = nodes[keep][:3], adj[keep][:3]
+    assert torch.autograd.gradcheck(lambda r: model(r, nodes, adj).link_logits, (rows,))
+
+
 def test_link_options_config_round_trip():
     torch.manual_seed(0)
-    options = {"edge_input": "pair", "relative_input": True, "balanced_link_loss": True, "cosine_prior": True}
+    options = {"edge_input": "pair", "relative_input": True, "balanced_link_loss": True, "cosine_prior": True,
+               "overlap_prior": True}
     model = HDMLOnFeatures(6, k=3, gcn_dims=(5,), **options).eval()
     config = json.loads(json.dumps(model.to_config()))
     assert {key: config[key] for key in options} == options
@@ -208,6 +283,8 @@ def test_rejects_bad_link_options():
         HDML(3, backbone="resnet18", balanced_link_loss="yes")
     with pytest.raises(TypeError, match=r"cosine_prior should be a bool, got str \('no'\)"):
         HDMLOnFeatures(6, cosine_prior="no")
+    with pytest.raises(TypeError, match=r"overlap_prior should be a bool, got int \(1\)"):
+        HDMLOnFeatures(6, overlap_prior=1)
 
 
 def _batches(nodes: torch.Tensor, adj: torch.Tensor, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -46,7 +46,7 @@ def test_numbers_in_exponent_form_are_floats(text, value):
         ("train.epochs=two", "--set", "train.epochs should be an int, got 'two'"),
         ("train.flip=maybe", "--set", "train.flip should be true or false, got 'maybe'"),
         ("train.amp=fp32", "--set", "train.amp should be one of none, bf16, fp16, got 'fp32'"),
-        ("cluster.backend=annoy", "--set", "cluster.backend should be one of auto, exact, faiss-flat"),
+        ("cluster.backend=annoy", "--set", "cluster.backend should be one of auto, exact, ivf, faiss-flat"),
         ("cluster.target_recall=0", "--set", "cluster.target_recall should be a number in (0, 1], got 0.0"),
         ("cluster.target_recall=1.2", "--set", "cluster.target_recall should be a number in (0, 1], got 1.2"),
         ("cluster.target_recall=high", "--set", "cluster.target_recall should be a number, got 'high'"),

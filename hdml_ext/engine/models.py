@@ -24,4 +24,5 @@ def new_model(settings: ModelSettings, *, num_classes: int, feature_dim: int | N
         feature_dim, k=settings.k, gcn_dims=settings.gcn_dims, attention=settings.attention,
         edge_input=settings.edge_input, relative_input=settings.relative_input,
         balanced_link_loss=settings.balanced_link_loss, cosine_prior=settings.cosine_prior,
+        overlap_prior=settings.overlap_prior,
     )

@@ -47,7 +47,8 @@ _HDML_DEFAULTS = {name: p.default for name, p in inspect.signature(HDML).paramet
 @dataclass
 class ModelSettings:
     """HDML's constructor arguments (its own defaults); HDMLOnFeatures takes the graph half's: k,
-    gcn_dims, attention, edge_input, relative_input, balanced_link_loss, cosine_prior."""
+    gcn_dims, attention, edge_input, relative_input, balanced_link_loss, cosine_prior,
+    overlap_prior."""
 
     backbone: str = _HDML_DEFAULTS["backbone"]
     k: int = _HDML_DEFAULTS["k"]
@@ -63,6 +64,7 @@ class ModelSettings:
     relative_input: bool = _HDML_DEFAULTS["relative_input"]
     balanced_link_loss: bool = _HDML_DEFAULTS["balanced_link_loss"]
     cosine_prior: bool = _HDML_DEFAULTS["cosine_prior"]
+    overlap_prior: bool = _HDML_DEFAULTS["overlap_prior"]
     weights: Optional[str] = _HDML_DEFAULTS["weights"]
 
 

@@ -108,9 +108,11 @@ class FGraphs:
         return ops.fgraph_adjacency(self.knn_idx, focus, symmetric=symmetric)
 
     def batch(self, focus: Tensor) -> tuple[Tensor, Tensor]:
-        """The F-Graphs of `focus` ([B] int64 node ids on knn_idx's device): (nodes int64
-        [B, k+1], adj bool [B, k+1, k+1]), as `nodes` and `adjacency` give them."""
-        return self.nodes(focus), self.adjacency(focus)
+        """The F-Graphs of `focus` ([B] int64 node ids on knn_idx's device), as the models take
+        them: (nodes int64 [B, k+1], adj bool [B, k+1, k+1]) from `nodes` and from `adjacency`
+        with symmetric=False (row a: node a's neighbours inside the graph). The models run the
+        RE-GCN on its undirected version (the paper's edges) and the overlap prior on the rows."""
+        return self.nodes(focus), self.adjacency(focus, symmetric=False)
 
     def with_k(self, k: int) -> FGraphs:
         """The same graphs keeping the first k neighbours of every row (1 <= k <= self.k)."""

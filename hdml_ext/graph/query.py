@@ -55,7 +55,8 @@ class QueryFGraphs:
 
     def batch(self, queries: Tensor) -> tuple[Tensor, Tensor]:
         """The F-Graphs of `queries` ([B] int64 query ids in [0, Q)): (nodes int64 [B, k+1]
-        into cat([gallery, queries]), adj bool [B, k+1, k+1] as `ops.fgraph_adjacency`)."""
+        into cat([gallery, queries]), adj bool [B, k+1, k+1] directed as `FGraphs.batch` gives
+        it: `ops.fgraph_adjacency(..., symmetric=False)`)."""
         require_tensor("queries", queries)
         require_dim("queries", queries, 1)
         require_index("queries", queries)
@@ -63,7 +64,7 @@ class QueryFGraphs:
             raise ValueError(f"queries should lie in [0, {self.num_queries}), got values in "
                              f"[{int(queries.min())}, {int(queries.max())}]")
         focus = queries.to(self.table.device) + self.num_gallery
-        return fgraph_nodes(self.table, focus), ops.fgraph_adjacency(self.table, focus)
+        return fgraph_nodes(self.table, focus), ops.fgraph_adjacency(self.table, focus, symmetric=False)
 
 
 def query_fgraphs(

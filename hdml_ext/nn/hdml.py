@@ -35,7 +35,7 @@ from .heads import NodeHead
 from .link import FGraphLinkModel, HDMLOutput, config_from
 
 _GRAPH_KEYS = ("k", "gcn_dims", "attention", "edge_input", "relative_input", "balanced_link_loss",
-               "cosine_prior")
+               "cosine_prior", "overlap_prior")
 
 
 class HDML(FGraphLinkModel):
@@ -51,8 +51,9 @@ class HDML(FGraphLinkModel):
         k: neighbours per F-Graph; each graph has k+1 nodes, the focus first.
         gcn_dims, attention: see `REGCN` (layer widths, RE-GCN vs plain GCN).
         node_weight, link_weight: the joint loss is node_weight * L1 + link_weight * L2.
-        edge_input, relative_input, balanced_link_loss, cosine_prior: the focus-aware link
-            options of `FGraphLinkModel` (defaults: the paper's head, input and loss).
+        edge_input, relative_input, balanced_link_loss, cosine_prior, overlap_prior: the
+            focus-aware link options of `FGraphLinkModel` (defaults: the paper's head, input and
+            loss).
 
     `to_config()` records these (all but `weights`, which only initialises the backbone: a
     saved model's state dict carries the trained values); `from_config` rebuilds the model.
@@ -67,7 +68,8 @@ class HDML(FGraphLinkModel):
                  attention: bool = True, node_weight: float = 1.0, link_weight: float = 1.0,
                  lo: float = 0.3, hi: float = 0.9, weights: str | os.PathLike | None = None,
                  edge_input: str = "node", relative_input: bool = False,
-                 balanced_link_loss: bool = False, cosine_prior: bool = False) -> None:
+                 balanced_link_loss: bool = False, cosine_prior: bool = False,
+                 overlap_prior: bool = False) -> None:
         super().__init__()
         self.num_classes = require_int("num_classes", num_classes, minimum=1)
         k = require_int("k", k, minimum=1)
@@ -76,7 +78,7 @@ class HDML(FGraphLinkModel):
         self.hanet = HANet(backbone, use_nfa, nfe_stages, weights, lo, hi)
         self.node_head = NodeHead(self.hanet.out_dim, num_classes)
         self._build_graph_half(self.hanet.out_dim, k, gcn_dims, attention, edge_input, relative_input,
-                               balanced_link_loss, cosine_prior)
+                               balanced_link_loss, cosine_prior, overlap_prior)
         self.out_dim = self.hanet.out_dim
         self._config = {
             "num_classes": self.num_classes, "backbone": backbone, "k": self.k, "use_nfa": self.hanet.use_nfa,
@@ -133,7 +135,8 @@ class HDMLOnFeatures(FGraphLinkModel):
 
     Args:
         in_dim: the features' width.
-        k, gcn_dims, attention, edge_input, relative_input, balanced_link_loss, cosine_prior:
+        k, gcn_dims, attention, edge_input, relative_input, balanced_link_loss, cosine_prior,
+            overlap_prior:
             as in `HDML`.
 
     `forward(rows [U, in_dim], nodes [B, k+1], adj [B, k+1, k+1]) -> HDMLOutput(rows, None,
@@ -145,11 +148,12 @@ class HDMLOnFeatures(FGraphLinkModel):
 
     def __init__(self, in_dim: int, *, k: int = 50, gcn_dims: Iterable[int] = (1536, 1536, 512, 256),
                  attention: bool = True, edge_input: str = "node", relative_input: bool = False,
-                 balanced_link_loss: bool = False, cosine_prior: bool = False) -> None:
+                 balanced_link_loss: bool = False, cosine_prior: bool = False,
+                 overlap_prior: bool = False) -> None:
         super().__init__()
         self.in_dim = require_int("in_dim", in_dim, minimum=1)
         self._build_graph_half(in_dim, require_int("k", k, minimum=1), gcn_dims, attention, edge_input,
-                               relative_input, balanced_link_loss, cosine_prior)
+                               relative_input, balanced_link_loss, cosine_prior, overlap_prior)
         self.out_dim = self.in_dim
 
     def to_config(self) -> dict[str, Any]:

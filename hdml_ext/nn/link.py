@@ -24,6 +24,12 @@ EDGE_INPUTS = ("node", "relative", "pair", "relative_cosine")
 #: untrained edge head adds, an even chance at cosine 0.5.
 COSINE_PRIOR_INIT = (10.0, -5.0)
 
+#: The overlap prior's starting weight c: the logit gains c * o_i, o_i the share of node i's k
+#: nearest neighbours inside its focus's F-Graph. Unlearned, cos + 0.5 o_i separated held-out
+#: edges best of the mixtures tried (benchmarks/bench_context.py); beside the cosine prior's
+#: scale 10 that is c = 5.
+OVERLAP_PRIOR_INIT = 5.0
+
 #: `FGraphLinkModel.link_scores_of_nodes` projects the whole table once when the projection fits
 #: in this many bytes, and graph batch by graph batch otherwise.
 MAX_PROJECTED_BYTES = 1 << 30
@@ -80,6 +86,23 @@ def edge_inputs(h: Tensor, edge_input: str, z: Tensor | None = None) -> Tensor:
     return torch.cat([nodes, focus.expand_as(nodes), (nodes - focus).abs()], dim=-1)
 
 
+def undirected(adj: Tensor) -> Tensor:
+    """The F-Graphs' undirected edges, which the RE-GCN runs on (the paper's): A or A^T (bool
+    adjacency [B, n, n]) or max(A, A^T) (float). Unchanged for a symmetric adjacency."""
+    transposed = adj.transpose(1, 2)
+    return adj | transposed if adj.dtype == torch.bool else torch.maximum(adj, transposed)
+
+
+def neighbour_overlap(adj: Tensor) -> Tensor:
+    """o [B, k] float32: for the non-focus nodes i = 1..k of F-Graphs with adjacency [B, k+1,
+    k+1], the share of row i's entries set, divided by k. With the directed adjacency that
+    `FGraphs.batch` gives (row i: node i's k nearest neighbours, those inside the graph), this
+    is the share of i's neighbours that are the focus or its neighbours: the shared-neighbour
+    count that k-reciprocal methods build on. With a symmetric adjacency it is i's degree / k."""
+    k = adj.shape[1] - 1
+    return adj[:, 1:].to(torch.float32).sum(dim=-1) / k
+
+
 def config_from(cls: type, config: Mapping[str, Any], allowed: Iterable[str]) -> dict[str, Any]:
     """`config` as constructor keyword arguments of `cls`; raise on keys it does not take."""
     if not isinstance(config, Mapping):
@@ -102,6 +125,13 @@ class FGraphLinkModel(nn.Module):
         cosine_prior: add a * cos(z_i, z_f) + b (a, b learnt, from `COSINE_PRIOR_INIT`) to the
             "same identity" logit, z being the RE-GCN inputs (the embeddings): the head then
             starts from cosine similarity's ranking and learns what the graph adds to it.
+        overlap_prior: add c * o_i (c learnt, from `OVERLAP_PRIOR_INIT`) to that logit, o_i =
+            `neighbour_overlap(adj)`: the share of node i's k nearest neighbours inside the
+            focus's F-Graph. It reads the directed adjacency (`FGraphs.batch`); the RE-GCN's
+            symmetric normalisation of the undirected graph hides that count.
+
+    Every call takes the F-Graphs' adjacency directed or symmetric; the RE-GCN always runs on
+    `undirected(adj)`, so both give the paper's graph convolution.
     """
 
     k: int
@@ -111,11 +141,11 @@ class FGraphLinkModel(nn.Module):
 
     def _build_graph_half(self, in_dim: int, k: int, gcn_dims: Iterable[int], attention: bool,
                           edge_input: str, relative_input: bool, balanced_link_loss: bool,
-                          cosine_prior: bool) -> None:
+                          cosine_prior: bool, overlap_prior: bool) -> None:
         if edge_input not in EDGE_INPUTS:
             raise ValueError(f"edge_input should be one of {', '.join(EDGE_INPUTS)}, got {edge_input!r}")
         for name, value in (("relative_input", relative_input), ("balanced_link_loss", balanced_link_loss),
-                            ("cosine_prior", cosine_prior)):
+                            ("cosine_prior", cosine_prior), ("overlap_prior", overlap_prior)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} should be a bool, got {type(value).__name__} ({value!r})")
         self.k = k
@@ -127,37 +157,51 @@ class FGraphLinkModel(nn.Module):
         in_width = {"pair": 3 * width, "relative_cosine": width + 1}.get(edge_input, width)
         self.edge_head = EdgeHead(width, in_width)
         self.cosine_prior = nn.Parameter(torch.tensor(COSINE_PRIOR_INIT)) if cosine_prior else None
+        self.overlap_prior = nn.Parameter(torch.tensor(OVERLAP_PRIOR_INIT)) if overlap_prior else None
 
     def _graph_options(self) -> dict[str, Any]:
         return {"edge_input": self.edge_input, "relative_input": self.relative_input,
-                "balanced_link_loss": self.balanced_link_loss, "cosine_prior": self.cosine_prior is not None}
+                "balanced_link_loss": self.balanced_link_loss, "cosine_prior": self.cosine_prior is not None,
+                "overlap_prior": self.overlap_prior is not None}
 
     def _link_logits(self, table: Tensor, nodes: Tensor, adj: Tensor) -> Tensor:
         """Edge logits [B, k, 2] of F-Graphs whose nodes are rows `nodes` [B, k+1] of `table`
         [U, D] (the first RE-GCN projection runs once per row of the table)."""
-        h = self.regcn(table, adj, index=nodes, relative=self.relative_input)
-        return self._edge_logits(h, self._inputs_if_read(table, nodes))
+        h = self.regcn(table, undirected(adj), index=nodes, relative=self.relative_input)
+        return self._edge_logits(h, self._inputs_if_read(table, nodes), self._overlap_if_read(adj))
 
     def _inputs_if_read(self, table: Tensor, nodes: Tensor) -> Tensor | None:
         """table[nodes] when the edge logits read the RE-GCN inputs ("relative_cosine" or the
         cosine prior), else None."""
         return table[nodes] if self.edge_input == "relative_cosine" or self.cosine_prior is not None else None
 
-    def _edge_logits(self, h: Tensor, z: Tensor | None) -> Tensor:
-        """Edge logits [B, k, 2] of F-Graphs whose final RE-GCN features are h [B, k+1, d] (focus
-        first) and inputs z [B, k+1, D] (None unless `_inputs_if_read` reads them)."""
-        logits = self.edge_head(edge_inputs(h, self.edge_input, z))
-        if self.cosine_prior is None:
-            return logits
-        unit = functional.normalize(z, dim=-1)
-        cosine = (unit[:, 1:] * unit[:, :1]).sum(dim=-1).to(logits.dtype)
-        scale, bias = self.cosine_prior.to(logits.dtype)
-        return logits + torch.stack([torch.zeros_like(cosine), scale * cosine + bias], dim=-1)
+    def _overlap_if_read(self, adj: Tensor) -> Tensor | None:
+        """`neighbour_overlap(adj)` when the overlap prior reads it, else None."""
+        return neighbour_overlap(adj) if self.overlap_prior is not None else None
 
-    def _scores(self, h: Tensor, z: Tensor | None) -> Tensor:
-        """S_f [B, k] of F-Graphs whose final RE-GCN features are h [B, k+1, d] (focus first) and
-        inputs z [B, k+1, D] (read only by "relative_cosine" and the cosine prior)."""
-        logits = self._edge_logits(h, z)
+    def _edge_logits(self, h: Tensor, z: Tensor | None, overlap: Tensor | None = None) -> Tensor:
+        """Edge logits [B, k, 2] of F-Graphs whose final RE-GCN features are h [B, k+1, d] (focus
+        first), inputs z [B, k+1, D] (None unless `_inputs_if_read` reads them) and neighbour
+        overlaps [B, k] (None unless `_overlap_if_read` reads them)."""
+        logits = self.edge_head(edge_inputs(h, self.edge_input, z))
+        prior = None
+        if self.cosine_prior is not None:
+            unit = functional.normalize(z, dim=-1)
+            cosine = (unit[:, 1:] * unit[:, :1]).sum(dim=-1).to(logits.dtype)
+            scale, bias = self.cosine_prior.to(logits.dtype)
+            prior = scale * cosine + bias
+        if self.overlap_prior is not None:
+            term = self.overlap_prior.to(logits.dtype) * overlap.to(logits.dtype)
+            prior = term if prior is None else prior + term
+        if prior is None:
+            return logits
+        return logits + torch.stack([torch.zeros_like(prior), prior], dim=-1)
+
+    def _scores(self, h: Tensor, z: Tensor | None, overlap: Tensor | None = None) -> Tensor:
+        """S_f [B, k] of F-Graphs whose final RE-GCN features are h [B, k+1, d] (focus first),
+        inputs z [B, k+1, D] and neighbour overlaps [B, k] (read only by "relative_cosine" and
+        the priors)."""
+        logits = self._edge_logits(h, z, overlap)
         return torch.softmax(logits.float(), dim=-1)[..., 1]
 
     def link_scores(self, z: Tensor, adj: Tensor) -> Tensor:
@@ -165,7 +209,8 @@ class FGraphLinkModel(nn.Module):
         first), adj [B, k+1, k+1] -> [B, k], the probability each node shares the focus's identity."""
         require_graph_batch(z, adj, self.out_dim)
         require_graph_adjacency(adj, z.shape[0], self.k, z.device)
-        return self._scores(self.regcn(z, adj, relative=self.relative_input), z)
+        h = self.regcn(z, undirected(adj), relative=self.relative_input)
+        return self._scores(h, z, self._overlap_if_read(adj))
 
     def link_scores_of_nodes(self, table: Tensor, batches: Iterable[tuple[Tensor, Tensor]], *,
                              max_projected_bytes: int = MAX_PROJECTED_BYTES) -> Iterator[Tensor]:
@@ -196,8 +241,9 @@ class FGraphLinkModel(nn.Module):
         for nodes, adj in batches:
             require_nodes(nodes, projected.shape[0], self.k, projected.device)
             require_graph_adjacency(adj, nodes.shape[0], self.k, projected.device)
-            h = self.regcn.forward_projected(gather_rows(projected, nodes), adj, self.relative_input)
-            yield self._scores(h, self._inputs_if_read(table, nodes))
+            gathered = gather_rows(projected, nodes)
+            h = self.regcn.forward_projected(gathered, undirected(adj), self.relative_input)
+            yield self._scores(h, self._inputs_if_read(table, nodes), self._overlap_if_read(adj))
 
     def _check_loss_inputs(self, output: HDMLOutput, labels: Tensor, nodes: Tensor) -> None:
         """Raise unless labels is an integer [U] tensor and nodes an int64 [B, k+1] one that
