@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import DEVICES
+from conftest import DEVICES, run_with_cpu_capability
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -234,12 +230,7 @@ def test_portable_cpu_path_where_avx512_is_in_use():
             raise AssertionError("no error for an out-of-range id")
         print("portable path ok")
     """)
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "PYTHONPATH": str(root)}
-    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True,
-                          timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    assert "portable path ok" in done.stdout
+    assert "portable path ok" in run_with_cpu_capability(script)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-from conftest import DEVICES
+from conftest import DEVICES, run_with_cpu_capability
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -311,13 +306,8 @@ def test_cpu_variants(capability):
         "        _check(*_inputs('weighted_f32', (2, 9, feat), dtype, 'cpu', seed=feat))\n"
         "print(torch.backends.cpu.get_cpu_capability())\n"
     )
-    here = Path(__file__).resolve().parent
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": capability,
-           "PYTHONPATH": os.pathsep.join([str(here.parent), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-c", code, str(here)], env=env, capture_output=True, text=True,
-                            timeout=120, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == capability.upper()
+    stdout = run_with_cpu_capability(code, capability)
+    assert stdout.strip().splitlines()[-1] == capability.upper()
 
 
 # ---- bad inputs: one test each; the wrapper raises TypeError/ValueError, the op RuntimeError --

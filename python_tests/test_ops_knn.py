@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DEVICES, cuda_built
+from conftest import DEVICES, cuda_built, run_with_cpu_capability
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -404,12 +403,7 @@ def test_portable_cpu_path_matches_the_reference():
             assert_same_distances(dist, ref_dist)
         print("portable path ok")
     """)
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", script, str(ROOT / "python_tests")], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "portable path ok" in done.stdout
+    assert "portable path ok" in run_with_cpu_capability(script)
 
 
 # ----------------------------------------------------------------------------- memory

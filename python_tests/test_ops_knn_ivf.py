@@ -3,22 +3,16 @@ list probed, against exact knn."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import DEVICES
+from conftest import DEVICES, run_with_cpu_capability
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hdml_ext import ops
 from hdml_ext.ops import reference
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_lists(x: torch.Tensor, num_lists: int, nprobe: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -153,9 +147,7 @@ def test_portable_cpu_path_matches_the_reference():
     # float32 on AVX2 runs the fused panel loop (csrc/knn_ivf/knn_ivf_cpu_panels.h);
     # ATEN_CPU_CAPABILITY=default selects the GEMM path, as float64 always does.
     script = textwrap.dedent("""
-        import sys
         import torch
-        sys.path.insert(0, sys.argv[1])
         from test_ops_knn_ivf import assert_matches_reference, make_lists
         from hdml_ext import ops
         assert torch.backends.cpu.get_cpu_capability() == "DEFAULT"
@@ -165,12 +157,7 @@ def test_portable_cpu_path_matches_the_reference():
         assert_matches_reference(x, *lists, 6, *ops.knn_ivf(x, *lists, 6))
         print("portable path ok")
     """)
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", script, str(ROOT / "python_tests")], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "portable path ok" in done.stdout
+    assert "portable path ok" in run_with_cpu_capability(script)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -127,19 +127,9 @@ __global__ void __launch_bounds__(kSelectThreads)
         }
       }
     }
-    __syncthreads();  // the round's candidates are in the buffer
-    const int count = s_count;
-    const bool last = base + kRound >= cols;
-    __syncthreads();  // every thread has read count before it changes again
-    // count is the same in every thread, so the whole block takes the branch or none does.
-    // Without a flush the buffer keeps count <= kBuffer - kRound, room for one more round.
-    if (count > kBuffer - kRound || (last && count > 0)) {
-      merge_buffer(s_list_val, s_list_idx, s_buf_val, s_buf_idx, count, cap);
-      thr_val = s_list_val[cand - 1];
-      thr_idx = s_list_idx[cand - 1];
-      if (tid == 0) s_count = 0;
-      __syncthreads();
-    }
+    // Without a merge the buffer keeps at most kBuffer - kRound, room for one more round.
+    end_round(&s_count, s_list_val, s_list_idx, s_buf_val, s_buf_idx, cap, cand, kBuffer - kRound,
+              base + kRound >= cols, thr_val, thr_idx);
   }
   for (int i = tid; i < cap; i += kSelectThreads) {
     list_val[list0 + i] = s_list_val[i];

@@ -97,5 +97,26 @@ __device__ void merge_buffer(T* s_list_val, int64_t* s_list_idx, T* s_buf_val, i
   bitonic_merge(s_list_val, s_list_idx, cap);
 }
 
+// The end of one round of a row's selection, after each thread appended its candidates that
+// beat (thr_val, thr_idx) to the shared buffer (*s_count of them): when the buffer holds more
+// than `room` (it could overflow in the next round), or `last` and it holds any, they are merged
+// into the list and the threshold becomes the list's entry cand - 1. count is read by every
+// thread between two barriers, so the whole block takes the branch or none does. Every thread
+// of the block must call it.
+template <typename T>
+__device__ void end_round(int* s_count, T* s_list_val, int64_t* s_list_idx, T* s_buf_val, int64_t* s_buf_idx,
+                          int cap, int cand, int room, bool last, T& thr_val, int64_t& thr_idx) {
+  __syncthreads();  // the round's candidates are in the buffer
+  const int count = *s_count;
+  __syncthreads();  // every thread has read count before it changes again
+  if (count > room || (last && count > 0)) {
+    merge_buffer(s_list_val, s_list_idx, s_buf_val, s_buf_idx, count, cap);
+    thr_val = s_list_val[cand - 1];
+    thr_idx = s_list_idx[cand - 1];
+    if (threadIdx.x == 0) *s_count = 0;
+    __syncthreads();
+  }
+}
+
 }  // namespace knn_cuda_detail
 }  // namespace hdml

@@ -86,17 +86,8 @@ __global__ void __launch_bounds__(kRowThreads)
           }
         }
       }
-      __syncthreads();  // the round's candidates are in the buffer
-      const int count = s_count;
-      const bool last_round = last_list && base + kRowThreads >= end;
-      __syncthreads();  // every thread has read count before it changes again
-      if (count > kIvfBuffer - kRowThreads || (last_round && count > 0)) {
-        merge_buffer(s_list_val, s_list_idx, s_buf_val, s_buf_idx, count, cap);
-        thr_val = s_list_val[k - 1];
-        thr_idx = s_list_idx[k - 1];
-        if (tid == 0) s_count = 0;
-        __syncthreads();
-      }
+      end_round(&s_count, s_list_val, s_list_idx, s_buf_val, s_buf_idx, cap, static_cast<int>(k),
+                kIvfBuffer - kRowThreads, last_list && base + kRowThreads >= end, thr_val, thr_idx);
     }
   }
   for (int64_t c = tid; c < k; c += kRowThreads) {
