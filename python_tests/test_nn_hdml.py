@@ -414,14 +414,16 @@ def test_on_features_config_round_trip():
     model = HDMLOnFeatures(12, k=5, gcn_dims=(16, 8), attention=False)
     config = json.loads(json.dumps(model.to_config()))
     assert config == {"in_dim": 12, "k": 5, "gcn_dims": [16, 8], "attention": False, "edge_input": "node",
-                      "relative_input": False, "balanced_link_loss": False, "cosine_prior": False}
+                      "relative_input": False, "balanced_link_loss": False, "cosine_prior": False,
+                      "overlap_prior": False}
     assert HDMLOnFeatures.from_config(config).to_config() == config
 
 
-@pytest.mark.parametrize("cosine_prior", [False, True])
-def test_on_features_compiles_fullgraph(cosine_prior):
+@pytest.mark.parametrize(("cosine_prior", "overlap_prior"), [(False, False), (True, False), (True, True)])
+def test_on_features_compiles_fullgraph(cosine_prior, overlap_prior):
     torch.manual_seed(0)
-    model = HDMLOnFeatures(12, k=5, gcn_dims=(16, 8), cosine_prior=cosine_prior).eval()
+    model = HDMLOnFeatures(12, k=5, gcn_dims=(16, 8), cosine_prior=cosine_prior, overlap_prior=overlap_prior)
+    model.eval()
     rows, nodes, adj = torch.randn(8, 12), torch.randint(0, 8, (3, 6)), torch.rand(3, 6, 6) < 0.5
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
     torch.testing.assert_close(compiled(rows, nodes, adj).link_logits, model(rows, nodes, adj).link_logits)
