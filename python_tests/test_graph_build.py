@@ -189,7 +189,7 @@ def test_auto_falls_back_to_exact_on_unclustered_data(monkeypatch):
     # row is searched by ivf.
     unclustered = np.random.default_rng(1).standard_normal((4000, 32)).astype(np.float32)
     _exact_estimate_of(monkeypatch, 1e6)
-    monkeypatch.setattr(ivf_module.IVFJoin, "tables", lambda self: pytest.fail("searched"))
+    monkeypatch.setattr(ivf_module.IVFJoin, "tables", lambda *args: pytest.fail("searched"))
     graphs = build_fgraphs(unclustered, K)
     assert graphs.backend == "exact" and graphs.params == {}
     assert "ivf reaches target_recall 0.95 only scanning more than 10% of the rows" in graphs.reason
@@ -199,7 +199,7 @@ def test_auto_falls_back_to_exact_on_unclustered_data(monkeypatch):
 
 def test_auto_takes_exact_where_ivf_is_no_cheaper(points, monkeypatch):
     _exact_estimate_of(monkeypatch, 1e-9)
-    monkeypatch.setattr(ivf_module.IVFJoin, "tables", lambda self: pytest.fail("searched"))
+    monkeypatch.setattr(ivf_module.IVFJoin, "tables", lambda *args: pytest.fail("searched"))
     graphs = build_fgraphs(points, K)
     assert graphs.backend == "exact"
     assert "ivf at target_recall 0.95 is no cheaper: exact" in graphs.reason
@@ -215,6 +215,13 @@ def test_ivf_recall_on_the_sample_is_what_it_chose(points, exact):
         assert measured == pytest.approx(graphs.params["sample_recall"], abs=1e-4)  # params: 4 decimals
         assert measured >= target
     assert build_fgraphs(points, K, backend="ivf", target_recall=1.0).params["sample_recall"] == 1.0
+
+
+def test_ivf_shows_its_steps_with_progress(points, capsys):
+    graphs = build_fgraphs(points, K, backend="ivf", progress=True)
+    err = capsys.readouterr().err
+    assert "ivf: k-means" in err and "ivf: join of 2,000 rows" in err
+    assert torch.equal(graphs.knn_idx, build_fgraphs(points, K, backend="ivf").knn_idx)
 
 
 def test_ivf_rows_short_of_neighbours_are_repaired(points, exact, monkeypatch):

@@ -108,7 +108,7 @@ def build_fgraphs(
         reason += " (faiss-cpu: CUDA rows are copied to the host block by block)"
     logger.info("build_fgraphs: N=%d D=%d k=%d -> %s (%s)", rows.num_rows, rows.dim, k, backend, reason)
     if prepared is not None:
-        knn_dist, knn_idx, params = prepared.tables()
+        knn_dist, knn_idx, params = prepared.tables(progress)
     else:
         knn_dist, knn_idx, params = _TABLE_BUILDERS[backend](rows, k, block_size, progress, target_recall)
     graphs = FGraphs(knn_idx, knn_dist, backend, reason, params)

@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .. import ops
 from .exact import Tables, exact_knn_rows, repair_short_rows
@@ -110,10 +111,13 @@ class IVFJoin:
         self.sample_recall = float(recall[self.nprobe - 1])
         self.scan_share = float(self.list_share[ranking[:, :self.nprobe]].sum(1).mean())
 
-    def tables(self) -> Tables:
+    def tables(self, progress: bool = False) -> Tables:
         """All rows' neighbours at the chosen nprobe: `Tables` with params {nlist, nprobe,
-        train_rows, kmeans_iter, sample_recall, sample_size, repaired_rows, seconds}."""
+        train_rows, kmeans_iter, sample_recall, sample_size, repaired_rows, probe_seconds,
+        join_seconds}. progress: a tqdm bar over the two steps (each one op call)."""
         x = self.rows.whole().cpu()
+        bar = tqdm(total=2, desc=f"ivf: each row's {self.nprobe} nearest of {self.nlist} lists",
+                   disable=not progress, leave=False)
         started = time.perf_counter()
         probe = self._nearest_lists(x, self.nprobe)
         home = probe[:, 0]
@@ -121,8 +125,12 @@ class IVFJoin:
         list_ptr = torch.zeros(self.nlist + 1, dtype=torch.int64)
         list_ptr[1:] = torch.bincount(home, minlength=self.nlist).cumsum(0)
         probed_s = time.perf_counter() - started
+        bar.update()
+        bar.set_description(f"ivf: join of {self.rows.num_rows:,} rows (ops.knn_ivf)")
         dist, idx = ops.knn_ivf(x, list_ptr, list_ids, probe, self.k)
         joined_s = time.perf_counter() - started - probed_s
+        bar.update()
+        bar.close()
         out_d, out_i = dist.float().numpy(), idx.numpy()
         repaired = repair_short_rows(self.rows, out_d, out_i, self.k)
         params = {"nlist": self.nlist, "nprobe": self.nprobe, "train_rows": self.train_rows,
@@ -135,7 +143,12 @@ class IVFJoin:
 def ivf_tables(rows: FeatureRows, k: int, block_size: int, progress: bool, target_recall: float) -> Tables:
     """Backend "ivf" (module doc): `Tables` with `IVFJoin.tables`'s params. Holds all rows in
     memory (a memmap is read whole); CUDA rows are searched on the CPU."""
-    join = IVFJoin(rows, k)
-    join.train()
+    with tqdm(total=2, desc="ivf: exact neighbours of the recall sample", disable=not progress,
+              leave=False) as bar:
+        join = IVFJoin(rows, k)
+        bar.update()
+        bar.set_description(f"ivf: k-means, {join.nlist} lists")
+        join.train()
+        bar.update()
     join.choose_nprobe(target_recall)
-    return join.tables()
+    return join.tables(progress)
