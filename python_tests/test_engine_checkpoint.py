@@ -21,7 +21,16 @@ def test_atomic_save_gives_the_mode_of_a_new_file(tmp_path):
     assert (tmp_path / "checkpoint.pt").stat().st_mode & 0o777 == expected
 
 
-def test_ctrl_c_during_a_checkpoint_write_comes_after_the_write(tmp_path):
+@pytest.fixture
+def python_sigint_handler():
+    """SIGINT raising KeyboardInterrupt, as in a foreground process, for the test's duration: a
+    shell starts background jobs (`make test &`) with SIGINT ignored, and Python keeps that."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_a_checkpoint_write_comes_after_the_write(tmp_path, python_sigint_handler):
     # torch.save interrupted mid-write raises a RuntimeError of its zip writer, not
     # KeyboardInterrupt; atomic_save holds the signal back until the file is complete.
     real_save = torch.save
