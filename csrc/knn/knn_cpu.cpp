@@ -53,8 +53,6 @@ using namespace knn_cpu_detail;
 // time than 512 x 2048 with other jobs running, and the same without.
 constexpr int64_t kTileQueries = 1024;
 constexpr int64_t kTileColumns = 4096;
-// Candidate buffer per row: c kept plus at least this much room before each compaction.
-constexpr int64_t kMinSlack = 64;
 // Query rows per parallel task.
 constexpr int64_t kRowGrain = 4;
 // The symmetric self-search keeps selections for all n rows, up to this many candidate slots
@@ -276,11 +274,6 @@ void knn_symmetric(const Points<T>& pts, const QuerySet<T, out_t>& qs, int64_t k
       });
     }
   }
-}
-
-// Candidate buffer capacity for `keep` kept candidates.
-inline int64_t buffer_capacity(int64_t keep) {
-  return keep + std::max(keep, kMinSlack);
 }
 
 template <typename T, typename out_t>

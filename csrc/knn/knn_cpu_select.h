@@ -141,6 +141,15 @@ struct RowSelection {
   }
 };
 
+// Candidate buffer per row: the kept candidates plus at least this much room before each
+// compaction.
+constexpr int64_t kMinSlack = 64;
+
+// Candidate buffer capacity for `keep` kept candidates (both CPU kNN kernels).
+inline int64_t buffer_capacity(int64_t keep) {
+  return keep + std::max(keep, kMinSlack);
+}
+
 // Per-row selection state for a range of rows: keys and ids [rows, capacity], counts, thresholds.
 // The candidate arrays are left uninitialised: only entries below a row's count are ever read.
 template <typename T>

@@ -49,9 +49,6 @@ using namespace knn_detail;
 using namespace knn_cpu_detail;
 using namespace knn_ivf_cpu_detail;
 
-// Candidate buffer per row: c kept plus at least this much room before each compaction.
-constexpr int64_t kMinSlack = 64;
-
 // The lists, as the kernel reads them: CSR offsets, rows in list order, each row's probes.
 struct Lists {
   const int64_t* ptr;    // [L + 1]
@@ -250,7 +247,7 @@ void knn_ivf_kernel(const KnnOperands& operands, const at::Tensor& list_ids, con
     layout = sorted_layout<T>(operands.x_exp, list_ids, lists);
   }
   const int64_t keep = std::min(k + kKnnMargin, n - 1);
-  const int64_t capacity = keep + std::max(keep, kMinSlack);
+  const int64_t capacity = buffer_capacity(keep);
   const int64_t max_size = lists.max_size;
 
   at::parallel_for(0, lists.num_lists, 1, [&](int64_t list_begin, int64_t list_end) {
