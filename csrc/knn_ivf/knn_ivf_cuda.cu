@@ -1,13 +1,19 @@
 // kNN over inverted lists on CUDA: one thread block per row, which streams the rows of the lists
 // it probes past a block-wide running selection of its best (squared distance, index) pairs.
+// Blocks take the rows in list order (row list_ids[block]), so neighbouring blocks probe mostly
+// the same lists and find them in L2.
 //
-// Each thread takes one candidate of a list per round and computes its squared distance to the
-// row by direct differences in double (so distances are exact, as the CPU kernel's refinement
-// makes them); candidates that beat the selection's current k-th pair are appended to a shared
-// buffer, which is merged into the sorted list of the best cap >= k pairs (cap a power of two)
-// when it could overflow and after the last list (knn/knn_cuda_select.cuh). Pairs compare by
-// (distance, index), so ties go to the smaller index whatever order threads run in. The row
-// skips itself; a row whose lists hold fewer than k other rows ends in (inf, -1).
+// Each round covers kRowThreads candidates of a list. Screening: each warp computes the squared
+// distances of 32 of them in the compute type, a candidate at a time, the lanes reading its
+// coordinates side by side (coalesced) and summing by shuffles; lane c keeps candidate c's.
+// A candidate whose screened distance, less its rounding bound, exceeds the selection's current
+// k-th pair cannot enter the selection and is dropped. Refinement: the others get their squared
+// distance by direct differences in double, summed in order (the CPU kernel's refinement), and
+// those that beat the k-th pair are appended to a shared buffer, which is merged into the
+// sorted list of the best cap >= k pairs (cap a power of two) when it could overflow and after
+// the last list (knn/knn_cuda_select.cuh). Pairs compare by (distance, index), so ties go to
+// the smaller index whatever order threads run in. The row skips itself; a row whose lists
+// hold fewer than k other rows ends in (inf, -1).
 //
 // The index arguments are checked on the device (ranges, the permutation, distinct probes per
 // row) before the search, with one synchronisation each.
@@ -17,6 +23,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <type_traits>
@@ -32,17 +39,42 @@ using namespace knn_detail;
 using namespace knn_cuda_detail;
 
 constexpr int kRowThreads = 128;
+constexpr int kWarp = 32;
 // Shared candidate buffer: room for one more round before a merge, and for a whole list of
 // kKnnCudaMaxCandidates (the merge sorts at least cap entries of it).
 constexpr int kIvfBuffer = 1024;
 static_assert(kIvfBuffer >= kKnnCudaMaxCandidates, "the buffer must hold a whole candidate list");
 static_assert(kIvfBuffer >= 2 * kRowThreads, "the buffer must hold two rounds");
 
+// Screened squared distances of x[row] to the candidates list_ids[begin + 32 w + c], c < 32, of
+// warp w; lane c returns candidate c's (0 past `end`). Every lane of the warp must call it.
+template <typename T>
+__device__ __forceinline__ T screen_warp_candidates(const T* __restrict__ x, int64_t d, const T* __restrict__ q,
+                                                    const int64_t* __restrict__ list_ids, int64_t begin,
+                                                    int64_t end, int lane) {
+  const int64_t remaining = end - begin;
+  const int count = remaining <= 0 ? 0 : (remaining < kWarp ? static_cast<int>(remaining) : kWarp);
+  T mine = T(0);
+  for (int c = 0; c < count; ++c) {
+    const T* xj = x + list_ids[begin + c] * d;
+    T partial = T(0);
+    for (int64_t l = lane; l < d; l += kWarp) {
+      const T diff = q[l] - xj[l];
+      partial += diff * diff;
+    }
+    for (int offset = kWarp / 2; offset > 0; offset >>= 1) partial += __shfl_xor_sync(0xffffffffu, partial, offset);
+    if (lane == c) mine = partial;
+  }
+  return mine;
+}
+
+// screen_factor: 1 less the relative rounding bound of a screened distance (0: no screening).
 template <typename T, typename out_t>
 __global__ void __launch_bounds__(kRowThreads)
     knn_ivf_row_kernel(const T* __restrict__ x, int64_t d, const int64_t* __restrict__ list_ptr,
                        const int64_t* __restrict__ list_ids, const int64_t* __restrict__ probe, int64_t num_probes,
-                       int64_t k, int cap, double inv_scale, out_t* __restrict__ dist, int64_t* __restrict__ idx) {
+                       int64_t k, int cap, double screen_factor, double inv_scale, out_t* __restrict__ dist,
+                       int64_t* __restrict__ idx) {
   extern __shared__ unsigned char smem[];
   double* s_list_val = reinterpret_cast<double*>(smem);
   double* s_buf_val = s_list_val + cap;
@@ -51,7 +83,9 @@ __global__ void __launch_bounds__(kRowThreads)
   __shared__ int s_count;
 
   const int tid = threadIdx.x;
-  const int64_t row = blockIdx.x;
+  const int lane = tid % kWarp;
+  const int64_t warp_offset = tid - lane;
+  const int64_t row = list_ids[blockIdx.x];
   const T* q = x + row * d;
   for (int i = tid; i < cap; i += kRowThreads) {
     s_list_val[i] = positive_infinity<double>();
@@ -69,10 +103,11 @@ __global__ void __launch_bounds__(kRowThreads)
     const bool last_list = p + 1 == num_probes;
     // Every thread runs the same rounds (the bound is uniform), so the barriers match.
     for (int64_t base = begin; base < end || (last_list && base == begin); base += kRowThreads) {
+      const T screened = screen_warp_candidates(x, d, q, list_ids, base + warp_offset, end, lane);
       const int64_t pos = base + tid;
       if (pos < end) {
         const int64_t j = list_ids[pos];
-        if (j != row) {
+        if (j != row && static_cast<double>(screened) * screen_factor <= thr_val) {
           const T* xj = x + j * d;
           double acc = 0.0;
           for (int64_t l = 0; l < d; ++l) {
@@ -100,6 +135,15 @@ __global__ void __launch_bounds__(kRowThreads)
     }
     idx[row * k + c] = found ? s_list_idx[c] : -1;
   }
+}
+
+// 1 less a bound on the relative error of screen_warp_candidates' sum of d squared differences
+// in a type of unit roundoff u: each term carries at most 3 roundings, each lane's serial sum
+// ceil(d / 32) and the shuffle tree 5 more; (d + 16) u bounds them with room to spare. Data
+// scaled into [0.5, 1) keep the terms far from overflow; underflow only lowers a screened
+// distance, which keeps more candidates, never fewer.
+double screening_factor(int64_t d, double unit_roundoff) {
+  return std::max(0.0, 1.0 - 2.0 * static_cast<double>(d + 16) * unit_roundoff);
 }
 
 // The value checks of knn_ivf.h on the device: list_ptr, list_ids and probe.
@@ -149,14 +193,16 @@ std::tuple<at::Tensor, at::Tensor> knn_ivf_cuda(const at::Tensor& x, const at::T
     // float16 and bfloat16 are read as float32; the distances come back in x's dtype.
     using compute_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     const at::ScalarType compute = c10::CppTypeToScalarType<compute_t>::value;
-    const double scale = power_of_two_scale(max_abs, /*double_precision=*/true);
+    // The scale keeps the screening type's squares finite; the refinement is exact either way.
+    const double scale = power_of_two_scale(max_abs, std::is_same_v<compute_t, double>);
+    const double factor = screening_factor(d, std::numeric_limits<compute_t>::epsilon() / 2);
     const at::Tensor xs = prepare(x, compute, scale);
     auto kernel = knn_ivf_row_kernel<compute_t, scalar_t>;
     C10_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
     kernel<<<static_cast<unsigned int>(n), kRowThreads, smem, stream>>>(
         xs.data_ptr<compute_t>(), d, ptr.data_ptr<int64_t>(), ids.data_ptr<int64_t>(), probes.data_ptr<int64_t>(),
-        probes.size(1), k, cap, 1.0 / scale, dist.data_ptr<scalar_t>(), idx.data_ptr<int64_t>());
+        probes.size(1), k, cap, factor, 1.0 / scale, dist.data_ptr<scalar_t>(), idx.data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {dist, idx};

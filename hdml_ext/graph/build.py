@@ -103,7 +103,7 @@ def build_fgraphs(
     else:
         reason = f"requested backend={backend!r}"
     if backend == "ivf" and rows.device.type == "cuda":
-        reason += " (ops.knn_ivf runs on the CPU: CUDA rows are copied to the host)"
+        reason += " (k-means on the CPU, the centroid search and ops.knn_ivf on the GPU)"
     elif backend != "exact" and rows.device.type == "cuda":
         reason += " (faiss-cpu: CUDA rows are copied to the host block by block)"
     logger.info("build_fgraphs: N=%d D=%d k=%d -> %s (%s)", rows.num_rows, rows.dim, k, backend, reason)

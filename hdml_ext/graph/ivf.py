@@ -88,7 +88,7 @@ class IVFJoin:
 
     def _nearest_lists(self, x: Tensor, count: int) -> Tensor:
         """The `count` nearest centroids of the rows x [M, D], nearest first: [M, count] int64."""
-        return ops.knn(self.centroids.to(x.dtype), count, queries=x)[1]
+        return ops.knn(self.centroids.to(x.device, x.dtype), count, queries=x)[1]
 
     def choose_nprobe(self, target_recall: float) -> None:
         """The smallest nprobe at which the sample's true neighbours lie in the probed lists for
@@ -115,23 +115,23 @@ class IVFJoin:
         """All rows' neighbours at the chosen nprobe: `Tables` with params {nlist, nprobe,
         train_rows, kmeans_iter, sample_recall, sample_size, repaired_rows, probe_seconds,
         join_seconds}. progress: a tqdm bar over the two steps (each one op call)."""
-        x = self.rows.whole().cpu()
+        x = self.rows.whole()
         bar = tqdm(total=2, desc=f"ivf: each row's {self.nprobe} nearest of {self.nlist} lists",
                    disable=not progress, leave=False)
         started = time.perf_counter()
         probe = self._nearest_lists(x, self.nprobe)
         home = probe[:, 0]
         list_ids = torch.argsort(home, stable=True)
-        list_ptr = torch.zeros(self.nlist + 1, dtype=torch.int64)
+        list_ptr = torch.zeros(self.nlist + 1, dtype=torch.int64, device=x.device)
         list_ptr[1:] = torch.bincount(home, minlength=self.nlist).cumsum(0)
-        probed_s = time.perf_counter() - started
+        probed_s = _seconds_since(started, x)
         bar.update()
         bar.set_description(f"ivf: join of {self.rows.num_rows:,} rows (ops.knn_ivf)")
         dist, idx = ops.knn_ivf(x, list_ptr, list_ids, probe, self.k)
-        joined_s = time.perf_counter() - started - probed_s
         bar.update()
         bar.close()
-        out_d, out_i = dist.float().numpy(), idx.numpy()
+        joined_s = _seconds_since(started, x) - probed_s
+        out_d, out_i = dist.float().cpu().numpy(), idx.cpu().numpy()
         repaired = repair_short_rows(self.rows, out_d, out_i, self.k)
         params = {"nlist": self.nlist, "nprobe": self.nprobe, "train_rows": self.train_rows,
                   "kmeans_iter": IVF_KMEANS_ITER, "sample_recall": round(self.sample_recall, 4),
@@ -140,9 +140,16 @@ class IVFJoin:
         return torch.from_numpy(out_d), torch.from_numpy(out_i), params
 
 
+def _seconds_since(started: float, x: Tensor) -> float:
+    """Wall seconds since `started` (time.perf_counter), once x's GPU has finished its work."""
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+    return time.perf_counter() - started
+
+
 def ivf_tables(rows: FeatureRows, k: int, block_size: int, progress: bool, target_recall: float) -> Tables:
     """Backend "ivf" (module doc): `Tables` with `IVFJoin.tables`'s params. Holds all rows in
-    memory (a memmap is read whole); CUDA rows are searched on the CPU."""
+    memory (a memmap is read whole); CUDA rows are searched on their GPU (the k-means on the CPU)."""
     with tqdm(total=2, desc="ivf: exact neighbours of the recall sample", disable=not progress,
               leave=False) as bar:
         join = IVFJoin(rows, k)
