@@ -88,6 +88,41 @@ def test_exact_ties_go_to_the_smaller_index_and_duplicates_are_kept(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_distances_closer_than_float_rounding_are_ranked_exactly(device):
+    # Squared distances 1 + (j 2^-14)^2 from row 0: for j <= 4 they differ by less than float32
+    # rounding of their sum, so a float screening sees ties; the exact refinement must still
+    # rank them by j, whose rows sit at descending indices. D = 70 spans lanes unevenly; 300
+    # rows in one list take three rounds.
+    n, d = 300, 70
+    x = torch.zeros(n, d)
+    x[1:, 0] = 3.0 + torch.arange(n - 1) % 5
+    x[1:, 1:] = 0.1 * torch.randn(n - 1, d - 1, generator=torch.Generator().manual_seed(5))
+    near = torch.arange(40, 0, -1)  # row 40 - j + 1 holds j
+    x[near] = 0.0
+    x[near, 0] = 1.0
+    x[near, 1] = torch.arange(40, dtype=torch.float32) * 2.0**-14
+    x = x.to(device)
+    list_ptr = torch.tensor([0, n], device=device)
+    list_ids = torch.randperm(n, generator=torch.Generator().manual_seed(6)).to(device)
+    probe = torch.zeros(n, 1, dtype=torch.int64, device=device)
+    dist, idx = ops.knn_ivf(x, list_ptr, list_ids, probe, 10)
+    assert torch.equal(idx[0].cpu(), near[:10])
+    assert_matches_reference(x, list_ptr, list_ids, probe, 10, dist, idx)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("magnitude", [2.0**60, 2.0**-70])
+def test_very_large_and_small_values(device, magnitude):
+    torch.manual_seed(7)
+    x = (torch.randn(200, 40) * magnitude).to(device)
+    list_ptr, list_ids, probe = make_lists(x, 6, 2)
+    dist, idx = ops.knn_ivf(x, list_ptr, list_ids, probe, 8)
+    ref_dist, ref_idx = reference.knn_ivf(x.cpu(), list_ptr.cpu(), list_ids.cpu(), probe.cpu(), 8)
+    assert torch.equal(idx.cpu(), ref_idx)
+    torch.testing.assert_close(dist.cpu(), ref_dist, rtol=1e-6, atol=0.0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_short_rows_are_padded(device):
     # Rows whose probed lists hold fewer than k other rows end in -1 / inf; N = k + 1 with one
     # list probed by all is exact.

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "knn.h"
+#include "knn_certificate.h"
 #include "knn_cpu_scan.h"
 #include "knn_cpu_select.h"
 
@@ -73,9 +74,7 @@ struct Points {
   int64_t d;
   int64_t k;
   double inv_scale;  // undoes the power-of-two scale on the distances
-  double unit;       // unit roundoff of T, inflated to cover the double-precision steps
-  double gamma;      // bound on the relative error of a d-term dot product in T (any order)
-  double max_norm;   // an upper bound on ||x~_j|| over all points
+  ExpansionBound bound;  // the certificate's rounding bound (knn_certificate.h)
 };
 
 template <typename T>
@@ -89,12 +88,9 @@ Points<T> make_points(const KnnOperands& operands, int64_t k) {
   p.k = k;
   p.inv_scale = operands.inv_scale;
   p.norms = squared_norms(p.x_exp, p.n, p.d);
-  p.unit = std::ldexp(1.0, -std::numeric_limits<T>::digits) * 1.01 + static_cast<double>(p.d) * 0x1p-52;
-  const double du = static_cast<double>(p.d) * p.unit;
-  p.gamma = du < 0.5 ? du / (1.0 - du) : std::numeric_limits<double>::infinity();
   double max_norm2 = 0.0;
   for (const T v : p.norms) max_norm2 = std::max(max_norm2, static_cast<double>(v));
-  p.max_norm = std::sqrt(max_norm2 * (1.0 + 4.0 * p.unit));
+  p.bound = expansion_bound<T>(p.d, max_norm2);
   return p;
 }
 
@@ -115,17 +111,9 @@ struct QuerySet {
 
 // A row that has seen every point: its best `keep` candidates' squared distances recomputed by
 // direct differences (double), ordered by (distance, index), the first k written out. Returns
-// false, writing nothing, when that cannot be certified to be the exact answer:
-//
-// Every point that is not a candidate had an expansion score of at least the row's final
-// threshold thr. Expansion scores are within e = u (|thr| + R^2) + 2 gamma |q~| R of the true
-// centred scores |x~_j - q~|^2 - |q~|^2 (u: unit roundoff, R >= every |x~_j|, gamma: the
-// worst-case relative error of a d-term dot product in any summation order), and the centred
-// points are within u (R + |q~|) of the true differences. That bounds the distance of every
-// non-candidate from below; when the k-th candidate is strictly closer, the candidates hold the
-// exact answer. It fails when points are too close together, relative to their distance from
-// the centre, for the expansion's rounding to order them (e.g. tight clusters far apart); the
-// caller then searches those rows again with more candidates. q_exp is the centred query.
+// false, writing nothing, when the certificate (knn_certificate.h) cannot show that this is the
+// exact answer; the caller then searches those rows again with more candidates. q_exp is the
+// centred query.
 template <typename T, typename out_t>
 bool finish_row(RowSelection<T>& sel, const T* q, const T* q_exp, const Points<T>& pts,
                 std::pair<double, int64_t>* refined, out_t* drow, int64_t* irow) {
@@ -146,14 +134,7 @@ bool finish_row(RowSelection<T>& sel, const T* q, const T* q_exp, const Points<T
   if (!std::isinf(sel.threshold)) {  // +inf: every point is a candidate
     double q_norm2 = 0.0;
     for (int64_t l = 0; l < d; ++l) q_norm2 += static_cast<double>(q_exp[l]) * static_cast<double>(q_exp[l]);
-    const double q_norm = std::sqrt(q_norm2);
-    const double thr = static_cast<double>(sel.threshold);
-    const double r = pts.max_norm;
-    const double e = pts.unit * (std::abs(thr) + r * r) + 2.0 * pts.gamma * q_norm * r;
-    const double lower2 = thr - e + q_norm2;
-    const double lower = (lower2 > 0.0 ? std::sqrt(lower2) : 0.0) - pts.unit * (r + q_norm);
-    const double kth = std::sqrt(refined[pts.k - 1].first);
-    if (!(kth * (1.0 + 4.0 * pts.unit) < lower * (1.0 - 4.0 * pts.unit))) return false;
+    if (!certifies(pts.bound, refined[pts.k - 1].first, static_cast<double>(sel.threshold), q_norm2)) return false;
   }
   for (int64_t c = 0; c < pts.k; ++c) {
     const double value = std::sqrt(refined[c].first) * pts.inv_scale;

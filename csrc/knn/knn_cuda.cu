@@ -30,6 +30,7 @@
 #include <type_traits>
 
 #include "knn.h"
+#include "knn_certificate.h"
 #include "knn_cuda_select.cuh"
 
 namespace hdml {
@@ -137,20 +138,17 @@ __global__ void __launch_bounds__(kSelectThreads)
   }
 }
 
-// Constants of the certificate in refine_kernel (see finish_row in knn_cpu.cpp).
+// The certificate of refine_kernel (knn_certificate.h).
 struct Certificate {
-  double unit;      // unit roundoff of the compute type, inflated to cover double steps
-  double gamma;     // bound on the relative error of a d-term dot product (any order)
-  double max_norm;  // an upper bound on the norms of the centred points
-  bool trivial;     // every point is a candidate: nothing to certify
+  ExpansionBound bound;
+  bool trivial;  // every point is a candidate: nothing to certify
 };
 
 // One block per query row r of the block starting at query q0: the exact squared distances of
 // the row's first cand candidates, sorted by (distance, index); the first k are written out as
 // distances (sqrt, times inv_scale) and indices. failed[r] becomes 1 when no certificate shows
 // that every other point is farther than the k-th: non-candidates had scores at least the
-// list's entry cand - 1 (thr); scores are within u (|thr| + R^2) + 2 gamma |q~| R of the true
-// centred scores and the centred points within u (R + |q~|) of the true differences.
+// list's entry cand - 1 (thr).
 template <typename T, typename out_t>
 __global__ void __launch_bounds__(kRefineThreads)
     refine_kernel(const T* __restrict__ x, const T* __restrict__ queries, const T* __restrict__ queries_exp,
@@ -196,14 +194,7 @@ __global__ void __launch_bounds__(kRefineThreads)
   if (threadIdx.x == 0) {
     const double thr = static_cast<double>(list_val[r * cap + cand - 1]);
     bool ok = cert.trivial || isinf(thr);
-    if (!ok) {
-      const double q_norm = sqrt(s_q_norm2);
-      const double e = cert.unit * (fabs(thr) + cert.max_norm * cert.max_norm) + 2.0 * cert.gamma * q_norm * cert.max_norm;
-      const double lower2 = thr - e + s_q_norm2;
-      const double lower = (lower2 > 0.0 ? sqrt(lower2) : 0.0) - cert.unit * (cert.max_norm + q_norm);
-      const double kth = sqrt(s_d2[k - 1]);
-      ok = kth * (1.0 + 4.0 * cert.unit) < lower * (1.0 - 4.0 * cert.unit);
-    }
+    if (!ok) ok = certifies(cert.bound, s_d2[k - 1], thr, s_q_norm2);
     failed[r] = ok ? 0 : 1;
   }
   for (int64_t c = threadIdx.x; c < k; c += kRefineThreads) {
@@ -230,9 +221,7 @@ struct CudaPoints {
   at::Tensor norms;  // [n] ||x~_j||^2
   int64_t k;
   double inv_scale;
-  double unit;
-  double gamma;
-  double max_norm;
+  ExpansionBound bound;  // the certificate's rounding bound
 };
 
 // Searches the queries (q, q_exp: [m, d], contiguous) with `cand` candidates per row; self_ids
@@ -249,7 +238,7 @@ void cuda_search(const CudaPoints& pts, const at::Tensor& q, const at::Tensor& q
   const int cand = static_cast<int>(cand64);
   const int cap = next_power_of_two(cand);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const Certificate cert{pts.unit, pts.gamma, pts.max_norm, cand64 >= (self_ids.defined() ? n - 1 : n)};
+  const Certificate cert{pts.bound, cand64 >= (self_ids.defined() ? n - 1 : n)};
 
   const int64_t tile_rows = std::min(kTileQueries, m);
   const int64_t tile_cols = std::min(n, std::max<int64_t>(kRound, kTileElements / tile_rows));
@@ -320,11 +309,8 @@ void knn_cuda_impl(const KnnOperands& operands, bool exclude_self, int64_t k, at
         xe.data_ptr<T>(), n, d, norms.data_ptr<T>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  CudaPoints pts{operands.x, xe, norms, k, operands.inv_scale, 0.0, 0.0, 0.0};
-  pts.unit = std::ldexp(1.0, -std::numeric_limits<T>::digits) * 1.01 + static_cast<double>(d) * 0x1p-52;
-  const double du = static_cast<double>(d) * pts.unit;
-  pts.gamma = du < 0.5 ? du / (1.0 - du) : std::numeric_limits<double>::infinity();
-  pts.max_norm = std::sqrt(norms.max().item<double>() * (1.0 + 4.0 * pts.unit));
+  const CudaPoints pts{operands.x, xe, norms, k, operands.inv_scale,
+                       expansion_bound<T>(d, norms.max().item<double>())};
 
   const int64_t available = exclude_self ? n - 1 : n;
   const int64_t cand = knn_num_candidates(n, exclude_self, k);

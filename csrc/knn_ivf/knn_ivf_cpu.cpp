@@ -20,8 +20,8 @@
 //      list a itself a row skips its own column;
 //   3. per row, the k + margin best candidates' squared distances recomputed by direct
 //      differences in double, ordered by (distance, row index), the first k written out; a row
-//      whose selection may have dropped a candidate tied with its k-th (finish_row) is
-//      recomputed by direct differences with every row of its probed lists.
+//      whose result the rounding certificate cannot confirm (finish_row: ties with its k-th,
+//      near-duplicates) is recomputed by direct differences with every row of its probed lists.
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "../knn/knn.h"
+#include "../knn/knn_certificate.h"
 #include "../knn/knn_cpu_scan.h"
 #include "../knn/knn_cpu_select.h"
 #include "knn_ivf.h"
@@ -127,25 +128,29 @@ void write_row(std::vector<std::pair<double, int64_t>>& refined, int64_t k, doub
 }
 
 // Row `row`'s candidates (positions; row_at maps them to rows) refined by direct differences
-// and written out by (distance, row index). Returns false, writing nothing, when the selection
-// may have dropped a candidate tied with the k-th: once compacted, every dropped candidate
-// scored at least the final threshold, so the kept ones are the exact top k by score unless
-// the k-th best kept score equals the threshold (e.g. more than the margin of duplicates).
+// and written out by (distance, row index). Returns false, writing nothing, when the
+// certificate (knn/knn_certificate.h) cannot show that no candidate the selection dropped is
+// closer than the k-th: ties with the k-th (e.g. more than the margin of duplicates) and points
+// closer together than the expansion's rounding can order. x_exp: the centred rows.
 template <typename T, typename out_t>
-bool finish_row(RowSelection<T>& sel, int64_t row, const T* x, int64_t d, int64_t k, double inv_scale,
-                const int64_t* row_at, std::vector<score_key_t<T>>& keys,
+bool finish_row(RowSelection<T>& sel, int64_t row, const T* x, const T* x_exp, int64_t d, int64_t k,
+                double inv_scale, const ExpansionBound& bound, const int64_t* row_at,
                 std::vector<std::pair<double, int64_t>>& refined, out_t* drow, int64_t* irow) {
   if (sel.count > sel.keep) sel.compact();
-  if (!std::isinf(sel.threshold) && sel.count >= k) {
-    keys.assign(sel.keys, sel.keys + sel.count);
-    std::nth_element(keys.begin(), keys.begin() + (k - 1), keys.end());
-    if (keys[static_cast<size_t>(k - 1)] == score_key(sel.threshold)) return false;
-  }
   refined.clear();
   const T* q = x + row * d;
   for (int64_t c = 0; c < sel.count; ++c) {
     const int64_t j = row_at[sel.ids[c]];
     refined.emplace_back(squared_distance(q, x + j * d, d), j);
+  }
+  if (!std::isinf(sel.threshold) && sel.count >= k) {
+    std::nth_element(refined.begin(), refined.begin() + (k - 1), refined.end());
+    const T* q_exp = x_exp + row * d;
+    double q_norm2 = 0.0;
+    for (int64_t l = 0; l < d; ++l) q_norm2 += static_cast<double>(q_exp[l]) * static_cast<double>(q_exp[l]);
+    if (!certifies(bound, refined[static_cast<size_t>(k - 1)].first, static_cast<double>(sel.threshold), q_norm2)) {
+      return false;
+    }
   }
   write_row(refined, k, inv_scale, drow, irow);
   return true;
@@ -246,6 +251,11 @@ void knn_ivf_kernel(const KnnOperands& operands, const at::Tensor& list_ids, con
   } else {
     layout = sorted_layout<T>(operands.x_exp, list_ids, lists);
   }
+  double max_norm2 = 0.0;
+  for (const T v : layout.norms) {
+    if (!std::isinf(v)) max_norm2 = std::max(max_norm2, static_cast<double>(v));  // +inf: padding
+  }
+  const ExpansionBound bound = expansion_bound<T>(d, max_norm2);
   const int64_t keep = std::min(k + kKnnMargin, n - 1);
   const int64_t capacity = buffer_capacity(keep);
   const int64_t max_size = lists.max_size;
@@ -253,7 +263,6 @@ void knn_ivf_kernel(const KnnOperands& operands, const at::Tensor& list_ids, con
   at::parallel_for(0, lists.num_lists, 1, [&](int64_t list_begin, int64_t list_end) {
     std::vector<std::pair<int64_t, int64_t>> pairs;
     std::vector<std::pair<double, int64_t>> refined;
-    std::vector<score_key_t<T>> kept_keys;
     SelectionStore<T> store(max_size, keep, capacity);
     // Panel path: the group's rows, selection slots and skipped columns.
     std::vector<const T*> group_rows(static_cast<size_t>(max_size));
@@ -324,7 +333,7 @@ void knn_ivf_kernel(const KnnOperands& operands, const at::Tensor& list_ids, con
       for (int64_t r = 0; r < m; ++r) {
         const int64_t row = lists.ids[first + r];
         RowSelection<T> sel = store.load(r);
-        if (!finish_row(sel, row, x, d, k, operands.inv_scale, layout.row_at.data(), kept_keys, refined,
+        if (!finish_row(sel, row, x, x_exp, d, k, operands.inv_scale, bound, layout.row_at.data(), refined,
                         dist + row * k, idx + row * k)) {
           exhaustive_row(lists, row, x, d, k, operands.inv_scale, refined, dist + row * k, idx + row * k);
         }
