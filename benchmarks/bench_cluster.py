@@ -3,6 +3,7 @@
     python benchmarks/bench_cluster.py                     # N = 1e4, 1e5, 1e6 (the 1M runs take minutes)
     python benchmarks/bench_cluster.py --sizes 1e4,3e4     # other sizes
     python benchmarks/bench_cluster.py --quick             # smoke run at N = 2,000, under a minute
+    python benchmarks/bench_cluster.py --device cuda       # features and model on the GPU
 
 The setting of issue 11: N x 64 float32 clustered features (N / 50 Gaussian identities, centres
 N(0, 1), noise 0.5; bench_scale.write_blobs), k = 20, an HDMLOnFeatures(64, k=20,
@@ -62,12 +63,14 @@ STAGE_NAMES = {"knn": "kNN graph", "recall": "recall", "scoring": "F-Graph scori
 
 
 def run_stages(features: np.ndarray, k: int, backend: str, report: Callable[[dict], None], *,
-               whole_pipeline: bool, target_recall: float, recall_queries: int, progress: bool = False
-               ) -> None:
+               whole_pipeline: bool, target_recall: float, recall_queries: int, progress: bool = False,
+               device: str = "cpu") -> None:
     """Time `hdml cluster`'s stages on `features` [N, D] float32, calling `report` with one dict
     per event of PIPELINE_EVENTS (whole_pipeline) or KNN_EVENTS: {"event", "seconds", "rss"
     (peak bytes so far), ...}; "knn" adds backend, reason, params; "recall" adds recall (in
-    [0, 1]); "propagation" adds clusters, passes and kept_edges (score >= threshold)."""
+    [0, 1]); "propagation" adds clusters, passes and kept_edges (score >= threshold). device:
+    where the features and the model live for the kNN graph and the scoring (the stages end with
+    their results on the CPU, so the GPU's work is inside each stage's time)."""
     import torch
 
     from hdml_ext.engine import ClusterConfig, link_edges, propagate_edges
@@ -79,13 +82,14 @@ def run_stages(features: np.ndarray, k: int, backend: str, report: Callable[[dic
 
     start = time.perf_counter()
     embeddings = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    on_device = embeddings.to(device)
     num_nodes = embeddings.shape[0]
     config = ClusterConfig(k=k)
     torch.manual_seed(0)
-    model = HDMLOnFeatures(embeddings.shape[1], k=k, gcn_dims=GCN_DIMS).eval()
+    model = HDMLOnFeatures(embeddings.shape[1], k=k, gcn_dims=GCN_DIMS).eval().to(device)
     done("setup", start)
     start = time.perf_counter()
-    graphs = build_fgraphs(embeddings, k, backend=backend, target_recall=target_recall, progress=progress)
+    graphs = build_fgraphs(on_device, k, backend=backend, target_recall=target_recall, progress=progress)
     done("knn", start, backend=graphs.backend, reason=graphs.reason, params=graphs.params)
     start = time.perf_counter()
     recall = sampled_recall(embeddings, graphs.knn_idx.numpy(), k, recall_queries)
@@ -93,7 +97,7 @@ def run_stages(features: np.ndarray, k: int, backend: str, report: Callable[[dic
     if not whole_pipeline:
         return
     start = time.perf_counter()
-    src, dst, score = link_edges(model, embeddings, k, batch_size=config.batch_size, knn_idx=graphs,
+    src, dst, score = link_edges(model, on_device, k, batch_size=config.batch_size, knn_idx=graphs,
                                  progress=progress)
     done("scoring", start)
     start = time.perf_counter()
@@ -103,11 +107,12 @@ def run_stages(features: np.ndarray, k: int, backend: str, report: Callable[[dic
 
 
 def _child(queue: object, path: str, k: int, backend: str, whole_pipeline: bool, target_recall: float,
-           recall_queries: int, progress: bool) -> None:
+           recall_queries: int, progress: bool, device: str) -> None:
     """A fresh process's run: `run_stages` on the .npy at `path`, its events put on `queue`."""
     try:
         run_stages(np.load(path), k, backend, queue.put, whole_pipeline=whole_pipeline,
-                   target_recall=target_recall, recall_queries=recall_queries, progress=progress)
+                   target_recall=target_recall, recall_queries=recall_queries, progress=progress,
+                   device=device)
     except Exception as error:  # reported as the run's failure, in the table
         queue.put({"error": f"{type(error).__name__}: {error}"})
 
@@ -189,7 +194,7 @@ def markdown(results: dict, args: argparse.Namespace, command: str, where: str, 
         f"{NOISE}), k = {args.k}, HDMLOnFeatures({args.dim}, k={args.k}, gcn_dims={GCN_DIMS}) with seeded "
         f"random weights; each run a fresh process, each stage stopped after {args.stage_limit:g} s.",
         "",
-        f"## `hdml cluster` stages (kNN backend {args.backend!r})",
+        f"## `hdml cluster` stages (kNN backend {args.backend!r}, features and model on {args.device})",
         "",
         "| N | kNN graph | F-Graph scoring | propagation | total | peak RSS after kNN | peak RSS | "
         f"recall@{args.k} | clusters (passes) |",
@@ -306,6 +311,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "run is stopped and reported as not finished (default 900)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: --sizes 2e3, writes cluster_quick.md and .png")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="where our pipeline's features and model live (default cpu; the faiss "
+                             "alternatives always run on the CPU)")
     parser.add_argument("--verbose", action="store_true", help="show the stages' own progress bars")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "cluster"),
                         help="folder for cluster.md and cluster.png (default benchmarks/results/cluster)")
@@ -338,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="hdml_cluster_") as work:
         for n in args.sizes:
             path = str(write_blobs(Path(work) / f"blobs_{n}_{args.dim}.npy", n, args.dim, spread=NOISE))
-            shared = (args.recall_queries, args.verbose)
+            shared = (args.recall_queries, args.verbose, args.device)
             ours = measure(_child, (path, args.k, args.backend, True, DEFAULT_TARGET_RECALL, *shared),
                            PIPELINE_EVENTS, args.stage_limit, f"N={n:,} ours")
             target = args.target_recall
@@ -355,10 +363,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def write_outputs(results: dict, args: argparse.Namespace, command: str, minutes: float) -> tuple[Path, Path]:
     """Write cluster.md (`markdown`) and cluster.png (`plot`) to args.out (cluster_quick.* with
-    --quick); returns their paths."""
+    --quick, cluster_cuda.* with --device cuda); returns their paths."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = "_quick" if args.quick else ""
+    suffix = ("_quick" if args.quick else "") + ("_cuda" if args.device == "cuda" else "")
     table, figure = out / f"cluster{suffix}.md", out / f"cluster{suffix}.png"
     table.write_text(markdown(results, args, command, machine(), minutes))
     plot(results, figure, args)

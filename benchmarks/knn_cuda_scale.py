@@ -1,7 +1,7 @@
 """Exact kNN on a CUDA GPU at scale: `hdml_ext.ops.knn` against a hand-written torch search.
 
     python benchmarks/knn_cuda_scale.py [--sizes 1e5,1e6] [--dim 64] [--k 20] [--faiss-nprobe 32]
-                                         [--out results/knn_cuda]
+                                         [--target-recall 0.95] [--out results/knn_cuda]
 
 The data are the issue's clustered features: 20,000 Gaussian identities (centres N(0, 1),
 noise 0.5) per million rows, float32. Each size runs the all-kNN self-join (every row's k
@@ -10,6 +10,9 @@ nearest other rows) three ways, in one process on one GPU:
 - ours: `hdml_ext.ops.knn(x, k)` on the GPU;
 - torch: what a user would write by hand, also exact: blocks of 2,048 query rows,
   ||x||^2 - 2 q.x by `torch.mm` (TF32 off), `topk(k + 1)`, then the self match removed;
+- ivf: `build_fgraphs(x, k, backend="ivf")` on the GPU rows (k-means on the CPU with faiss,
+  the centroid search and `ops.knn_ivf` on the GPU) at `--target-recall`, with its recall@k
+  against ours and its own step times; 0 skips it;
 - faiss-cpu: IVF-Flat (nlist = 4 sqrt(N), trained on 50,000 rows) on this machine's CPU cores
   at `--faiss-nprobe`, with its recall@k against ours.
 
@@ -28,6 +31,7 @@ import numpy as np
 import torch
 
 import hdml_ext.ops as ops
+from hdml_ext.graph import build_fgraphs
 
 QUERY_BLOCK = 2048
 
@@ -54,11 +58,11 @@ def torch_knn(x: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
-def timed(fn, *args):
-    """fn(*args) and its wall seconds, the GPU synchronised before and after."""
+def timed(fn, *args, **kwargs):
+    """fn(*args, **kwargs) and its wall seconds, the GPU synchronised before and after."""
     torch.cuda.synchronize()
     started = time.perf_counter()
-    result = fn(*args)
+    result = fn(*args, **kwargs)
     torch.cuda.synchronize()
     return result, time.perf_counter() - started
 
@@ -94,6 +98,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=64, help="feature width (64)")
     parser.add_argument("--k", type=int, default=20, help="neighbours per row (20)")
     parser.add_argument("--faiss-nprobe", type=int, default=32, help="faiss IVF nprobe (32); 0: skip faiss")
+    parser.add_argument("--target-recall", type=float, default=0.95,
+                        help="the ivf backend's target recall@k (0.95); 0: skip it")
     parser.add_argument("--out", type=Path, default=Path("results/knn_cuda"), help="output folder")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -121,6 +127,10 @@ def main() -> None:
             "speedup_vs_torch": torch_s / ours_s,
             "recall_ours_vs_torch": recall(ours_np[sample], ref_np[sample]),
         }
+        if args.target_recall:
+            graphs, ivf_s = timed(build_fgraphs, x, args.k, backend="ivf", target_recall=args.target_recall)
+            row.update(ivf_s=ivf_s, ivf_recall=recall(graphs.knn_idx.numpy()[sample], ours_np[sample]),
+                       ivf_params=graphs.params, speedup_ivf_vs_ours=ours_s / ivf_s)
         if args.faiss_nprobe:
             import faiss
 
@@ -136,13 +146,15 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         (args.out / "rows.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     lines = [
-        "| N | ours (s) | torch mm+topk (s) | speed-up | recall vs torch | faiss IVF (s) | faiss recall |",
-        "|---|---|---|---|---|---|---|",
+        "| N | ours (s) | torch mm+topk (s) | speed-up | recall vs torch | ivf backend (s) | ivf recall | "
+        "faiss IVF (s) | faiss recall |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['n']:,} | {r['ours_s']:.2f} | {r['torch_s']:.2f} | {r['speedup_vs_torch']:.2f}x | "
-            f"{r['recall_ours_vs_torch']:.4f} | {r.get('faiss_s', float('nan')):.1f} | "
+            f"{r['recall_ours_vs_torch']:.4f} | {r.get('ivf_s', float('nan')):.2f} | "
+            f"{r.get('ivf_recall', float('nan')):.3f} | {r.get('faiss_s', float('nan')):.1f} | "
             f"{r.get('faiss_recall', float('nan')):.3f} |"
         )
     text = f"GPU: {rows[0]['gpu']}; D = {args.dim}, k = {args.k}\n\n" + "\n".join(lines) + "\n"
