@@ -91,7 +91,6 @@ def test_query_graphs_hold_the_query_first_and_the_gallery_knn_edges():
     model = FirstCoordinateScorer(k)
     neighbours, _ = query_link_scores(model, q, g, k, batch_size=10)
     ((z, adj),) = model.calls
-    _, g_knn = reference.knn(g, k)
     _, q_knn = reference.knn(g, k, queries=q)
     assert torch.equal(neighbours, q_knn)
     for b in range(q.shape[0]):
@@ -99,16 +98,14 @@ def test_query_graphs_hold_the_query_first_and_the_gallery_knn_edges():
         assert torch.equal(z[b, 0], q[b])
         assert torch.equal(z[b, 1:], g[q_knn[b]])
         # Directed, as FGraphs.batch: row 0 (the query) joins its k gallery items; row a >= 1 holds
-        # gallery item a's own gallery neighbours inside the graph (never the query).
-        for a in range(k + 1):
-            for c in range(k + 1):
-                if a == c or c == 0:
-                    expected = False
-                elif a == 0:
-                    expected = True
-                else:
-                    expected = members[c] in g_knn[members[a]].tolist()
-                assert bool(adj[b, a, c]) == expected
+        # gallery item a's k nearest among the gallery and the query, inside the graph.
+        joined = torch.cat([g, q[b : b + 1]])
+        for a in range(1, k + 1):
+            listed = reference.knn(joined, k)[1][members[a]].tolist()
+            assert bool(adj[b, a, 0]) == (g.shape[0] in listed)
+            for c in range(1, k + 1):
+                assert bool(adj[b, a, c]) == (a != c and members[c] in listed)
+        assert adj[b, 0, 1:].all() and not adj[b, 0, 0]
 
 
 def test_distance_order_is_a_stable_argsort():

@@ -1,8 +1,12 @@
 """F-Graphs of queries over a gallery (Re-ID, paper III-D): `query_fgraphs(queries, gallery, k)`.
 
 A query's F-Graph has the query as focus (node 0) and its k nearest gallery items as the other
-nodes. Its adjacency joins the query to all of them, and two gallery items a, c when c is among
-a's own k nearest gallery items (the gallery's kNN table, self excluded), OR-ed both ways.
+nodes. Its directed adjacency is the one `FGraphs.batch` gives a focus that belongs to the data:
+row i lists which of node i's k nearest neighbours are in the graph, each neighbour list taken
+over the gallery and the query together. So the query's row holds every gallery node; gallery
+item a's row holds its k nearest gallery items in the graph, except that the query takes the
+place of a's k-th when it is strictly nearer to a (a and the query are then reciprocal
+neighbours, as a focus and its neighbours are in the training graphs).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class QueryFGraphs:
         excluded), row G + q the k nearest gallery ids of query q, nearest first.
     num_gallery: G.
     knn_dist: [Q, k] the queries' Euclidean distances to those items (the embeddings' dtype).
+    gallery_kth_dist: [G] each gallery item's distance to its k-th nearest gallery item.
     Node ids in `batch` index the rows of cat([gallery, queries]): gallery item g is node g,
     query q is node G + q.
     """
@@ -32,6 +37,7 @@ class QueryFGraphs:
     table: Tensor
     num_gallery: int
     knn_dist: Tensor
+    gallery_kth_dist: Tensor
 
     @property
     def gallery_knn(self) -> Tensor:
@@ -56,15 +62,25 @@ class QueryFGraphs:
     def batch(self, queries: Tensor) -> tuple[Tensor, Tensor]:
         """The F-Graphs of `queries` ([B] int64 query ids in [0, Q)): (nodes int64 [B, k+1]
         into cat([gallery, queries]), adj bool [B, k+1, k+1] directed as `FGraphs.batch` gives
-        it: `ops.fgraph_adjacency(..., symmetric=False)`)."""
+        it, with each neighbour list over the gallery and the query (module doc))."""
         require_tensor("queries", queries)
         require_dim("queries", queries, 1)
         require_index("queries", queries)
         if queries.numel() and (int(queries.min()) < 0 or int(queries.max()) >= self.num_queries):
             raise ValueError(f"queries should lie in [0, {self.num_queries}), got values in "
                              f"[{int(queries.min())}, {int(queries.max())}]")
-        focus = queries.to(self.table.device) + self.num_gallery
-        return fgraph_nodes(self.table, focus), ops.fgraph_adjacency(self.table, focus, symmetric=False)
+        queries = queries.to(self.table.device)
+        focus = queries + self.num_gallery
+        nodes = fgraph_nodes(self.table, focus)
+        adj = ops.fgraph_adjacency(self.table, focus, symmetric=False)
+        members = nodes[:, 1:]  # [B, k] gallery ids
+        # Gallery items whose k-th gallery neighbour is farther than the query (ties go to the
+        # gallery item, the smaller node id, as in every kNN table here).
+        query_is_nearer = self.knn_dist[queries] < self.gallery_kth_dist[members]  # [B, k]
+        displaced = self.table[members, -1]  # [B, k] each member's k-th gallery neighbour
+        adj[:, 1:, :] &= ~((displaced[:, :, None] == nodes[:, None, :]) & query_is_nearer[:, :, None])
+        adj[:, 1:, 0] = query_is_nearer
+        return nodes, adj
 
 
 def query_fgraphs(
@@ -80,14 +96,20 @@ def query_fgraphs(
         require_tensor(name, rows)
         require_dim(name, rows, 2)
     require_k(k, gallery.shape[0], nodes="G")
+    gallery = gallery.detach()
     if gallery_knn is None:
-        gallery_knn = ops.knn(gallery.detach(), k)[1]
+        gallery_dist, gallery_knn = ops.knn(gallery, k)
+        gallery_kth_dist = gallery_dist[:, k - 1]
     else:
         require_tensor("gallery_knn", gallery_knn)
         require_index("gallery_knn", gallery_knn)
         if gallery_knn.dim() != 2 or gallery_knn.shape[0] != gallery.shape[0] or gallery_knn.shape[1] < k:
             raise ValueError(f"gallery_knn should be [G, >= k] = [{gallery.shape[0]}, >= {k}], "
                              f"got {tuple(gallery_knn.shape)}")
-    knn_dist, knn_idx = ops.knn(gallery.detach(), k, queries=queries.detach())
+        gallery_knn = gallery_knn[:, :k].to(gallery.device)
+        # As ops.knn gives distances: direct differences in double, rounded to the dtype.
+        kth = gallery.double() - gallery.double()[gallery_knn[:, k - 1]]
+        gallery_kth_dist = torch.linalg.vector_norm(kth, dim=1).to(gallery.dtype)
+    knn_dist, knn_idx = ops.knn(gallery, k, queries=queries.detach())
     table = torch.cat([gallery_knn[:, :k].to(knn_idx.device), knn_idx])
-    return QueryFGraphs(table, int(gallery.shape[0]), knn_dist)
+    return QueryFGraphs(table, int(gallery.shape[0]), knn_dist, gallery_kth_dist.to(knn_idx.device))
