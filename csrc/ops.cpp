@@ -16,6 +16,8 @@ TORCH_LIBRARY(hdml, m) {
 
   // F-Graph adjacency: bool [B, k+1, k+1] for the focus nodes (all N when focus is None).
   m.def("fgraph_adjacency(Tensor knn_idx, Tensor? focus, bool symmetric) -> Tensor");
+  // The same written into a caller's contiguous bool [B, k+1, k+1] buffer.
+  m.def("fgraph_adjacency.out(Tensor knn_idx, Tensor? focus, bool symmetric, *, Tensor(a!) out) -> ()");
 
   // NFA clamped channel gate (paper eq. 6-8): y = x * g', g' = clamp-rule(sigmoid(logits)).
   m.def("nfa_gate(Tensor x, Tensor logits, float lo, float hi) -> Tensor");

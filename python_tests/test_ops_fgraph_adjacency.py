@@ -269,6 +269,60 @@ def test_property_real_knn_tables(num_nodes, k, seed):
 
 
 # ------------------------------------------------------------------------------------------------
+# out=: the same result written into a caller's buffer
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_out_is_filled_and_returned(device, symmetric):
+    knn_idx = knn_table(60, 6, seed=3, device=device)
+    focus = torch.tensor([5, 0, 59, 5], device=device)
+    out = torch.ones(4, 7, 7, dtype=torch.bool, device=device)  # poisoned: every element must be written
+    result = fgraph_adjacency(knn_idx, focus, symmetric=symmetric, out=out)
+    assert result.data_ptr() == out.data_ptr()
+    assert torch.equal(out.cpu(), reference.fgraph_adjacency(knn_idx.cpu(), focus.cpu(), symmetric=symmetric))
+    others = torch.tensor([1, 2, 3, 4], device=device)
+    reused = fgraph_adjacency(knn_idx, others, symmetric=symmetric, out=out)
+    assert torch.equal(reused, fgraph_adjacency(knn_idx, others, symmetric=symmetric))
+
+
+@pytest.mark.parametrize(
+    ("out", "error", "message"),
+    [
+        (torch.zeros(3, 4, 4, dtype=torch.bool), RuntimeError,
+         r"out should have shape \[B, k\+1, k\+1\] = \[2, 4, 4\]"),
+        (torch.zeros(2, 4, 4, dtype=torch.uint8), RuntimeError, "out should have dtype bool, got Byte"),
+        (torch.zeros(2, 4, 4, dtype=torch.bool).transpose(1, 2), RuntimeError, "out should be contiguous"),
+        ([[True]], TypeError, r"out should be a torch\.Tensor"),
+    ],
+)
+def test_bad_out_names_the_argument(out, error, message):
+    knn_idx = random_table(10, 3, seed=4)
+    with pytest.raises(error, match=message):
+        fgraph_adjacency(knn_idx, torch.tensor([1, 2]), out=out)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_out(device):
+    knn_idx = random_table(12, 3, seed=1, device=device)
+    focus = torch.tensor([4, 4, 0], device=device)
+    out = torch.empty(3, 4, 4, dtype=torch.bool, device=device)
+    torch.library.opcheck(torch.ops.hdml.fgraph_adjacency.out, (knn_idx, focus, False), {"out": out})
+
+
+def test_out_under_torch_compile_fullgraph():
+    def degrees(knn_idx: torch.Tensor, focus: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return fgraph_adjacency(knn_idx, focus, out=out).sum(dim=-1)
+
+    torch._dynamo.reset()
+    knn_idx, focus = random_table(20, 4, seed=2), torch.tensor([1, 2, 2, 19])
+    out = torch.empty(4, 5, 5, dtype=torch.bool)
+    got = torch.compile(degrees, fullgraph=True)(knn_idx, focus, out)
+    assert torch.equal(got, fgraph_adjacency(knn_idx, focus).sum(dim=-1))
+    assert torch.equal(out, fgraph_adjacency(knn_idx, focus))
+
+
+# ------------------------------------------------------------------------------------------------
 # Registration: opcheck, torch.compile
 
 

@@ -1,8 +1,9 @@
 // F-Graph adjacency (paper section III-B, Fig. 2): for each focus node f, the directed or
 // undirected "is among the k nearest neighbours of" relation between the k+1 nodes of f's
-// F-Graph, as a dense bool matrix. Schema (csrc/ops.cpp):
+// F-Graph, as a dense bool matrix. Schemas (csrc/ops.cpp):
 //
 //   fgraph_adjacency(Tensor knn_idx, Tensor? focus, bool symmetric) -> Tensor
+//   fgraph_adjacency.out(Tensor knn_idx, Tensor? focus, bool symmetric, *, Tensor(a!) out) -> ()
 #pragma once
 
 #include <ATen/ATen.h>
@@ -23,7 +24,10 @@ namespace hdml {
 //   symmetric: whether to OR the directed relation with its transpose.
 //
 // Returns:
-//   adj: bool [B, n, n], contiguous, on knn_idx's device. adj[b, a, c] is true iff a != c and
+//   adj: bool [B, n, n], contiguous, on knn_idx's device (the .out overload writes every element
+//        of `out`, which must be exactly that, and returns nothing, so that torch.compile can
+//        functionalise it: a caller that reuses one buffer skips the allocation and the first
+//        touch of fresh memory). adj[b, a, c] is true iff a != c and
 //        nodes[c] occurs in knn_idx[nodes[a], :]; with symmetric, also iff adj[b, c, a] is.
 //        The diagonal is false. A node id that occurs twice in one F-Graph's node list stands
 //        for two nodes: both positions get the edges of that id.
@@ -40,10 +44,14 @@ namespace hdml {
 // was and the valid range). The CUDA kernel also needs (k+1)^2 < 2^31.
 at::Tensor fgraph_adjacency_cpu(const at::Tensor& knn_idx, const std::optional<at::Tensor>& focus,
                                 bool symmetric);
+void fgraph_adjacency_out_cpu(const at::Tensor& knn_idx, const std::optional<at::Tensor>& focus, bool symmetric,
+                              at::Tensor& out);
 
 #ifdef WITH_CUDA
 at::Tensor fgraph_adjacency_cuda(const at::Tensor& knn_idx, const std::optional<at::Tensor>& focus,
                                  bool symmetric);
+void fgraph_adjacency_out_cuda(const at::Tensor& knn_idx, const std::optional<at::Tensor>& focus, bool symmetric,
+                               at::Tensor& out);
 #endif
 
 // Checks shared by both backends: ranks, dtypes, devices and N = 0 with a non-empty focus.
@@ -67,6 +75,20 @@ inline int64_t fgraph_adjacency_check_args(const at::Tensor& knn_idx,
               "fgraph_adjacency: focus should be empty when knn_idx has no rows (N = 0), got ", f.numel(),
               " focus ids");
   return f.size(0);
+}
+
+// The .out overload's check: out is a contiguous bool [num_graphs, k+1, k+1] tensor on knn_idx's
+// device.
+inline void fgraph_adjacency_check_out(const at::Tensor& out, const at::Tensor& knn_idx, int64_t num_graphs) {
+  const int64_t n = knn_idx.size(1) + 1;
+  TORCH_CHECK(out.scalar_type() == at::kBool, "fgraph_adjacency: out should have dtype bool, got ",
+              out.scalar_type());
+  TORCH_CHECK(out.device() == knn_idx.device(), "fgraph_adjacency: out should be on knn_idx's device ",
+              knn_idx.device(), ", got ", out.device());
+  TORCH_CHECK(out.dim() == 3 && out.size(0) == num_graphs && out.size(1) == n && out.size(2) == n,
+              "fgraph_adjacency: out should have shape [B, k+1, k+1] = [", num_graphs, ", ", n, ", ", n, "], got ",
+              out.sizes());
+  TORCH_CHECK(out.is_contiguous(), "fgraph_adjacency: out should be contiguous");
 }
 
 }  // namespace hdml

@@ -421,18 +421,24 @@ __attribute__((target("avx512f,avx512bw"))) void fgraph_adjacency_range_avx512(
 
 #endif  // HDML_X86_DISPATCH
 
-at::Tensor fgraph_adjacency_cpu_impl(const at::Tensor& knn_idx, const std::optional<at::Tensor>& focus,
-                                     bool symmetric) {
+// Checks knn_idx and focus; the number of F-Graphs B.
+int64_t check_cpu_args(const at::Tensor& knn_idx, const std::optional<at::Tensor>& focus) {
   const int64_t num_graphs = fgraph_adjacency_check_args(knn_idx, focus);
   TORCH_CHECK(knn_idx.device().is_cpu(), "fgraph_adjacency (CPU kernel): knn_idx should be on the CPU, got ",
               knn_idx.device());
+  TORCH_CHECK(knn_idx.size(1) < std::numeric_limits<int32_t>::max(),
+              "fgraph_adjacency: knn_idx should have fewer than 2^31 - 1 columns, got ", knn_idx.size(1));
+  return num_graphs;
+}
+
+// Writes every element of adj (contiguous bool [B, k+1, k+1], checked by the caller).
+void fill_adjacency(const at::Tensor& knn_idx, const std::optional<at::Tensor>& focus, bool symmetric,
+                    at::Tensor& adj) {
+  const int64_t num_graphs = adj.size(0);
   const int64_t num_nodes = knn_idx.size(0);
   const int64_t k = knn_idx.size(1);
   const int64_t n = k + 1;
-  TORCH_CHECK(k < std::numeric_limits<int32_t>::max(),
-              "fgraph_adjacency: knn_idx should have fewer than 2^31 - 1 columns, got ", k);
-  at::Tensor adj = at::empty({num_graphs, n, n}, knn_idx.options().dtype(at::kBool));
-  if (num_graphs == 0) return adj;
+  if (num_graphs == 0) return;
 
   const int64_t* knn = knn_idx.const_data_ptr<int64_t>();
   const int64_t row_stride = knn_idx.stride(0);
@@ -462,7 +468,7 @@ at::Tensor fgraph_adjacency_cpu_impl(const at::Tensor& knn_idx, const std::optio
                                              end);
       }
     });
-    return adj;
+    return;
   }
 #endif
   if (symmetric) {
@@ -470,18 +476,29 @@ at::Tensor fgraph_adjacency_cpu_impl(const at::Tensor& knn_idx, const std::optio
   } else {
     unit_stride ? run(std::false_type{}, std::true_type{}) : run(std::false_type{}, std::false_type{});
   }
-  return adj;
 }
 
 }  // namespace
 
 at::Tensor fgraph_adjacency_cpu(const at::Tensor& knn_idx, const std::optional<at::Tensor>& focus,
                                 bool symmetric) {
-  return fgraph_adjacency_cpu_impl(knn_idx, focus, symmetric);
+  const int64_t num_graphs = check_cpu_args(knn_idx, focus);
+  const int64_t n = knn_idx.size(1) + 1;
+  at::Tensor adj = at::empty({num_graphs, n, n}, knn_idx.options().dtype(at::kBool));
+  fill_adjacency(knn_idx, focus, symmetric, adj);
+  return adj;
+}
+
+void fgraph_adjacency_out_cpu(const at::Tensor& knn_idx, const std::optional<at::Tensor>& focus, bool symmetric,
+                              at::Tensor& out) {
+  const int64_t num_graphs = check_cpu_args(knn_idx, focus);
+  fgraph_adjacency_check_out(out, knn_idx, num_graphs);
+  fill_adjacency(knn_idx, focus, symmetric, out);
 }
 
 TORCH_LIBRARY_IMPL(hdml, CPU, m) {
   m.impl("fgraph_adjacency", &fgraph_adjacency_cpu);
+  m.impl("fgraph_adjacency.out", &fgraph_adjacency_out_cpu);
 }
 
 }  // namespace hdml

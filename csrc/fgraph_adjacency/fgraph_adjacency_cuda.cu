@@ -147,17 +147,23 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-at::Tensor fgraph_adjacency_cuda_impl(const at::Tensor& knn_idx, const std::optional<at::Tensor>& focus,
-                                      bool symmetric) {
+// Checks knn_idx and focus; the number of F-Graphs B.
+int64_t check_cuda_args(const at::Tensor& knn_idx, const std::optional<at::Tensor>& focus) {
   const int64_t num_graphs = fgraph_adjacency_check_args(knn_idx, focus);
   TORCH_CHECK(knn_idx.is_cuda(), "fgraph_adjacency (CUDA kernel): knn_idx should be on a CUDA device, got ",
               knn_idx.device());
+  return num_graphs;
+}
+
+// Writes every element of adj (contiguous bool [B, k+1, k+1], checked by the caller).
+void fill_adjacency(const at::Tensor& knn_idx, const std::optional<at::Tensor>& focus, bool symmetric,
+                    at::Tensor& adj) {
   const at::cuda::CUDAGuard device_guard(knn_idx.device());
+  const int64_t num_graphs = adj.size(0);
   const int64_t num_nodes = knn_idx.size(0);
   const int64_t k = knn_idx.size(1);
   const int64_t n = k + 1;
-  at::Tensor adj = at::empty({num_graphs, n, n}, knn_idx.options().dtype(at::kBool));
-  if (num_graphs == 0) return adj;
+  if (num_graphs == 0) return;
 
   int table_bits = 1;
   while ((int64_t{1} << table_bits) < 2 * n) ++table_bits;
@@ -207,18 +213,29 @@ at::Tensor fgraph_adjacency_cuda_impl(const at::Tensor& knn_idx, const std::opti
               num_nodes, "), got ", e[1], " at focus[", e[2], "]");
   TORCH_CHECK(e[0] != static_cast<int64_t>(kBadKnn), "fgraph_adjacency: knn_idx should hold node ids in [0, ",
               num_nodes, "), got ", e[1], " at knn_idx[", e[2], ", ", e[3], "]");
-  return adj;
 }
 
 }  // namespace
 
 at::Tensor fgraph_adjacency_cuda(const at::Tensor& knn_idx, const std::optional<at::Tensor>& focus,
                                  bool symmetric) {
-  return fgraph_adjacency_cuda_impl(knn_idx, focus, symmetric);
+  const int64_t num_graphs = check_cuda_args(knn_idx, focus);
+  const int64_t n = knn_idx.size(1) + 1;
+  at::Tensor adj = at::empty({num_graphs, n, n}, knn_idx.options().dtype(at::kBool));
+  fill_adjacency(knn_idx, focus, symmetric, adj);
+  return adj;
+}
+
+void fgraph_adjacency_out_cuda(const at::Tensor& knn_idx, const std::optional<at::Tensor>& focus, bool symmetric,
+                               at::Tensor& out) {
+  const int64_t num_graphs = check_cuda_args(knn_idx, focus);
+  fgraph_adjacency_check_out(out, knn_idx, num_graphs);
+  fill_adjacency(knn_idx, focus, symmetric, out);
 }
 
 TORCH_LIBRARY_IMPL(hdml, CUDA, m) {
   m.impl("fgraph_adjacency", &fgraph_adjacency_cuda);
+  m.impl("fgraph_adjacency.out", &fgraph_adjacency_out_cuda);
 }
 
 }  // namespace hdml

@@ -8,7 +8,8 @@ from torch import Tensor
 from .._checks import require_dim, require_index, require_same_device, require_tensor
 
 
-def fgraph_adjacency(knn_idx: Tensor, focus: Tensor | None = None, *, symmetric: bool = True) -> Tensor:
+def fgraph_adjacency(knn_idx: Tensor, focus: Tensor | None = None, *, symmetric: bool = True,
+                     out: Tensor | None = None) -> Tensor:
     """Adjacency of the F-Graphs of `focus` (paper section III-B, Fig. 2).
 
     Args:
@@ -16,6 +17,9 @@ def fgraph_adjacency(knn_idx: Tensor, focus: Tensor | None = None, *, symmetric:
         focus: [B] int64 node ids on knn_idx's device, or None for all N nodes (B = N). Repeats
             are allowed.
         symmetric: OR the directed relation with its transpose (the paper's edges are undirected).
+        out: a contiguous bool [B, k+1, k+1] tensor on knn_idx's device to write the result into
+            (every element is written), or None for a new one. Reusing one buffer across calls
+            skips the allocation and the page faults of touching fresh memory.
 
     Returns:
         adj: bool [B, k+1, k+1]. The F-Graph of focus f has the nodes
@@ -36,7 +40,11 @@ def fgraph_adjacency(knn_idx: Tensor, focus: Tensor | None = None, *, symmetric:
         require_same_device("focus", focus, "knn_idx", knn_idx)
     if not isinstance(symmetric, bool):
         raise TypeError(f"symmetric should be a bool, got {type(symmetric).__name__}")
-    return torch.ops.hdml.fgraph_adjacency.default(knn_idx, focus, symmetric)
+    if out is None:
+        return torch.ops.hdml.fgraph_adjacency.default(knn_idx, focus, symmetric)
+    require_tensor("out", out)
+    torch.ops.hdml.fgraph_adjacency.out(knn_idx, focus, symmetric, out=out)
+    return out
 
 
 @torch.library.register_fake("hdml::fgraph_adjacency")
@@ -47,3 +55,12 @@ def _fgraph_adjacency_fake(knn_idx: Tensor, focus: Tensor | None, symmetric: boo
     num_graphs = knn_idx.shape[0] if focus is None else focus.shape[0]
     n = knn_idx.shape[1] + 1
     return knn_idx.new_empty((num_graphs, n, n), dtype=torch.bool)
+
+
+@torch.library.register_fake("hdml::fgraph_adjacency.out")
+def _fgraph_adjacency_out_fake(knn_idx: Tensor, focus: Tensor | None, symmetric: bool, *,
+                               out: Tensor) -> None:
+    expected = _fgraph_adjacency_fake(knn_idx, focus, symmetric)
+    torch._check(out.dtype == torch.bool, lambda: f"out should have dtype bool, got {out.dtype}")
+    torch._check(out.shape == expected.shape, lambda: f"out should have shape [B, k+1, k+1] = "
+                                                      f"{list(expected.shape)}, got {list(out.shape)}")
