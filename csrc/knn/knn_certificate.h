@@ -13,9 +13,11 @@
 // order them (e.g. tight clusters far apart, near-duplicates).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #if defined(__CUDACC__)
 #define HDML_HOST_DEVICE __host__ __device__
@@ -42,6 +44,25 @@ ExpansionBound expansion_bound(int64_t d, double max_norm2) {
   bound.gamma = du < 0.5 ? du / (1.0 - du) : std::numeric_limits<double>::infinity();
   bound.max_norm = std::sqrt(max_norm2 * (1.0 + 4.0 * bound.unit));
   return bound;
+}
+
+// The same from the points' centred squared norms as computed in T; +inf entries (padding
+// columns) are skipped.
+template <typename T>
+ExpansionBound expansion_bound(int64_t d, const std::vector<T>& norms) {
+  double max_norm2 = 0.0;
+  for (const T v : norms) {
+    if (!std::isinf(v)) max_norm2 = std::max(max_norm2, static_cast<double>(v));
+  }
+  return expansion_bound<T>(d, max_norm2);
+}
+
+// The query's centred squared norm |q~|^2 in double, as `certifies` takes it (host code).
+template <typename T>
+double centred_squared_norm(const T* q_exp, int64_t d) {
+  double q_norm2 = 0.0;
+  for (int64_t l = 0; l < d; ++l) q_norm2 += static_cast<double>(q_exp[l]) * static_cast<double>(q_exp[l]);
+  return q_norm2;
 }
 
 // True when every point whose expansion score was at least thr is certainly farther from the

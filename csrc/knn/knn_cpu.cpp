@@ -88,9 +88,7 @@ Points<T> make_points(const KnnOperands& operands, int64_t k) {
   p.k = k;
   p.inv_scale = operands.inv_scale;
   p.norms = squared_norms(p.x_exp, p.n, p.d);
-  double max_norm2 = 0.0;
-  for (const T v : p.norms) max_norm2 = std::max(max_norm2, static_cast<double>(v));
-  p.bound = expansion_bound<T>(p.d, max_norm2);
+  p.bound = expansion_bound<T>(p.d, p.norms);
   return p;
 }
 
@@ -132,8 +130,7 @@ bool finish_row(RowSelection<T>& sel, const T* q, const T* q_exp, const Points<T
   std::sort(refined, refined + keep);
 
   if (!std::isinf(sel.threshold)) {  // +inf: every point is a candidate
-    double q_norm2 = 0.0;
-    for (int64_t l = 0; l < d; ++l) q_norm2 += static_cast<double>(q_exp[l]) * static_cast<double>(q_exp[l]);
+    const double q_norm2 = centred_squared_norm(q_exp, d);
     if (!certifies(pts.bound, refined[pts.k - 1].first, static_cast<double>(sel.threshold), q_norm2)) return false;
   }
   for (int64_t c = 0; c < pts.k; ++c) {

@@ -145,9 +145,7 @@ bool finish_row(RowSelection<T>& sel, int64_t row, const T* x, const T* x_exp, i
   }
   if (!std::isinf(sel.threshold) && sel.count >= k) {
     std::nth_element(refined.begin(), refined.begin() + (k - 1), refined.end());
-    const T* q_exp = x_exp + row * d;
-    double q_norm2 = 0.0;
-    for (int64_t l = 0; l < d; ++l) q_norm2 += static_cast<double>(q_exp[l]) * static_cast<double>(q_exp[l]);
+    const double q_norm2 = centred_squared_norm(x_exp + row * d, d);
     if (!certifies(bound, refined[static_cast<size_t>(k - 1)].first, static_cast<double>(sel.threshold), q_norm2)) {
       return false;
     }
@@ -251,11 +249,7 @@ void knn_ivf_kernel(const KnnOperands& operands, const at::Tensor& list_ids, con
   } else {
     layout = sorted_layout<T>(operands.x_exp, list_ids, lists);
   }
-  double max_norm2 = 0.0;
-  for (const T v : layout.norms) {
-    if (!std::isinf(v)) max_norm2 = std::max(max_norm2, static_cast<double>(v));  // +inf: padding
-  }
-  const ExpansionBound bound = expansion_bound<T>(d, max_norm2);
+  const ExpansionBound bound = expansion_bound<T>(d, layout.norms);  // padding norms are +inf
   const int64_t keep = std::min(k + kKnnMargin, n - 1);
   const int64_t capacity = buffer_capacity(keep);
   const int64_t max_size = lists.max_size;

@@ -111,5 +111,4 @@ def query_fgraphs(
         kth = gallery.double() - gallery.double()[gallery_knn[:, k - 1]]
         gallery_kth_dist = torch.linalg.vector_norm(kth, dim=1).to(gallery.dtype)
     knn_dist, knn_idx = ops.knn(gallery, k, queries=queries.detach())
-    table = torch.cat([gallery_knn[:, :k].to(knn_idx.device), knn_idx])
-    return QueryFGraphs(table, int(gallery.shape[0]), knn_dist, gallery_kth_dist.to(knn_idx.device))
+    return QueryFGraphs(torch.cat([gallery_knn, knn_idx]), int(gallery.shape[0]), knn_dist, gallery_kth_dist)
