@@ -12,7 +12,8 @@ nearest other rows) three ways, in one process on one GPU:
   ||x||^2 - 2 q.x by `torch.mm` (TF32 off), `topk(k + 1)`, then the self match removed;
 - ivf: `build_fgraphs(x, k, backend="ivf")` on the GPU rows (k-means on the CPU with faiss,
   the centroid search and `ops.knn_ivf` on the GPU) at `--target-recall`, with its recall@k
-  against ours and its own step times; 0 skips it;
+  against ours and its own step times (the first size's time includes importing faiss, which
+  the warm-up does not run); 0 skips it;
 - faiss-cpu: IVF-Flat (nlist = 4 sqrt(N), trained on 50,000 rows) on this machine's CPU cores
   at `--faiss-nprobe`, with its recall@k against ours.
 
