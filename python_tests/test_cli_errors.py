@@ -86,6 +86,8 @@ CASES = [
      "--set", "cluster.k should be an int or null, got 'abc'"),
     (["evaluate", *DIGITS, "--root", "market", "--checkpoint", "digits_run/model.pt", *SMALL],
      "--root", "the digits data set is embedded and takes no --root, got 'market'"),
+    (["evaluate", *DIGITS, "--checkpoint", "digits_run/model.pt", *SMALL, "--set", "eval.k=5"],
+     "--set", "eval.k = 5 differs from the model's k = 3"),
     (["train", *DIGITS, "--dim", "4", "--out", "{out}", *SMALL], "--dim", "takes no --dim, got 4"),
     (["cluster", *FEATURES, "--checkpoint", "random.pt", "--out", "{out}", *SMALL],
      "--checkpoint", "'random.pt' is not a checkpoint written by hdml"),

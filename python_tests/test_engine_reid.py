@@ -168,15 +168,17 @@ def test_error_dimension_mismatch():
 
 def test_error_unknown_ranking():
     q, g = _embeddings()
-    with pytest.raises(ValueError, match="ranking should be 'graph', 'distance' or 'k_reciprocal'"):
+    with pytest.raises(ValueError, match="ranking should be one of 'graph', 'distance', 'k_reciprocal', "
+                                         "'k_reciprocal_per_query', got 'cosine'"):
         evaluate_reid(FirstCoordinateScorer(2), q, g, *_ids(5, 12), ranking="cosine")
 
 
-def test_k_reciprocal_ranking_is_the_rerank_order():
+@pytest.mark.parametrize(("ranking", "together"), [("k_reciprocal", True), ("k_reciprocal_per_query", False)])
+def test_k_reciprocal_ranking_is_the_rerank_order(ranking, together):
     q, g = _embeddings(num_query=8, num_gallery=30)
     ids = _ids(8, 30)
-    expected = evaluate_orders(k_reciprocal_order(q, g), *ids)
-    found = evaluate_reid(FirstCoordinateScorer(2), q, g, *ids, ranking="k_reciprocal")
+    expected = evaluate_orders(k_reciprocal_order(q, g, queries_together=together), *ids)
+    found = evaluate_reid(FirstCoordinateScorer(2), q, g, *ids, ranking=ranking)
     assert found["mAP"] == expected["mAP"] and np.array_equal(found["cmc"], expected["cmc"])
     assert "mINP" in found
 

@@ -136,6 +136,31 @@ def test_order_sorts_the_distances_and_feeds_evaluate_orders():
     assert result["rank1"] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_queries_apart_is_each_query_with_the_gallery_alone(device):
+    q, g, _, _ = _clustered(seed=4)
+    blocks = list(k_reciprocal_distances(q.to(device), g.to(device), k1=5, k2=3, queries_together=False))
+    assert [rows for rows, _ in blocks] == [slice(i, i + 1) for i in range(q.shape[0])]
+    expected = np.concatenate(
+        [_dense_re_ranking(q[i : i + 1].numpy(), g.numpy(), 5, 3, 0.3) for i in range(q.shape[0])]
+    )
+    np.testing.assert_allclose(_stacked(blocks), expected, rtol=1e-9, atol=1e-12)
+    together = _stacked(k_reciprocal_distances(q, g, k1=5, k2=3))
+    assert not np.allclose(together, expected)  # the other queries change the neighbourhoods
+    order = torch.cat([order for _, order in k_reciprocal_order(q, g, k1=5, k2=3, queries_together=False)])
+    np.testing.assert_array_equal(order.numpy(), np.argsort(expected, axis=1, kind="stable"))
+
+
+def test_queries_apart_bounds_k1_and_k2_by_the_gallery():
+    q, g, _, _ = _clustered()
+    with pytest.raises(ValueError, match=r"k1 should be at most G \+ 1 - 1 = 40, got k1=41"):
+        k_reciprocal_distances(q, g, k1=41, queries_together=False)
+    with pytest.raises(ValueError, match=r"k2 should be at most G \+ 1 = 41, got k2=42"):
+        k_reciprocal_order(q, g, k2=42, queries_together=False)
+    with pytest.raises(TypeError, match="queries_together should be a bool, got int"):
+        k_reciprocal_distances(q, g, queries_together=1)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [

@@ -34,7 +34,8 @@ def add_parser(commands: Any) -> None:
         help="person Re-ID: mAP and CMC of a trained model",
         description="Rank each query's gallery (link scores of its F-Graph, then "
         "distance; distance alone with --set eval.ranking=distance; k-reciprocal re-ranking "
-        "with --set eval.ranking=k_reciprocal) "
+        "with --set eval.ranking=k_reciprocal, or of each query with the gallery alone, as graph "
+        "ranking sees it, with --set eval.ranking=k_reciprocal_per_query) "
         "and report mAP and CMC rank-1/5/10 (Market-1501 protocol).",
     )
     add_data_options(parser, KINDS)
@@ -70,6 +71,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "--checkpoint",
             f"Re-ID evaluation needs a model of images, the checkpoint's takes {model.input_kind}",
         )
+    k = settings.eval.k if settings.eval.k is not None else model.k
+    if k != model.k:
+        raise UsageError("--set", f"eval.k = {k} differs from the model's k = {model.k} (its F-Graphs' size)")
     data = dataset_of(args, settings)
     for name, split in (("query", data.query), ("gallery", data.gallery)):
         if source_length(split.rows) == 0:
@@ -77,7 +81,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     progress = not args.quiet
     query = embed(model, data.query, settings, device, progress, "embedding queries")
     gallery = embed(model, data.gallery, settings, device, progress, "embedding gallery")
-    k = settings.eval.k if settings.eval.k is not None else model.k
     try:
         result = evaluate_reid(
             model, query, gallery, data.query.labels, data.gallery.labels, data.query.camids,

@@ -28,6 +28,9 @@ from .._checks import require_int, require_query_gallery
 from ..graph import query_fgraphs
 from .rerank import k_reciprocal_order
 
+#: What `evaluate_reid` ranks by (`EvalSettings.ranking`).
+RANKINGS = ("graph", "distance", "k_reciprocal", "k_reciprocal_per_query")
+
 #: Entries of a [block, G] temporary per query block (about 16 MB of float32 / 32 MB of int64).
 BLOCK_ENTRIES = 1 << 22
 
@@ -162,17 +165,20 @@ def evaluate_reid(
 
     query [Q, D], gallery [G, D]: embeddings (`hdml_ext.engine.embed_rows` of the images, on
     the model's device). ranking: "graph" (link scores on the query F-Graphs, then distance),
-    "distance" (plain Euclidean distance, no graph) or "k_reciprocal" (k-reciprocal re-ranking
-    of the same embeddings, `hdml_ext.engine.rerank`). k: F-Graph size, the model's own k by
-    default. Returns `evaluate_orders`' dict.
+    "distance" (plain Euclidean distance, no graph), "k_reciprocal" (k-reciprocal re-ranking of
+    the same embeddings, all queries at once, `hdml_ext.engine.rerank`) or
+    "k_reciprocal_per_query" (each query re-ranked with the gallery alone, as graph ranking sees
+    it). k: F-Graph size, the model's own k by default. Returns `evaluate_orders`' dict.
     """
     pids = (q_pids, g_pids, q_camids, g_camids)
     if ranking == "distance":
         return evaluate_orders(distance_order(query, gallery), *pids, max_rank=max_rank)
-    if ranking == "k_reciprocal":
-        return evaluate_orders(k_reciprocal_order(query, gallery), *pids, max_rank=max_rank)
+    if ranking in ("k_reciprocal", "k_reciprocal_per_query"):
+        together = ranking == "k_reciprocal"
+        orders = k_reciprocal_order(query, gallery, queries_together=together)
+        return evaluate_orders(orders, *pids, max_rank=max_rank)
     if ranking != "graph":
-        raise ValueError(f"ranking should be 'graph', 'distance' or 'k_reciprocal', got {ranking!r}")
+        raise ValueError(f"ranking should be one of {', '.join(map(repr, RANKINGS))}, got {ranking!r}")
     k = int(model.to_config()["k"]) if k is None else k
     neighbours, scores = query_link_scores(model, query, gallery, k, batch_size=batch_size, progress=progress)
     return evaluate_orders(graph_order(query, gallery, neighbours, scores), *pids, max_rank=max_rank)

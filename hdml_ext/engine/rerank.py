@@ -19,6 +19,11 @@ with its gallery columns, and the final distances are produced a block of querie
 no [N, N] matrix is built; the row maxima of d and the [block, G] distances are computed from
 the features block by block.
 
+With queries_together=False each query is re-ranked with the gallery alone (N = G + 1 rows, one
+encoding per query): the inductive setting graph ranking works in, where no query's ranking
+depends on the other queries. The reference's way (True, the default) lets the other queries,
+often views of the same identity from other cameras, into every query's neighbourhoods.
+
     for rows, order in k_reciprocal_order(query, gallery):   # as engine.distance_order
         ...
     evaluate_orders(k_reciprocal_order(query, gallery), q_pids, g_pids, q_camids, g_camids)
@@ -46,7 +51,8 @@ BLOCK_ENTRIES = 1 << 22
 K1, K2, LAMBDA_VALUE = 20, 6, 0.3
 
 
-def _check_arguments(query: Tensor, gallery: Tensor, k1: int, k2: int, lambda_value: float) -> None:
+def _check_arguments(query: Tensor, gallery: Tensor, k1: int, k2: int, lambda_value: float,
+                     queries_together: bool) -> None:
     require_query_gallery(query, gallery)
     if query.device != gallery.device:
         raise ValueError(
@@ -54,13 +60,18 @@ def _check_arguments(query: Tensor, gallery: Tensor, k1: int, k2: int, lambda_va
         )
     if not (query.is_floating_point() and gallery.is_floating_point()):
         raise TypeError(f"query and gallery should be floating point, got {query.dtype} and {gallery.dtype}")
-    num_rows = query.shape[0] + gallery.shape[0]
+    if not isinstance(queries_together, bool):
+        raise TypeError(f"queries_together should be a bool, got {type(queries_together).__name__}")
+    if queries_together:
+        num_rows, rows = query.shape[0] + gallery.shape[0], "Q + G"
+    else:
+        num_rows, rows = gallery.shape[0] + 1, "G + 1"
     require_int("k1", k1, minimum=1)
     require_int("k2", k2, minimum=1)
     if k1 > num_rows - 1:
-        raise ValueError(f"k1 should be at most Q + G - 1 = {num_rows - 1}, got k1={k1}")
+        raise ValueError(f"k1 should be at most {rows} - 1 = {num_rows - 1}, got k1={k1}")
     if k2 > num_rows:
-        raise ValueError(f"k2 should be at most Q + G = {num_rows}, got k2={k2}")
+        raise ValueError(f"k2 should be at most {rows} = {num_rows}, got k2={k2}")
     if isinstance(lambda_value, bool) or not isinstance(lambda_value, (int, float)):
         raise TypeError(f"lambda_value should be a real number, got {type(lambda_value).__name__}")
     if not 0.0 <= lambda_value <= 1.0:
@@ -180,27 +191,36 @@ def k_reciprocal_distances(
     k2: int = K2,
     lambda_value: float = LAMBDA_VALUE,
     block: int | None = None,
+    queries_together: bool = True,
 ) -> Iterator[tuple[slice, Tensor]]:
     """Re-ranked query-gallery distances (module docstring), a block of queries at a time.
 
     Args:
         query: [Q, D], gallery: [G, D] floating-point embeddings on one device.
-        k1: size of the k-reciprocal neighbourhoods, 1 <= k1 <= Q + G - 1 (paper: 20).
-        k2: rows averaged by the local query expansion, 1 <= k2 <= Q + G; 1 turns it off
+        k1: size of the k-reciprocal neighbourhoods, 1 <= k1 <= N - 1 (paper: 20), N the rows
+            encoded together: Q + G, or G + 1 when queries_together is False.
+        k2: rows averaged by the local query expansion, 1 <= k2 <= N; 1 turns it off
             (paper: 6).
         lambda_value: weight of the original distance against the Jaccard distance, in [0, 1]
             (paper: 0.3).
         block: queries per block; None sizes the blocks to about BLOCK_ENTRIES entries.
+        queries_together: True (the paper's and the reference's way) encodes the [query;
+            gallery] rows at once, so every query's neighbourhoods hold the other queries too;
+            False re-ranks each query with the gallery alone (one encoding of G + 1 rows per
+            query; `block` is then ignored), as graph ranking sees each query
+            (`hdml_ext.graph.query_fgraphs`): nothing of one query changes another's ranking.
 
     Returns an iterator of (rows, dist): `rows` a slice of the queries, dist float64
     [len(rows), G] on the CPU, lower = more similar; the reference's `re_ranking(...)[rows]` to
     float rounding. The arguments are checked (TypeError/ValueError naming the argument) at the
     call; the encoding is built when the iterator is first advanced.
     """
-    _check_arguments(query, gallery, k1, k2, lambda_value)
+    _check_arguments(query, gallery, k1, k2, lambda_value, queries_together)
     if block is not None:
         require_int("block", block, minimum=1)
-    return _distance_blocks(query, gallery, k1, k2, lambda_value, block)
+    if queries_together:
+        return _distance_blocks(query, gallery, k1, k2, lambda_value, block)
+    return _one_query_at_a_time(query, gallery, k1, k2, lambda_value)
 
 
 @torch.no_grad()
@@ -217,6 +237,14 @@ def _distance_blocks(
         yield rows, torch.from_numpy((1.0 - lambda_value) * jaccard + lambda_value * original)
 
 
+def _one_query_at_a_time(
+    query: Tensor, gallery: Tensor, k1: int, k2: int, lambda_value: float
+) -> Iterator[tuple[slice, Tensor]]:
+    for q in range(query.shape[0]):
+        for _, dist in _distance_blocks(query[q : q + 1], gallery, k1, k2, lambda_value, 1):
+            yield slice(q, q + 1), dist
+
+
 def k_reciprocal_order(
     query: Tensor,
     gallery: Tensor,
@@ -225,6 +253,7 @@ def k_reciprocal_order(
     k2: int = K2,
     lambda_value: float = LAMBDA_VALUE,
     block: int | None = None,
+    queries_together: bool = True,
 ) -> Iterator[tuple[slice, Tensor]]:
     """The gallery sorted by the re-ranked distance to each query, best first.
 
@@ -232,5 +261,6 @@ def k_reciprocal_order(
     (rows, order int64 [len(rows), G]) per block of queries, as `hdml_ext.engine.distance_order`
     yields them (equal distances keep gallery order), for `hdml_ext.engine.evaluate_orders`.
     """
-    blocks = k_reciprocal_distances(query, gallery, k1=k1, k2=k2, lambda_value=lambda_value, block=block)
+    blocks = k_reciprocal_distances(query, gallery, k1=k1, k2=k2, lambda_value=lambda_value, block=block,
+                                    queries_together=queries_together)
     return ((rows, torch.sort(dist, dim=1, stable=True).indices) for rows, dist in blocks)

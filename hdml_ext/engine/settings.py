@@ -144,9 +144,11 @@ class TrainConfig:
 
 @dataclass
 class EvalSettings:
-    """Re-ID inference: ranking, the F-Graph k (None: the model's), batch sizes, device."""
+    """Re-ID inference: ranking (`hdml_ext.engine.reid.RANKINGS`), the F-Graph k (None: the
+    model's; `hdml evaluate` refuses another, the model was trained on its own), batch sizes,
+    device."""
 
-    ranking: Literal["graph", "distance", "k_reciprocal"] = "graph"
+    ranking: Literal["graph", "distance", "k_reciprocal", "k_reciprocal_per_query"] = "graph"
     k: Optional[int] = None
     batch_size: int = 256
     embed_batch_size: int = 128
