@@ -1,13 +1,14 @@
 """Does the graph pay off on unseen identities? The edge-head and Table II ablations in one run.
 
     python benchmarks/bench_ablation.py [--seeds 0 1] [--only paper,relative,...] [--quick]
-                                        [--device cpu|cuda] [--out benchmarks/results/ablation]
+                                        [--size 16] [--lr 0.04] [--device cpu|cuda]
+                                        [--out benchmarks/results/ablation]
 
 Every configuration changes the paper's HDML as the demo builds it (`hdml_ext.engine.demo`:
-resnet18 HA-Net, RE-GCN 256-128, k = 10; by default at 8x8 pixels, on 200 identities, 5 epochs,
-so that a run takes minutes on 2 cores) and trains it on the same digit-instances training
-identities, once per seed (the seed
-changes the initialisation and the batches; the data stay fixed), and is scored on the unseen
+resnet18 HA-Net, RE-GCN 256-128, k = 10, the demo's image size and learning rate unless --size
+and --lr say otherwise; on 200 identities, 5 epochs, so that a run takes minutes on 2 cores) and
+trains it on the same digit-instances training identities, once per seed (the seed changes the
+initialisation and the batches; the data stay fixed), and is scored on the unseen
 test identities by `hdml_ext.engine.demo.evaluate`, as the demo scores it:
 
 - link AUC and cosine AUC: how well the link head's scores, and the cosine similarity of the
@@ -81,6 +82,10 @@ CONFIGS: dict[str, tuple[dict, str]] = {
         {"cosine_prior": True, "overlap_prior": True},
         "paper+cosine_prior, plus a learnt c * (share of i's neighbours inside the focus's F-Graph)",
     ),
+    "relative+cosine_prior+overlap_prior": (
+        {"edge_input": "relative", "cosine_prior": True, "overlap_prior": True},
+        "relative+cosine_prior, plus the overlap prior",
+    ),
 }
 
 #: The paper's link options, the base every configuration changes (the demo defaults to the
@@ -101,8 +106,9 @@ def add_base_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the demo-sized base every run trains (`base_settings` reads them)."""
     parser.add_argument("--max-identities", type=int, default=200, help="digit-instances identities (200)")
     parser.add_argument("--epochs", type=int, default=5, help="training epochs per run (5)")
-    parser.add_argument("--size", type=int, default=8,
-                        help="image height and width in pixels (8, the source digits' size, as the demo)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="image height and width in pixels (default: the demo's)")
+    parser.add_argument("--lr", type=float, default=None, help="SGD learning rate (default: the demo's)")
     parser.add_argument("--identities-per-batch", type=int, default=8,
                         help="P of the PK focus batches (8, as the demo)")
     parser.add_argument("--device", default="cpu",
@@ -120,9 +126,12 @@ def base_settings(args: argparse.Namespace) -> DemoSettings:
         return settings
     return replace(
         settings,
-        data=replace(settings.data, max_identities=args.max_identities, height=args.size, width=args.size),
+        data=replace(settings.data, max_identities=args.max_identities,
+                     height=settings.data.height if args.size is None else args.size,
+                     width=settings.data.width if args.size is None else args.size),
         train=replace(settings.train, epochs=args.epochs, milestones=[max(1, args.epochs - 2)],
-                      identities_per_batch=args.identities_per_batch),
+                      identities_per_batch=args.identities_per_batch,
+                      lr=settings.train.lr if args.lr is None else args.lr),
     )
 
 
@@ -141,7 +150,8 @@ def run_one(name: str, seed: int, settings: DemoSettings, data: DemoSplits) -> d
     cosine_labels, _ = clusterer.propagation(None, emb)
     cosine = clusterer.metrics(cosine_labels)
     return {
-        "config": name, "seed": seed, **{key: hdml[key] for key in hdml},
+        "config": name, "seed": seed, "size": settings.data.height, "lr": settings.train.lr,
+        "epochs": settings.train.epochs, **{key: hdml[key] for key in hdml},
         "distance_mAP": distance_ranking(emb, data)["mAP"],
         "k_reciprocal_mAP": k_reciprocal_ranking(emb, data)["mAP"],
         "cosine_nmi": cosine["nmi"], "cosine_bcubed_f": cosine["bcubed_f"],
