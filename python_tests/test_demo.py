@@ -16,15 +16,17 @@ def test_demo_settings_are_the_defaults_but_the_overrides():
     demo, defaults = demo_settings(), load_settings(Settings)
     assert demo.model.backbone == "resnet18" and demo.model.k == 10 and demo.model.gcn_dims == [256, 128]
     assert demo.model.lo == defaults.model.lo and demo.model.nfe_stages == defaults.model.nfe_stages
-    assert demo.train.epochs == 4 and demo.train.lr == 0.01 and demo.train.milestones == [3]
+    assert demo.train.epochs == 4 and demo.train.lr == 0.04 and demo.train.milestones == [3]
     assert demo.train.momentum == defaults.train.momentum and demo.train.gamma == defaults.train.gamma
     assert demo.cluster.threshold is None and demo.cluster.similarity_threshold is None
     assert (demo.cluster.max_size, demo.cluster.step, demo.cluster.max_iter) == (None, 0.1, 100)
-    assert demo.data.height == 8 and demo.data.val_fraction == 0.2 and demo.data.eval_stride == 1
+    assert demo.data.height == demo.data.width == 16
+    assert demo.data.val_fraction == 0.2 and demo.data.eval_stride == 1
     assert demo.data.dataset == "digit-instances" and demo.data.max_identities == 300
-    # The ablation's validation pick (the paper's head with the cosine prior); the paper's model
-    # stays the library's default.
+    # The ablation's validation pick (the paper's head with the cosine and overlap priors); the
+    # paper's model stays the library's default.
     assert demo.model.cosine_prior and not defaults.model.cosine_prior
+    assert demo.model.overlap_prior and not defaults.model.overlap_prior
     assert demo.model.edge_input == defaults.model.edge_input == "node"
     assert demo.train.max_positive_share is None and defaults.train.max_positive_share is None
     assert demo.model.relative_input == defaults.model.relative_input
@@ -33,7 +35,7 @@ def test_demo_settings_are_the_defaults_but_the_overrides():
 def test_quick_overrides_the_demo():
     quick = demo_settings(quick=True)
     assert quick.model.k == 4 and quick.model.backbone == "resnet18" and quick.train.milestones == []
-    assert quick.data.eval_stride == 2 and quick.train.focus_per_identity == 2
+    assert quick.data.eval_stride == 2 and quick.train.focus_per_identity == 2 and quick.data.height == 8
     assert quick.data.max_identities == 40 and quick.cluster.max_size_candidates == [10]
     assert isinstance(quick, DemoSettings)
 

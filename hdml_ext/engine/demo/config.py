@@ -47,16 +47,18 @@ class DemoSettings:
 
 
 #: The paper's model and schedule scaled down to digit-instances on a 2-core CPU (minutes), with
-#: the configuration the ablation (benchmarks/bench_ablation.py) chose on its validation
-#: identities: the paper's edge head with the cosine prior (`--set model.cosine_prior=false` is
+#: the image size, learning rate and link configuration the ablation (benchmarks/bench_ablation.py)
+#: chose on its validation identities: 16x16 pixels, lr 0.04, the paper's edge head with the
+#: cosine and overlap priors (`--set model.cosine_prior=false --set model.overlap_prior=false` is
 #: the paper's).
 #: The clustering thresholds and max_size are chosen in each run on the validation split.
 DEMO_OVERRIDES: dict[str, dict] = {
-    "data": {"height": 8, "width": 8, "max_identities": 300},
-    "model": {"backbone": "resnet18", "k": 10, "gcn_dims": [256, 128], "cosine_prior": True},
+    "data": {"height": 16, "width": 16, "max_identities": 300},
+    "model": {"backbone": "resnet18", "k": 10, "gcn_dims": [256, 128], "cosine_prior": True,
+              "overlap_prior": True},
     "train": {
         "epochs": 4,
-        "lr": 0.01,
+        "lr": 0.04,
         "milestones": [3],
         "identities_per_batch": 8,
         "focus_per_identity": 4,
