@@ -124,11 +124,10 @@ def base_settings(args: argparse.Namespace) -> DemoSettings:
                        train=replace(settings.train, max_positive_share=None, device=args.device))
     if args.quick:
         return settings
+    size = (settings.data.height, settings.data.width) if args.size is None else (args.size, args.size)
     return replace(
         settings,
-        data=replace(settings.data, max_identities=args.max_identities,
-                     height=settings.data.height if args.size is None else args.size,
-                     width=settings.data.width if args.size is None else args.size),
+        data=replace(settings.data, max_identities=args.max_identities, height=size[0], width=size[1]),
         train=replace(settings.train, epochs=args.epochs, milestones=[max(1, args.epochs - 2)],
                       identities_per_batch=args.identities_per_batch,
                       lr=settings.train.lr if args.lr is None else args.lr),
