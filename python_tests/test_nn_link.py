@@ -379,3 +379,31 @@ def test_shared_projection_under_autocast_keeps_the_projection_in_bfloat16(relat
         graph_by_graph = model.link_scores(features[nodes], adj)
     assert shared.dtype == torch.float32
     torch.testing.assert_close(shared, graph_by_graph, rtol=0.0, atol=0.0 if not relative_input else 1e-2)
+
+
+def _backward_node_names(tensor: torch.Tensor) -> set[str]:
+    """The names of every autograd node `tensor` was computed through."""
+    names, seen, stack = set(), set(), [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(node.name())
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("edge_input", EDGE_INPUTS)
+@pytest.mark.parametrize("cosine_prior", [False, True])
+def test_the_loss_gathers_rows_with_index_select(edge_input, cosine_prior):
+    # The backward of table[nodes] (index_put_ with accumulate) adds large gradients on the CPU
+    # with atomics in parallel, so training would differ from process to process; the backward
+    # of index_select (index_add_) adds them in order.
+    features, labels, nodes, adj = _graphs()
+    model = HDMLOnFeatures(6, k=3, gcn_dims=(8, 5), edge_input=edge_input, cosine_prior=cosine_prior,
+                           overlap_prior=True)
+    loss = model.loss(model(features.requires_grad_(), nodes, adj), labels, nodes)[0]
+    names = _backward_node_names(loss)
+    assert "IndexSelectBackward0" in names
+    assert "IndexBackward0" not in names

@@ -172,8 +172,12 @@ class FGraphLinkModel(nn.Module):
 
     def _inputs_if_read(self, table: Tensor, nodes: Tensor) -> Tensor | None:
         """table[nodes] when the edge logits read the RE-GCN inputs ("relative_cosine" or the
-        cosine prior), else None."""
-        return table[nodes] if self.edge_input == "relative_cosine" or self.cosine_prior is not None else None
+        cosine prior), else None. Gathered with index_select: its CPU backward (index_add_) adds
+        the rows in order, where table[nodes]'s (index_put_ with accumulate) adds large
+        gradients with atomics in parallel, in an order that differs from run to run."""
+        if self.edge_input == "relative_cosine" or self.cosine_prior is not None:
+            return gather_rows(table, nodes)
+        return None
 
     def _overlap_if_read(self, adj: Tensor) -> Tensor | None:
         """`neighbour_overlap(adj)` when the overlap prior reads it, else None."""
@@ -232,7 +236,7 @@ class FGraphLinkModel(nn.Module):
         require_int("max_projected_bytes", max_projected_bytes, minimum=0)
         width = 2 * self.regcn.dims[0]
         if table.shape[0] * width * table.element_size() > max_projected_bytes:
-            return (self.link_scores(table[nodes], adj) for nodes, adj in batches)
+            return (self.link_scores(gather_rows(table, nodes), adj) for nodes, adj in batches)
         projected = self.regcn.project(table)
         return self._scores_of_projected(table, projected, batches)
 
