@@ -194,3 +194,52 @@ def test_errors_on_bad_embeddings():
         k_reciprocal_distances(q.long(), g.long())
     with pytest.raises(ValueError, match="gallery should be 2-D"):
         k_reciprocal_distances(q, g[0])
+
+
+@pytest.mark.parametrize(("num_gallery", "k1", "k2"), [(6, 6, 7), (6, 6, 1), (6, 2, 3), (1, 1, 1), (1, 1, 2)])
+def test_queries_apart_at_the_bounds_of_k1_and_k2(num_gallery, k1, k2):
+    # k1 = G: each gallery row's neighbourhood is the whole gallery and the query; G = 1: no
+    # gallery row has a gallery neighbour.
+    q, g, _, _ = _clustered(num_query=3, num_gallery=num_gallery, seed=7)
+    got = _stacked(k_reciprocal_distances(q, g, k1=k1, k2=k2, queries_together=False))
+    expected = np.concatenate(
+        [_dense_re_ranking(q[i : i + 1].numpy(), g.numpy(), k1, k2, 0.3) for i in range(q.shape[0])]
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("k1", "k2"), [(20, 6), (5, 1), (3, 9)])
+def test_queries_apart_equal_encoding_each_query_with_the_gallery(k1, k2):
+    # The gallery's kNN is found once and each query merged into it; encoding the G + 1 rows of
+    # each query from scratch must give the same distances.
+    q, g, _, _ = _clustered(num_query=6, num_gallery=120, num_ids=12, dim=8, seed=3, dtype=torch.float32)
+    got = _stacked(k_reciprocal_distances(q, g, k1=k1, k2=k2, queries_together=False))
+    one_by_one = np.concatenate(
+        [_stacked(k_reciprocal_distances(q[i : i + 1], g, k1=k1, k2=k2)) for i in range(q.shape[0])]
+    )
+    np.testing.assert_allclose(got, one_by_one, rtol=1e-5, atol=1e-7)  # float32 rounding
+
+
+def test_queries_apart_break_ties_as_a_search_over_all_rows():
+    # Integer points: many exactly equal distances, and a query equal to gallery rows. The query
+    # (row 0 of its G + 1 rows) comes first among neighbours at equal distance, as the exact
+    # search lists the smaller index first.
+    gen = torch.Generator().manual_seed(0)
+    g = torch.randint(0, 3, (30, 2), generator=gen).double()
+    q = torch.cat([g[:2], torch.randint(0, 3, (2, 2), generator=gen).double()])
+    got = _stacked(k_reciprocal_distances(q, g, k1=4, k2=3, queries_together=False))
+    one_by_one = np.concatenate(
+        [_stacked(k_reciprocal_distances(q[i : i + 1], g, k1=4, k2=3)) for i in range(q.shape[0])]
+    )
+    np.testing.assert_allclose(got, one_by_one, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_progress_bar_counts_the_queries(together, capsys):
+    q, g, _, _ = _clustered()
+    quiet = _stacked(k_reciprocal_distances(q, g, k1=5, k2=3, queries_together=together))
+    assert capsys.readouterr().err == ""
+    shown = _stacked(k_reciprocal_distances(q, g, k1=5, k2=3, queries_together=together, progress=True))
+    err = capsys.readouterr().err
+    assert "k-reciprocal re-ranking" in err and f"/{q.shape[0]} " in err  # the queries counted
+    np.testing.assert_array_equal(shown, quiet)

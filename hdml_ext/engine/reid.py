@@ -175,7 +175,7 @@ def evaluate_reid(
         return evaluate_orders(distance_order(query, gallery), *pids, max_rank=max_rank)
     if ranking in ("k_reciprocal", "k_reciprocal_per_query"):
         together = ranking == "k_reciprocal"
-        orders = k_reciprocal_order(query, gallery, queries_together=together)
+        orders = k_reciprocal_order(query, gallery, queries_together=together, progress=progress)
         return evaluate_orders(orders, *pids, max_rank=max_rank)
     if ranking != "graph":
         raise ValueError(f"ranking should be one of {', '.join(map(repr, RANKINGS))}, got {ranking!r}")
