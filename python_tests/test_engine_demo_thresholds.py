@@ -46,6 +46,11 @@ def test_within_focus_auc_rejects_other_layouts() -> None:
         within_focus_auc(np.array([0, 0, 1]), np.zeros(3), np.ones(3, dtype=bool))
 
 
+def test_within_focus_auc_rejects_unequal_lengths() -> None:
+    with pytest.raises(ValueError, match=r"src, score and same should all be \[E\], got \(4,\), \(3,\)"):
+        within_focus_auc(np.repeat(np.arange(2), 2), np.zeros(3), np.ones(4, dtype=bool))
+
+
 def test_edge_diagnostics_reports_pooled_and_within_focus_auc() -> None:
     labels = np.array([0, 0, 1, 1])
     src = torch.arange(4).repeat_interleave(2)

@@ -85,13 +85,12 @@ def _check_arguments(query: Tensor, gallery: Tensor, k1: int, k2: int, lambda_va
 
 
 class _Encoding(NamedTuple):
-    """The k-reciprocal encoding of the stacked rows.
+    """The k-reciprocal encoding of the stacked [query; gallery] rows.
 
-    features: [N, D] the stacked [query; gallery] rows. row_max: [N] float64, the largest squared
-    distance of each row to any row. query_v: CSR [Q, N] and gallery_v: CSC [G, N], the rows of V.
+    row_max: [N] float64, the largest squared distance of each row to any row (1 where that is
+    0). query_v: CSR [Q, N] and gallery_v: CSC [G, N], the rows of V.
     """
 
-    features: Tensor
     row_max: np.ndarray
     query_v: sp.csr_matrix
     gallery_v: sp.csc_matrix
@@ -107,14 +106,17 @@ def _row_max_squared(features: Tensor) -> np.ndarray:
     return torch.cat(blocks).double().cpu().numpy()
 
 
-def _pair_squared(features: Tensor, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """|x_rows - x_cols|^2 [len(rows)] float64, a chunk of pairs at a time."""
+def _pair_squared(features: Tensor, rows: np.ndarray, cols: np.ndarray, others: Tensor | None = None
+                  ) -> np.ndarray:  # fmt: skip
+    """|features[rows] - others[cols]|^2 [len(rows)] float64 (others: features itself by
+    default), a chunk of pairs at a time."""
+    others = features if others is None else others
     chunk = max(1, BLOCK_ENTRIES // features.shape[1])
     out = np.empty(rows.shape[0], dtype=np.float64)
     for start in range(0, rows.shape[0], chunk):
         r = torch.from_numpy(rows[start : start + chunk]).to(features.device)
         c = torch.from_numpy(cols[start : start + chunk]).to(features.device)
-        diff = features[r] - features[c]
+        diff = features[r] - others[c]
         out[start : start + chunk] = (diff * diff).sum(1).double().cpu().numpy()
     return out
 
@@ -135,19 +137,16 @@ def _encode(features: Tensor, num_query: int, k1: int, k2: int) -> _Encoding:
     num_rows = features.shape[0]
     graphs = build_fgraphs(features, max(k1, k2 - 1), backend="exact")
     rank = np.concatenate([np.arange(num_rows)[:, None], graphs.knn_idx.cpu().numpy()], axis=1)
-    return _encode_ranked(features, num_query, rank, _row_max_squared(features), k1, k2)
+    row_max = _row_max_squared(features)
+    return _encode_ranked(num_query, rank, row_max, k1, k2, partial(_pair_squared, features))
 
 
-def _encode_ranked(features: Tensor, num_query: int, rank: np.ndarray, row_max: np.ndarray, k1: int,
-                   k2: int, pair_squared: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
-                   ) -> _Encoding:  # fmt: skip
-    """The encoding of the stacked rows `features` [N, D] from rank [N, >= max(k1, k2 - 1) + 1]
-    int64 (each row itself, then its nearest rows) and row_max [N] float64 (the largest squared
-    distance of each row to any row). pair_squared(rows, cols): the squared distances of
-    those pairs of stacked rows (default `_pair_squared` of `features`)."""
-    if pair_squared is None:
-        pair_squared = partial(_pair_squared, features)
-    num_rows = features.shape[0]
+def _encode_ranked(num_query: int, rank: np.ndarray, row_max: np.ndarray, k1: int, k2: int,
+                   pair_squared: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> _Encoding:
+    """The encoding of N stacked rows from rank [N, >= max(k1, k2 - 1) + 1] int64 (each row
+    itself, then its nearest rows), row_max [N] float64 (the largest squared distance of each
+    row to any row) and pair_squared(rows, cols), the squared distances of pairs of rows."""
+    num_rows = rank.shape[0]
     reciprocal = _mutual(rank, k1).astype(np.int64)
     half = _mutual(rank, round(k1 / 2)).astype(np.int64)
     # overlap[i, c] = |R(i, k1) ∩ R(c, k1/2)| for c in R(i, k1); keep c where it is > 2/3 |R(c, k1/2)|.
@@ -169,7 +168,7 @@ def _encode_ranked(features: Tensor, num_query: int, rank: np.ndarray, row_max: 
             shape=(num_rows, num_rows),
         )
         v = (mean_of_neighbours @ v).tocsr()
-    return _Encoding(features, row_max, v[:num_query].tocsr(), v[num_query:].tocsc())
+    return _Encoding(row_max, v[:num_query].tocsr(), v[num_query:].tocsc())
 
 
 def _min_sums(query_v: sp.csr_matrix, gallery_v: sp.csc_matrix) -> np.ndarray:
@@ -262,12 +261,12 @@ def _counted(blocks: Iterator[tuple[slice, Tensor]], num_query: int, progress: b
 def _distance_blocks(
     query: Tensor, gallery: Tensor, k1: int, k2: int, lambda_value: float, block: int | None
 ) -> Iterator[tuple[slice, Tensor]]:
-    num_query = query.shape[0]
-    encoding = _encode(torch.cat([query, gallery]).detach(), num_query, k1, k2)
+    query, gallery = query.detach(), gallery.detach()
+    encoding = _encode(torch.cat([query, gallery]), query.shape[0], k1, k2)
     for rows in _query_blocks(encoding, gallery.shape[0], block):
         shared = _min_sums(encoding.query_v[rows], encoding.gallery_v)
         jaccard = 1.0 - shared / (2.0 - shared)
-        original = torch.cdist(encoding.features[rows], encoding.features[num_query:]).square_()
+        original = torch.cdist(query[rows], gallery).square_()
         original = original.double().cpu().numpy() / encoding.row_max[rows, None]
         yield rows, torch.from_numpy((1.0 - lambda_value) * jaccard + lambda_value * original)
 
@@ -309,13 +308,17 @@ class _GalleryPairs:
         self.keys = np.empty(0, dtype=np.int64)
         self.values = np.empty(0, dtype=np.float64)
 
-    def squared(self, features: Tensor, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """|x_rows - x_cols|^2 [len(rows)] float64 of the stacked rows `features` [G + 1, D]
+    def squared(self, query: Tensor, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """|x_rows - x_cols|^2 [len(rows)] float64 of the stacked rows [query [1, D]; gallery]
         (row 0 the query, row j + 1 gallery row j)."""
         out = np.empty(rows.shape[0], dtype=np.float64)
         with_query = (rows == 0) | (cols == 0)
         if with_query.any():
-            out[with_query] = _pair_squared(features, rows[with_query], cols[with_query])
+            # One end is the query, row 0: the other is gallery row rows + cols - 1 (the pair of
+            # the query with itself, -1, is 0).
+            other = rows[with_query] + cols[with_query] - 1
+            squared = _pair_squared(query, np.zeros_like(other), np.maximum(other, 0), self.gallery)
+            out[with_query] = np.where(other < 0, 0.0, squared)
         keys = (rows[~with_query] - 1) * self.gallery.shape[0] + (cols[~with_query] - 1)
         place = np.searchsorted(self.keys, keys).clip(max=max(self.keys.size - 1, 0))
         known = (self.keys[place] == keys) if self.keys.size else np.zeros(keys.size, dtype=bool)
@@ -371,10 +374,8 @@ def _one_query_at_a_time(
         query_dist = torch.cdist(query[start : start + rows], gallery).double().cpu().numpy()
         for offset, distances in enumerate(query_dist):
             q = start + offset
-            features = torch.cat([query[q : q + 1], gallery])
             rank, row_max = _rank_with_query(table, distances)
-            pair_squared = partial(pairs.squared, features)
-            encoding = _encode_ranked(features, 1, rank, row_max, k1, k2, pair_squared)
+            encoding = _encode_ranked(1, rank, row_max, k1, k2, partial(pairs.squared, query[q : q + 1]))
             shared = _min_sums(encoding.query_v, encoding.gallery_v)
             jaccard = 1.0 - shared / (2.0 - shared)
             original = distances * distances / encoding.row_max[0]

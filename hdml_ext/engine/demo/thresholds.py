@@ -60,6 +60,9 @@ def within_focus_auc(src: np.ndarray, score: np.ndarray, same: np.ndarray) -> tu
     AUC (which also rewards telling pure neighbourhoods from mixed ones), is what it can gain.
     Returns (the mean AUC, or None when no focus has both kinds; the number of such foci).
     """
+    if score.shape != src.shape or same.shape != src.shape:
+        raise ValueError(f"src, score and same should all be [E], got {src.shape}, {score.shape} "
+                         f"and {same.shape}")
     counts = np.bincount(src)
     k = int(counts.max()) if counts.size else 0
     if k == 0 or np.any(counts != k) or np.any(src != np.repeat(np.arange(counts.size), k)):
