@@ -4,12 +4,12 @@
                                         [--size 16] [--lr 0.04] [--device cpu|cuda]
                                         [--out benchmarks/results/ablation]
 
-Every configuration changes the paper's HDML as the demo builds it (`hdml_ext.engine.demo`:
+Every configuration changes the paper's HDML as the demo builds it (`hdml_ext.demo`:
 resnet18 HA-Net, RE-GCN 256-128, k = 10, the demo's image size and learning rate unless --size
 and --lr say otherwise; on 200 identities, 5 epochs, so that a run takes minutes on 2 cores) and
 trains it on the same digit-instances training identities, once per seed (the seed changes the
 initialisation and the batches; the data stay fixed), and is scored on the unseen
-test identities by `hdml_ext.engine.demo.evaluate`, as the demo scores it:
+test identities by `hdml_ext.demo.evaluate`, as the demo scores it:
 
 - link AUC and cosine AUC: how well the link head's scores, and the cosine similarity of the
   same embeddings, separate same-identity from different-identity kNN edges of the held-out rows;
@@ -35,17 +35,17 @@ from pathlib import Path
 
 import numpy as np
 
-from hdml_ext.engine.demo import DemoSettings, demo_settings
-from hdml_ext.engine.demo.evaluate import (
+from hdml_ext.cluster import selection_score
+from hdml_ext.demo import DemoSettings, demo_settings
+from hdml_ext.demo.evaluate import (
     Clusterer,
     distance_ranking,
     embed_splits,
     k_reciprocal_ranking,
     score_hdml,
 )
-from hdml_ext.engine.demo.run import train_model
-from hdml_ext.engine.demo.splits import DemoSplits, load_demo_splits
-from hdml_ext.engine.demo.thresholds import selection_score
+from hdml_ext.demo.run import train_model
+from hdml_ext.demo.splits import DemoSplits, load_demo_splits
 
 #: name -> (model settings changed from the demo's, with training settings under "train", what
 #: it tests). "paper" is the paper's head.

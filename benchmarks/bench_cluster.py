@@ -73,7 +73,7 @@ def run_stages(features: np.ndarray, k: int, backend: str, report: Callable[[dic
     their results on the CPU, so the GPU's work is inside each stage's time)."""
     import torch
 
-    from hdml_ext.engine import ClusterConfig, link_edges, propagate_edges
+    from hdml_ext.cluster import ClusterConfig, link_edges, propagate_edges
     from hdml_ext.graph import build_fgraphs
     from hdml_ext.nn import HDMLOnFeatures
 

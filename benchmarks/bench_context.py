@@ -58,13 +58,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_ablation import CONFIGS, add_base_arguments, base_settings
 
+from hdml_ext.cluster import edge_diagnostics
+from hdml_ext.cluster.scoring import link_edges, similarity_edges
 from hdml_ext.data import load_digit_instances_reid
+from hdml_ext.demo.evaluate import embed_splits
+from hdml_ext.demo.run import train_model
+from hdml_ext.demo.splits import load_demo_splits
 from hdml_ext.engine.checkpoint import seed_everything
-from hdml_ext.engine.clustering import link_edges, similarity_edges
-from hdml_ext.engine.demo.evaluate import embed_splits
-from hdml_ext.engine.demo.run import train_model
-from hdml_ext.engine.demo.splits import load_demo_splits
-from hdml_ext.engine.demo.thresholds import edge_diagnostics
 from hdml_ext.engine.trainer import Trainer
 from hdml_ext.nn import HDMLOnFeatures
 from hdml_ext.nn.link import neighbour_overlap

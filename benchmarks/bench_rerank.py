@@ -4,7 +4,7 @@ gallery's kNN table found once, against encoding the G + 1 rows of every query f
     python benchmarks/bench_rerank.py [--gallery 15913] [--dim 2048] [--queries 40]
                                       [--reference-queries 3] [--out benchmarks/results/rerank]
 
-Both compute the same distances (`hdml_ext.engine.rerank.k_reciprocal_distances` with
+Both compute the same distances (`hdml_ext.reid.rerank.k_reciprocal_distances` with
 queries_together=False; the reference is the same function called with one query at a time
 and queries_together=True, which encodes [query; gallery] from scratch, as the inductive
 setting did before the merge). Data: Gaussian blobs (10 rows per centre) at Market-1501's
@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hdml_ext.engine.rerank import k_reciprocal_distances
+from hdml_ext.reid.rerank import k_reciprocal_distances
 
 
 def blobs(num_gallery: int, num_query: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@
 (b) Each backend's time and peak RSS against N (log-log plot and fitted growth exponent, the
     slope of log time against log N). The O(N^2) backends (exact, faiss-flat) and HNSW stop at
     the sizes given by --max-quadratic-n and --max-hnsw-n; the table says where they were skipped.
-(c) The same for pseudo-label propagation (hdml_ext.engine.propagation.propagate_knn) over
+(c) The same for pseudo-label propagation (hdml_ext.cluster.propagation.propagate_knn) over
     synthetic scored kNN edges.
 
 Every measurement runs in a fresh child process, so peak RSS (ru_maxrss) is that build's own
@@ -86,7 +86,7 @@ def _child_build(
 
 
 def _child_propagation(queue: mp.Queue, num_nodes: int, k: int) -> None:
-    from hdml_ext.engine.propagation import propagate_knn
+    from hdml_ext.cluster.propagation import propagate_knn
 
     rng = np.random.default_rng(3)
     cluster = rng.permutation(num_nodes) // PER_CLUSTER  # blobs of PER_CLUSTER nodes

@@ -70,7 +70,7 @@ def score_graph_by_graph(model: torch.nn.Module, embeddings: torch.Tensor, graph
 
 def child(args: argparse.Namespace) -> dict:
     """One fresh process: time both paths over all N F-Graphs; graphs/s per path."""
-    from hdml_ext.engine import link_edges
+    from hdml_ext.cluster import link_edges
     from hdml_ext.graph import FGraphs
     from hdml_ext.nn import HDMLOnFeatures
 

@@ -13,7 +13,7 @@ the overlap prior, k = --k) is trained on the frozen fit embeddings. Besides lin
 held-out kNN edges, it reports link AUC within a focus (`within_focus_auc`: each node's own k
 edges, averaged over nodes): graph ranking only reorders a query's own neighbours, so that is the
 part of a link AUC gain ranking can use. Everything after that is the
-demo's own evaluation code (hdml_ext.engine.demo.evaluate) on the unseen identities: graph
+demo's own evaluation code (hdml_ext.demo.evaluate) on the unseen identities: graph
 ranking against distance ranking and k-reciprocal re-ranking of the same embeddings (of all
 queries at once, the reference's way, and of each query with the gallery alone, as graph ranking
 sees a query), link-score propagation against cosine propagation (thresholds and max_size chosen
@@ -51,16 +51,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calibrate_digit_instances import embed, train_cnn
 
+from hdml_ext.demo.config import demo_settings
+from hdml_ext.demo.evaluate import Clusterer, Embedded, reid_row, score_embeddings, score_hdml
+from hdml_ext.demo.splits import DemoSplits, load_demo_splits
 from hdml_ext.engine.checkpoint import seed_everything
-from hdml_ext.engine.demo.config import demo_settings
-from hdml_ext.engine.demo.evaluate import Clusterer, Embedded, reid_row, score_embeddings, score_hdml
-from hdml_ext.engine.demo.splits import DemoSplits, load_demo_splits
-from hdml_ext.engine.reid import graph_order
-from hdml_ext.engine.rerank import k_reciprocal_order
 from hdml_ext.engine.trainer import Trainer
 from hdml_ext.graph import query_fgraphs
 from hdml_ext.nn import HDMLOnFeatures
 from hdml_ext.nn.link import undirected
+from hdml_ext.reid.ranking import graph_order
+from hdml_ext.reid.rerank import k_reciprocal_order
 
 GCN_DIMS = (256, 128)
 CNN_BATCH, CNN_LR = 64, 3e-3

@@ -19,6 +19,6 @@ except ImportError as error:  # pragma: no cover - only without a build
         "from the source checkout (see README.md)."
     ) from error
 
-from . import data, engine, graph, metrics, nn, ops
+from . import cluster, data, engine, graph, metrics, nn, ops, reid
 
-__all__ = ["__version__", "data", "engine", "graph", "metrics", "nn", "ops"]
+__all__ = ["__version__", "cluster", "data", "engine", "graph", "metrics", "nn", "ops", "reid"]

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_ablation as bench
 
-from hdml_ext.engine.demo import demo_settings
+from hdml_ext.demo import demo_settings
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_strong_embedding as bench
 
 from hdml_ext.data import TensorSplit
-from hdml_ext.engine.demo.evaluate import Embedded
-from hdml_ext.engine.demo.splits import DemoSplits
+from hdml_ext.demo.evaluate import Embedded
+from hdml_ext.demo.splits import DemoSplits
 
 
 def _split(labels: list[int], camids: list[int]) -> TensorSplit:

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from hdml_ext.data import TensorSplit
+from hdml_ext.demo import DemoSettings, demo_settings
+from hdml_ext.demo.splits import every, split_identities, split_validation
 from hdml_ext.engine import Settings, load_settings
-from hdml_ext.engine.demo import DemoSettings, demo_settings
-from hdml_ext.engine.demo.splits import every, split_identities, split_validation
 
 
 def test_demo_settings_are_the_defaults_but_the_overrides():

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import Settings, cluster, clustering_metrics
+from ..cluster import cluster, clustering_metrics
+from ..engine import Settings
 from ..graph import build_fgraphs
 from .evaluate import embed
 from .options import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..engine.demo import DemoSettings, demo_overrides, run_demo
+from ..demo import DemoSettings, demo_overrides, run_demo
 from .options import add_command, add_settings_options
 
 

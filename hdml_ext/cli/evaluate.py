@@ -9,7 +9,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..data import ImageReadError, Rows, source_length
-from ..engine import Settings, embed_rows, evaluate_reid
+from ..engine import Settings, embed_rows
+from ..reid import evaluate_reid
 from .options import (
     UsageError,
     add_checkpoint_option,

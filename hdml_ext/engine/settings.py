@@ -1,7 +1,7 @@
 """Settings: typed sections (OmegaConf structured configs) with one set of defaults.
 
 A run's settings are a `Settings` (sections data, model, train, eval, cluster); the demo's are a
-`hdml_ext.engine.demo.DemoSettings`. `load_settings(schema, config_path, overrides)` starts from
+`hdml_ext.demo.DemoSettings`. `load_settings(schema, config_path, overrides)` starts from
 the schema's defaults, merges a YAML/JSON file, then each "section.key=value" override (the
 value read as YAML: "2", "1e-3", "true", "[12, 16]", "null"), and returns the typed object.
 A bad key, type or range raises `SettingsError` naming the key, what was expected and the value.
@@ -22,10 +22,10 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from ..cluster.config import ClusterConfig
 from ..data.open import DataSettings
 from ..graph import DEFAULT_TARGET_RECALL, KNN_BACKENDS
 from ..nn import EDGE_INPUTS, HDML
-from .clustering import ClusterConfig
 from .distributed import BACKENDS as PROCESS_GROUP_BACKENDS
 
 AMP_MODES = ("none", "bf16", "fp16")
@@ -144,7 +144,7 @@ class TrainConfig:
 
 @dataclass
 class EvalSettings:
-    """Re-ID inference: ranking (`hdml_ext.engine.reid.RANKINGS`), the F-Graph k (None: the
+    """Re-ID inference: ranking (`hdml_ext.reid.ranking.RANKINGS`), the F-Graph k (None: the
     model's; `hdml evaluate` refuses another, the model was trained on its own), batch sizes,
     device."""
 

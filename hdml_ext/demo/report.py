@@ -9,7 +9,6 @@ import numpy as np
 from .config import DemoSettings
 from .evaluate import METRIC_KEYS
 from .splits import DemoSplits
-from .thresholds import diagnostics_text
 
 OPEN_SET_NOTE = (
     "digit-instances is open-set: every scikit-learn digit image is an identity seen in a few to 30 "
@@ -128,3 +127,18 @@ def plot(out: Path, histories: dict, cmc: dict, embeddings: dict, labels: np.nda
     fig.colorbar(scatter, ax=np.atleast_1d(axes).tolist(), label="identity (mod 20)")
     fig.savefig(out / "embedding_2d.png", dpi=120)
     plt.close(fig)
+
+
+def diagnostics_text(diagnostics: dict) -> str:
+    """`edge_diagnostics` of each split in one line."""
+
+    def auc(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    return "; ".join(
+        f"{split}: {d['same_class_share']:.3f} same-class, link AUC {auc(d['link_auc'])} "
+        f"(cosine {auc(d['cosine_auc'])}), within a focus {auc(d['link_within_focus_auc'])} "
+        f"(cosine {auc(d['cosine_within_focus_auc'])}), "
+        f"{d['wrong_edges_link_score_ge_0.9']}/{d['wrong_edges']} wrong edges scored >= 0.9"
+        for split, d in diagnostics.items()
+    )

@@ -5,8 +5,8 @@ from typing import Literal, Optional
 
 from omegaconf import OmegaConf
 
-from ...data import DataSettings
-from ..settings import ClusterSettings, ModelSettings, TrainConfig, load_settings
+from ..data import DataSettings
+from ..engine.settings import ClusterSettings, ModelSettings, TrainConfig, load_settings
 
 #: The demo's data sets: the open-set digit-instances (test identities never seen in training)
 #: and the closed-set digits (10 classes, the same in every split).

@@ -13,15 +13,14 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from ..checkpoint import seed_everything
-from ..models import new_model
-from ..settings import dump_settings
-from ..trainer import Trainer
+from ..engine.checkpoint import seed_everything
+from ..engine.models import new_model
+from ..engine.settings import dump_settings
+from ..engine.trainer import Trainer
 from .config import DemoSettings, demo_settings
 from .evaluate import Clusterer, Embedded, distance_ranking, embed_splits, row, score_embeddings, score_hdml
-from .report import dataset_note, format_table, plot, readme
+from .report import dataset_note, diagnostics_text, format_table, plot, readme
 from .splits import DemoSplits, load_demo_splits
-from .thresholds import diagnostics_text
 
 
 def run_demo(

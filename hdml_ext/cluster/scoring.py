@@ -1,55 +1,16 @@
-"""Face clustering with HDML (paper III-D, end): link scores on every node's F-Graph, then
-pseudo-label propagation over the scored edges.
-
-    labels = cluster(model, embeddings, ClusterConfig(k=50, threshold=0.5, max_size=300))
-    clustering_metrics(true_labels, labels)   # {"nmi", "pairwise_f", "bcubed_f", ...}
-
-Every node is the focus of its own F-Graph (its k nearest neighbours by Euclidean distance,
-`hdml_ext.graph.FGraphs`); the link head scores each (focus, neighbour) pair. The edges above
-`threshold` are joined into connected components; components larger than `max_size` are split
-again at a threshold raised by `step`, up to `max_iter` rounds
-(`hdml_ext.engine.propagation.propagate_edges`, with `ClusterConfig.propagation_settings()`).
-"""
+"""Scored kNN edges for face clustering (paper III-D, end): every node is the focus of its own
+F-Graph (its k nearest neighbours by Euclidean distance, `hdml_ext.graph.FGraphs`) and the link
+head scores each (focus, neighbour) pair (`link_edges`); `similarity_edges` scores the same
+edges by cosine similarity, the no-graph baseline."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .. import metrics
 from .._checks import require_dim, require_int, require_tensor
 from ..graph import FGraphs, build_fgraphs
-from . import propagation
-
-
-@dataclass
-class ClusterConfig:
-    """Settings of `cluster`.
-
-    k: neighbours per F-Graph (None: the model's k).
-    threshold: first link-score threshold in [0, 1] for keeping an edge.
-    max_size: components above this many nodes are split again at a higher threshold.
-    step: how much the threshold rises per round.
-    max_iter: rounds of splitting.
-    batch_size: F-Graphs scored per forward pass (bounds memory).
-    """
-
-    k: int | None = None
-    threshold: float = propagation.THRESHOLD
-    max_size: int = propagation.MAX_SIZE
-    step: float = propagation.STEP
-    max_iter: int = propagation.MAX_ITER
-    batch_size: int = 256
-
-    def propagation_settings(self) -> dict:
-        """The keyword arguments of `propagation.propagate_edges`: threshold, max_size, step,
-        max_iter."""
-        return {"threshold": self.threshold, "max_size": self.max_size, "step": self.step,
-                "max_iter": self.max_iter}
 
 
 def node_fgraphs(
@@ -139,38 +100,3 @@ def similarity_edges(
     return src, knn_idx.cpu().reshape(-1), score.cpu().reshape(-1)
 
 
-def cluster(
-    model: nn.Module,
-    embeddings: Tensor,
-    config: ClusterConfig | None = None,
-    *,
-    knn_idx: Tensor | FGraphs | None = None,
-    progress: bool = False,
-) -> np.ndarray:
-    """Cluster labels [N] of the rows of `embeddings` ([N, D], on the model's device): link
-    scores of every node's F-Graph (`link_edges`, with `knn_idx` [N, >= k] or `FGraphs` when
-    precomputed), then `propagation.propagate_edges` with the config's settings."""
-    config = config or ClusterConfig()
-    k = int(model.to_config()["k"]) if config.k is None else config.k
-    src, dst, score = link_edges(
-        model, embeddings, k, batch_size=config.batch_size, knn_idx=knn_idx, progress=progress
-    )
-    settings = config.propagation_settings()
-    labels, _ = propagation.propagate_edges(embeddings.shape[0], src, dst, score, **settings)
-    return labels
-
-
-def clustering_metrics(labels_true: object, labels_pred: object) -> dict:
-    """NMI, pairwise and BCubed precision / recall / F of a clustering, and its cluster count."""
-    pp, pr, pf = metrics.pairwise_fscore(labels_true, labels_pred)
-    bp, br, bf = metrics.bcubed_fscore(labels_true, labels_pred)
-    return {
-        "nmi": float(metrics.nmi(labels_true, labels_pred)),
-        "pairwise_precision": float(pp),
-        "pairwise_recall": float(pr),
-        "pairwise_f": float(pf),
-        "bcubed_precision": float(bp),
-        "bcubed_recall": float(br),
-        "bcubed_f": float(bf),
-        "num_clusters": len(np.unique(np.asarray(torch.as_tensor(labels_pred).cpu()))),
-    }

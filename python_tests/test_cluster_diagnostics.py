@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from hdml_ext.engine.demo.thresholds import edge_diagnostics, within_focus_auc
+from hdml_ext.cluster import edge_diagnostics, within_focus_auc
 
 
 def test_within_focus_auc_hand_checked() -> None:

@@ -1,4 +1,4 @@
-"""Face clustering: scored F-Graph edges, propagation, metrics (hdml_ext.engine.clustering)."""
+"""Face clustering: scored F-Graph edges, propagation, metrics (hdml_ext.cluster.scoring)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,15 @@ import torch
 from conftest import DEVICES
 from torch import nn
 
-from hdml_ext.engine import (
+from hdml_ext.cluster import (
     ClusterConfig,
-    TrainConfig,
-    Trainer,
     cluster,
     clustering_metrics,
     link_edges,
     propagate_edges,
+    similarity_edges,
 )
-from hdml_ext.engine.clustering import similarity_edges
+from hdml_ext.engine import TrainConfig, Trainer
 from hdml_ext.graph import build_fgraphs
 from hdml_ext.nn import HDMLOnFeatures
 from hdml_ext.ops import reference

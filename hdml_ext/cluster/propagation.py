@@ -9,7 +9,7 @@ Connected components use a vectorised union-find on numpy arrays: every pass hoo
 root of each edge to the smaller one (np.minimum.at), then pointer jumping (parent = parent[parent])
 flattens the trees. No recursion, no Python loop over nodes or edges; memory is O(N + E).
 
-    from hdml_ext.engine.propagation import propagate_knn
+    from hdml_ext.cluster import propagate_knn
     labels, info = propagate_knn(nbr_idx, link_score, threshold=0.6, max_size=300)
 """
 

@@ -1,4 +1,4 @@
-"""Re-ID inference: query F-Graphs over the gallery, graph ranking, metrics (hdml_ext.engine.reid)."""
+"""Re-ID inference: query F-Graphs over the gallery, graph ranking, metrics (hdml_ext.reid.ranking)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from conftest import DEVICES
 from torch import nn
 
 from hdml_ext import metrics
-from hdml_ext.engine import (
+from hdml_ext.ops import reference
+from hdml_ext.reid import (
     distance_order,
     evaluate_orders,
     evaluate_reid,
@@ -19,7 +20,6 @@ from hdml_ext.engine import (
     k_reciprocal_order,
     query_link_scores,
 )
-from hdml_ext.ops import reference
 
 
 class FirstCoordinateScorer(nn.Module):

@@ -166,7 +166,7 @@ def evaluate_reid(
     query [Q, D], gallery [G, D]: embeddings (`hdml_ext.engine.embed_rows` of the images, on
     the model's device). ranking: "graph" (link scores on the query F-Graphs, then distance),
     "distance" (plain Euclidean distance, no graph), "k_reciprocal" (k-reciprocal re-ranking of
-    the same embeddings, all queries at once, `hdml_ext.engine.rerank`) or
+    the same embeddings, all queries at once, `hdml_ext.reid.rerank`) or
     "k_reciprocal_per_query" (each query re-ranked with the gallery alone, as graph ranking sees
     it). k: F-Graph size, the model's own k by default. Returns `evaluate_orders`' dict.
     """

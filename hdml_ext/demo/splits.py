@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..._checks import require_fraction
-from ...data import TensorSplit, load_embedded_splits
+from .._checks import require_fraction
+from ..data import TensorSplit, load_embedded_splits
 from .config import DemoDataSettings
 
 

@@ -1,4 +1,4 @@
-"""k-reciprocal re-ranking (hdml_ext.engine.rerank): a hand-checked case, a dense reference, errors."""
+"""k-reciprocal re-ranking (hdml_ext.reid.rerank): a hand-checked case, a dense reference, errors."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import DEVICES
 
-from hdml_ext.engine import evaluate_orders, rerank
-from hdml_ext.engine.rerank import k_reciprocal_distances, k_reciprocal_order
+from hdml_ext.reid import evaluate_orders, rerank
+from hdml_ext.reid.rerank import k_reciprocal_distances, k_reciprocal_order
 
 
 def _dense_re_ranking(query, gallery, k1, k2, lambda_value):

@@ -1,4 +1,4 @@
-"""hdml_ext.engine.propagation: union-find components and pseudo-label propagation."""
+"""hdml_ext.cluster.propagation: union-find components and pseudo-label propagation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components as scipy_components
 
-from hdml_ext.engine.propagation import connected_components, propagate_edges, propagate_knn
+from hdml_ext.cluster.propagation import connected_components, propagate_edges, propagate_knn
 
 
 def _reference(num_nodes, src, dst):

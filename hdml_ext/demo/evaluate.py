@@ -13,13 +13,19 @@ import torch
 from sklearn.cluster import KMeans
 from torch import Tensor, nn
 
-from ..clustering import ClusterConfig, clustering_metrics, link_edges, similarity_edges
-from ..inference import embed_rows
-from ..reid import distance_order, evaluate_orders, graph_order, query_link_scores
-from ..rerank import k_reciprocal_order
+from ..cluster import (
+    ClusterConfig,
+    choose_clustering,
+    clustering_metrics,
+    edge_diagnostics,
+    link_edges,
+    similarity_edges,
+)
+from ..cluster.selection import propagate
+from ..engine.inference import embed_rows
+from ..reid import distance_order, evaluate_orders, graph_order, k_reciprocal_order, query_link_scores
 from .config import DemoSettings
 from .splits import DemoSplits
-from .thresholds import choose_clustering, edge_diagnostics, propagate
 
 #: Every row's metrics, in results.json and the table; None where a row does not rank or cluster.
 REID_KEYS = ("mAP", "rank1", "rank5", "rank10", "mINP")
