@@ -3,7 +3,7 @@
 Only this package calls the knn and fgraph_adjacency ops (docs/graph.md)."""
 
 from .build import KNN_BACKENDS, build_fgraphs, require_knn_backend, require_target_recall
-from .exact import exact_knn_rows
+from .exact import exact_knn, exact_knn_rows
 from .faiss_backends import DEFAULT_TARGET_RECALL
 from .fgraphs import FGraphs, fgraph_nodes, require_k
 from .negatives import cap_positive_neighbours
@@ -16,6 +16,7 @@ __all__ = [
     "QueryFGraphs",
     "build_fgraphs",
     "cap_positive_neighbours",
+    "exact_knn",
     "exact_knn_rows",
     "fgraph_nodes",
     "query_fgraphs",

@@ -106,3 +106,11 @@ def repair_short_rows(rows: FeatureRows, out_d: np.ndarray, out_i: np.ndarray, k
         ids = short[start : start + _REPAIR_CHUNK]
         out_d[ids], out_i[ids] = exact_knn_rows(rows, ids, k, block_size=block_size)
     return int(short.size)
+
+
+def exact_knn(features: Tensor, k: int, *, queries: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """`hdml_ext.ops.knn` for callers outside graph/ that need the distances in the features'
+    own dtype (k-reciprocal re-ranking compares them with its own): (dist [M, k] Euclidean,
+    ascending, idx int64 [M, k]) on the features' device; queries None: each row's nearest
+    other rows."""
+    return ops.knn(features, k, queries=queries)
