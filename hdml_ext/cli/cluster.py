@@ -83,6 +83,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     np.save(out / "labels.npy", labels)
     num_clusters = int(labels.max()) + 1 if labels.size else 0
     print(f"{num_clusters} clusters of {labels.size} rows; wrote {out / 'labels.npy'}")
+    if rows.labels is None:
+        print("no true labels were given (--labels), so no metrics were computed")
     if rows.labels is None and (out / "metrics.json").exists():
         (out / "metrics.json").unlink()  # an earlier run's, about other labels
         print(f"removed the earlier {out / 'metrics.json'} (no true labels to score these against)")
