@@ -164,36 +164,119 @@ def encode(graphs: ScoredFGraphs, settings: LinkRerankSettings, num_columns: int
     return sp.csr_matrix((values.reshape(-1), columns.reshape(-1), indptr), shape=(num_rows, num_columns))
 
 
-def expand(own: sp.csr_matrix, graphs: ScoredFGraphs, others: sp.csr_matrix, others_row_of_column: np.ndarray,
-           k2: int) -> sp.csr_matrix:  # fmt: skip
-    """The local query expansion: each row of `own` replaced by the mean of itself and the rows
-    of `others` (whose row r encodes column others_row_of_column^-1 ...) of its k2 - 1 nearest
-    F-Graph neighbours. others_row_of_column: int64 [num_columns], the row of `others` that
-    encodes each column (-1 where none)."""
+def expand(own: sp.csr_matrix, neighbours: np.ndarray, row_of_column: np.ndarray, k2: int) -> sp.csr_matrix:
+    """The local query expansion: each row r of `own` ([R, C], the encodings before expansion)
+    replaced by the mean of itself and the rows of its k2 - 1 nearest F-Graph neighbours
+    (neighbours int64 [R, >= k2 - 1] column ids; row_of_column int64 [C], the row of `own`
+    that encodes each column)."""
     if k2 == 1:
         return own
-    nearest = graphs.neighbours[:, : k2 - 1]
-    rows_of = others_row_of_column[nearest]
-    if (rows_of < 0).any():
-        raise ValueError("every F-Graph neighbour of the expansion needs an encoding of its own")
     num_rows = own.shape[0]
+    rows_of = row_of_column[neighbours[:, : k2 - 1]]
     indptr = np.arange(0, num_rows * (k2 - 1) + 1, k2 - 1)
     mean = sp.csr_matrix((np.full(num_rows * (k2 - 1), 1.0 / k2), rows_of.reshape(-1), indptr),
-                         shape=(num_rows, others.shape[0]))
-    return (own / k2 + mean @ others).tocsr()
+                         shape=(num_rows, num_rows))
+    return (own / k2 + mean @ own).tocsr()
 
 
-def _check(query: Tensor, gallery: Tensor, k: int, settings: LinkRerankSettings) -> None:
+@dataclass(frozen=True)
+class LinkScoredSets:
+    """A query set and a gallery with every row's F-Graph scored, ready to re-rank with any
+    `LinkRerankSettings` of the same queries_together (`score_query_gallery`).
+
+    query [Q, D], gallery [G, D]: the embeddings (detached). query_graphs, gallery_graphs:
+    their `ScoredFGraphs`, whose columns are [gallery; queries] (inductive: gallery g is
+    column g, query q column G + q) or [queries; gallery] (together: query q is column q,
+    gallery g column Q + g).
+    """
+
+    query: Tensor
+    gallery: Tensor
+    queries_together: bool
+    query_graphs: ScoredFGraphs
+    gallery_graphs: ScoredFGraphs
+
+    def row_of_column(self) -> np.ndarray:
+        """int64 [Q + G]: the row of the stacked [queries; gallery] encodings of each column."""
+        num_query, num_gallery = self.query.shape[0], self.gallery.shape[0]
+        if self.queries_together:
+            return np.arange(num_query + num_gallery)
+        return np.concatenate([num_query + np.arange(num_gallery), np.arange(num_query)])
+
+
+def score_query_gallery(model: nn.Module, query: Tensor, gallery: Tensor, *, k: int | None = None,
+                        queries_together: bool = False, batch_size: int = 256,
+                        progress: bool = False) -> LinkScoredSets:  # fmt: skip
+    """Every query's and gallery item's F-Graph and its link scores (`LinkScoredSets`): each
+    query over the gallery alone and the gallery over itself, or (queries_together) all rows
+    over one another. k: the model's own k by default (it must equal it)."""
+    model_k = int(model.to_config()["k"])
+    k = model_k if k is None else k
+    _check(query, gallery, k, model_k)
+    query, gallery = query.detach(), gallery.detach()
+    num_query = query.shape[0]
+    if queries_together:
+        everything = score_together(model, query, gallery, k, batch_size=batch_size, progress=progress)
+        parts = [ScoredFGraphs(*(array[rows] for array in (everything.neighbours, everything.scores,
+                                                           everything.squared, everything.own_column)))
+                 for rows in (slice(0, num_query), slice(num_query, None))]  # fmt: skip
+        return LinkScoredSets(query, gallery, True, *parts)
+    gallery_graphs = score_gallery(model, gallery, k, batch_size=batch_size, progress=progress)
+    gallery_knn = torch.from_numpy(gallery_graphs.neighbours).to(gallery.device)
+    query_graphs = score_queries(model, query, gallery, k, gallery_knn=gallery_knn, batch_size=batch_size,
+                                 progress=progress)
+    return LinkScoredSets(query, gallery, False, query_graphs, gallery_graphs)
+
+
+def encodings(scored: LinkScoredSets, settings: LinkRerankSettings) -> tuple[sp.csr_matrix, sp.csc_matrix]:
+    """(query_v CSR [Q, Q + G], gallery_v CSC [G, Q + G]): the expanded encodings of the
+    queries and the gallery (module docstring)."""
+    if settings.queries_together != scored.queries_together:
+        raise ValueError(f"settings.queries_together is {settings.queries_together}, but the sets were "
+                         f"scored with queries_together={scored.queries_together}")
+    num_query, num_gallery = scored.query.shape[0], scored.gallery.shape[0]
+    num_columns = num_query + num_gallery
+    own = sp.vstack([encode(scored.query_graphs, settings, num_columns),
+                     encode(scored.gallery_graphs, settings, num_columns)]).tocsr()
+    neighbours = np.concatenate([scored.query_graphs.neighbours, scored.gallery_graphs.neighbours])
+    expanded = expand(own, neighbours, scored.row_of_column(), settings.k2)
+    return expanded[:num_query], expanded[num_query:].tocsc()
+
+
+def rerank_blocks(scored: LinkScoredSets, settings: LinkRerankSettings, *, block: int | None = None,
+                  progress: bool = False) -> Iterator[tuple[slice, Tensor]]:  # fmt: skip
+    """Re-ranked distances (module docstring) of scored sets, a block of queries at a time:
+    (rows, dist float64 [len(rows), G] on the CPU, lower = more similar)."""
+    if settings.k2 > scored.query_graphs.neighbours.shape[1] + 1:
+        raise ValueError(f"k2 should be at most k + 1 = {scored.query_graphs.neighbours.shape[1] + 1} (the "
+                         f"rows of an F-Graph), got k2={settings.k2}")
+    if block is not None:
+        require_int("block", block, minimum=1)
+    query_v, gallery_v = encodings(scored, settings)
+    query, gallery = scored.query, scored.gallery
+    bar = tqdm(total=query.shape[0], desc="re-ranking with link scores", unit="query", disable=not progress,
+               leave=False)
+    with bar:
+        for rows in query_blocks(query_v, gallery_v, block):
+            jaccard = jaccard_distances(query_v[rows], gallery_v)
+            original = torch.cdist(query[rows].double(), gallery.double()).square_().cpu().numpy()
+            row_max = original.max(axis=1, keepdims=True)
+            original = original / np.where(row_max > 0, row_max, 1.0)
+            bar.update(rows.stop - rows.start)
+            value = settings.lambda_value
+            yield rows, torch.from_numpy((1.0 - value) * jaccard + value * original)
+
+
+def _check(query: Tensor, gallery: Tensor, k: int, model_k: int) -> None:
     require_query_gallery(query, gallery)
     require_int("k", k, minimum=1)
+    if k != model_k:
+        raise ValueError(f"k should be the model's k = {model_k} (its link head scores F-Graphs of that "
+                         f"size), got {k}")
     if k > gallery.shape[0] - 1:
         raise ValueError(f"k should be at most G - 1 = {gallery.shape[0] - 1}, got k={k}")
-    if settings.k2 > k + 1:
-        raise ValueError(f"k2 should be at most k + 1 = {k + 1} (the rows of an F-Graph), "
-                         f"got k2={settings.k2}")
 
 
-@torch.no_grad()
 def link_rerank_distances(
     model: nn.Module,
     query: Tensor,
@@ -212,52 +295,16 @@ def link_rerank_distances(
     defaults. k: F-Graph size, the model's own k by default (it must equal it). batch_size:
     F-Graphs scored per forward pass. block: queries per distance block (None: about
     `hdml_ext.reid.jaccard.BLOCK_ENTRIES` entries). Returns an iterator of (rows, dist
-    float64 [len(rows), G] on the CPU, lower = more similar); the arguments are checked at the
-    call, the F-Graphs are scored when it is first advanced.
+    float64 [len(rows), G] on the CPU, lower = more similar). `score_query_gallery` then
+    `rerank_blocks` do the same in two steps, so that several settings share one scoring.
     """
     settings = settings or LinkRerankSettings()
-    model_k = int(model.to_config()["k"])
-    k = model_k if k is None else k
-    _check(query, gallery, k, settings)
-    if k != model_k:
-        raise ValueError(f"k should be the model's k = {model_k} (its link head scores F-Graphs of that "
-                         f"size), got {k}")
-    if block is not None:
-        require_int("block", block, minimum=1)
-    return _blocks(model, query.detach(), gallery.detach(), settings, k, batch_size, block, progress)
-
-
-def _blocks(model: nn.Module, query: Tensor, gallery: Tensor, settings: LinkRerankSettings, k: int,
-            batch_size: int, block: int | None, progress: bool
-            ) -> Iterator[tuple[slice, Tensor]]:  # fmt: skip
-    num_query, num_gallery = query.shape[0], gallery.shape[0]
-    if settings.queries_together:
-        everything = score_together(model, query, gallery, k, batch_size=batch_size, progress=progress)
-        encoded = encode(everything, settings, num_query + num_gallery)
-        encoded = expand(encoded, everything, encoded, np.arange(num_query + num_gallery), settings.k2)
-        query_v, gallery_v = encoded[:num_query], encoded[num_query:].tocsc()
-    else:
-        gallery_graphs = score_gallery(model, gallery, k, batch_size=batch_size, progress=progress)
-        query_graphs = score_queries(model, query, gallery, k, gallery_knn=torch.from_numpy(
-            gallery_graphs.neighbours).to(gallery.device), batch_size=batch_size, progress=progress)
-        num_columns = num_gallery + num_query
-        gallery_own = encode(gallery_graphs, settings, num_columns)
-        row_of_column = np.concatenate([np.arange(num_gallery), np.full(num_query, -1)])
-        gallery_v = expand(gallery_own, gallery_graphs, gallery_own, row_of_column, settings.k2)
-        query_own = encode(query_graphs, settings, num_columns)
-        query_v = expand(query_own, query_graphs, gallery_own, row_of_column, settings.k2)
-        gallery_v = gallery_v.tocsc()
-    bar = tqdm(total=num_query, desc="re-ranking with link scores", unit="query", disable=not progress,
-               leave=False)
-    with bar:
-        for rows in query_blocks(query_v, gallery_v, block):
-            jaccard = jaccard_distances(query_v[rows], gallery_v)
-            original = torch.cdist(query[rows].double(), gallery.double()).square_().cpu().numpy()
-            row_max = original.max(axis=1, keepdims=True)
-            original = original / np.where(row_max > 0, row_max, 1.0)
-            bar.update(rows.stop - rows.start)
-            value = settings.lambda_value
-            yield rows, torch.from_numpy((1.0 - value) * jaccard + value * original)
+    if settings.k2 > int(model.to_config()["k"]) + 1:
+        raise ValueError(f"k2 should be at most k + 1 = {int(model.to_config()['k']) + 1} (the rows of an "
+                         f"F-Graph), got k2={settings.k2}")
+    scored = score_query_gallery(model, query, gallery, k=k, queries_together=settings.queries_together,
+                                 batch_size=batch_size, progress=progress)
+    return rerank_blocks(scored, settings, block=block, progress=progress)
 
 
 def link_rerank_order(
