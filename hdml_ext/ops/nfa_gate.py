@@ -94,3 +94,36 @@ def _backward(ctx: Any, grad_y: Tensor) -> tuple:
 
 
 torch.library.register_autograd("hdml::nfa_gate", _backward, setup_context=_setup_context)
+
+
+def onnx_translation() -> dict:
+    """The ONNX translation of `hdml::nfa_gate`, for torch.onnx's dynamo exporter:
+    `torch.onnx.export(..., dynamo=True, custom_translation_table=onnx_translation())`.
+
+    The gate is written in standard ONNX ops (opset 18), the same arithmetic as the kernels:
+    g = Sigmoid(logits) in float32 (float64 for float64 x), g' = Where(g < lo, lo, Where(g > hi,
+    1, g)), y = x * g' with g' unsqueezed over x's spatial axes, rounded to x's dtype. The
+    exported graph therefore holds Sigmoid, Less, Greater and two Where per gate; ONNX Runtime
+    and every other ONNX consumer run it without a custom-op library. Needs `onnxscript`
+    (the `export` extra); raises ImportError naming it otherwise.
+    """
+    try:
+        from onnxscript import ir
+        from onnxscript import opset18 as op
+    except ImportError as error:
+        raise ImportError("ONNX export needs the onnxscript package: "
+                          "pip install 'hdml_ext[export]'") from error
+
+    def nfa_gate_onnx(x: Any, logits: Any, lo: float, hi: float) -> Any:
+        acc_type = ir.DataType.DOUBLE if x.dtype == ir.DataType.DOUBLE else ir.DataType.FLOAT
+        g = op.Sigmoid(op.Cast(logits, to=acc_type))
+        lo_value, hi_value, one = op.CastLike(lo, g), op.CastLike(hi, g), op.CastLike(1.0, g)
+        gate = op.Where(op.Less(g, lo_value), lo_value, op.Where(op.Greater(g, hi_value), one, g))
+        spatial_axes = list(range(2, len(x.shape)))
+        if spatial_axes:
+            gate = op.Unsqueeze(gate, op.Constant(value_ints=spatial_axes))
+        if x.dtype == acc_type:
+            return op.Mul(x, gate)
+        return op.Cast(op.Mul(op.Cast(x, to=acc_type), gate), to=x.dtype)
+
+    return {torch.ops.hdml.nfa_gate.default: nfa_gate_onnx}
