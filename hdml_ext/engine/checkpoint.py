@@ -8,6 +8,8 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
      "model_config": {...}, "model_state": {...},
      "input": {"height", "width", "mean", "std"} of the images it was trained on (image models
          trained by `hdml train`; absent otherwise),
+     "clustering": the validated clustering choice of `hdml calibrate` (absent otherwise;
+         hdml_ext.cluster.choice),
      # training checkpoints add:
      "train_config": {...}, "optimizer": {...}, "scheduler": {...}, "sampler": {...},
      "epoch": completed epochs, "step": completed steps, "rng": {...}}
@@ -179,6 +181,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             f"checkpoint {str(path)!r} names an unknown model class {record.get('model_class')!r}"
         )
     return record
+
+
+def update_checkpoint(path: str | os.PathLike, **entries: Any) -> Path:
+    """Set top-level `entries` of the checkpoint at `path` (e.g. clustering=...) and write it
+    back atomically (`atomic_save`); the rest of the record is kept."""
+    record = read_checkpoint(path)
+    record.update(entries)
+    return atomic_save(record, path)
 
 
 def build_model(record: dict) -> nn.Module:

@@ -158,9 +158,13 @@ class EvalSettings:
 
 @dataclass
 class ClusterSettings(ClusterConfig):
-    """`ClusterConfig`, the device, and the kNN backend of the F-Graphs and the recall@k its
-    approximate indexes aim for (`build_fgraphs`'s backend and target_recall)."""
+    """`ClusterConfig`, the method over the link scores (`hdml_ext.cluster.choice.METHODS`:
+    propagation, or Infomap over the edges scoring >= threshold), the device, and the kNN
+    backend of the F-Graphs and the recall@k its approximate indexes aim for (`build_fgraphs`'s
+    backend and target_recall). A model's stored clustering choice replaces method, threshold,
+    max_size, step and max_iter where they are not set explicitly (`hdml cluster`)."""
 
+    method: Literal["propagation", "infomap"] = "propagation"
     max_size: Optional[int] = ClusterConfig.max_size
     device: str = "auto"
     backend: Literal[KNN_BACKENDS] = "auto"  # type: ignore[valid-type]

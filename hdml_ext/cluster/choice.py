@@ -1,0 +1,164 @@
+"""The validated clustering choice a model carries: which method clusters its link scores
+(propagation or Infomap) with which parameters, chosen on labelled held-out rows and stored in
+model.pt under "clustering" (`hdml calibrate`); `hdml cluster` uses it unless settings override.
+
+    choice = calibrate(model, embeddings, labels, ClusterConfig())   # a dict, stored as it is
+    store_choice("run/model.pt", choice)
+    method, config, used = resolve_choice(stored_choice(record), settings.cluster, given)
+    labels = cluster_by(method, model, embeddings, config)
+
+A choice holds the best parameters of every method, so that `--set cluster.method=...` picks a
+method and still gets that method's validated parameters:
+
+    {"method": the best method, "chosen_on": {"rows", "identities"},
+     "methods": {"propagation": {"threshold", "max_size", "step", "max_iter", "validation"},
+                 "infomap": {"threshold" (the edge floor), "validation"}}}
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import fields, replace
+from typing import Any
+
+import numpy as np
+from torch import Tensor, nn
+
+from ..graph import FGraphs
+from .config import ClusterConfig
+from .infomap import infomap_edges
+from .propagation import propagate_edges
+from .scoring import link_edges
+from .selection import choose_clustering, choose_infomap, selection_score
+
+__all__ = [
+    "CHECKPOINT_KEY",
+    "MAX_SIZE_CANDIDATES",
+    "METHODS",
+    "calibrate",
+    "cluster_by",
+    "cluster_edges",
+    "resolve_choice",
+    "store_choice",
+    "stored_choice",
+]
+
+#: The clustering methods over link scores; the `cluster.method` setting names one.
+METHODS = ("propagation", "infomap")
+#: The entry of a checkpoint that holds the choice.
+CHECKPOINT_KEY = "clustering"
+#: propagation's size caps searched by `calibrate` (None: no cap).
+MAX_SIZE_CANDIDATES = (10, 20, 40, 80, 160, 320, None)
+#: The settings a choice fixes, per method (others come from the settings).
+CHOICE_KEYS = {"propagation": ("threshold", "max_size", "step", "max_iter"), "infomap": ("threshold",)}
+
+
+def cluster_edges(num_nodes: int, edges: tuple, method: str, config: ClusterConfig) -> np.ndarray:
+    """Cluster labels [num_nodes] of scored `edges` (src, dst, score), each [E]: "propagation"
+    (`propagate_edges` with the config's settings) or "infomap" (`infomap_edges`, links of
+    score >= config.threshold)."""
+    src, dst, score = edges
+    if method == "propagation":
+        labels, _ = propagate_edges(num_nodes, src, dst, score, **config.propagation_settings())
+    elif method == "infomap":
+        labels, _ = infomap_edges(num_nodes, src, dst, score, min_score=config.threshold)
+    else:
+        raise ValueError(f"method should be one of {', '.join(METHODS)}, got {method!r}")
+    return labels
+
+
+def cluster_by(
+    method: str,
+    model: nn.Module,
+    embeddings: Tensor,
+    config: ClusterConfig,
+    *,
+    knn_idx: Tensor | FGraphs | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """`hdml_ext.cluster.cluster` with a choice of method: the link scores of every row's F-Graph
+    (`link_edges`; embeddings [N, D] on the model's device, knn_idx as there), clustered by
+    `cluster_edges`. Returns labels [N] int64."""
+    k = int(model.to_config()["k"]) if config.k is None else config.k
+    edges = link_edges(model, embeddings, k, batch_size=config.batch_size, knn_idx=knn_idx, progress=progress)
+    return cluster_edges(embeddings.shape[0], edges, method, config)
+
+
+def calibrate(
+    model: nn.Module,
+    embeddings: Tensor,
+    labels: np.ndarray,
+    config: ClusterConfig,
+    *,
+    knn_idx: Tensor | FGraphs | None = None,
+    max_sizes: tuple | None = None,
+    progress: bool = False,
+) -> dict:
+    """The clustering choice (module docstring) made on labelled rows: `embeddings` [N, D] (on
+    the model's device) of rows with true `labels` [N] (identities the model did not train on,
+    as the rows it will cluster). Propagation's threshold and max_size come from
+    `choose_clustering` (thresholds among quantiles of the link scores, max_size among
+    `max_sizes`, None: MAX_SIZE_CANDIDATES; config's step and max_iter), Infomap's floor from
+    `choose_infomap`; the method is the one with the higher `selection_score` (propagation on
+    a tie)."""
+    labels = np.asarray(labels)
+    if labels.shape != (embeddings.shape[0],):
+        raise ValueError(f"labels should be [N] = [{embeddings.shape[0]}], got shape {labels.shape}")
+    k = int(model.to_config()["k"]) if config.k is None else config.k
+    edges = link_edges(model, embeddings, k, batch_size=config.batch_size, knn_idx=knn_idx, progress=progress)
+    sizes = list(MAX_SIZE_CANDIDATES if max_sizes is None else max_sizes)
+    threshold, max_size, propagation_metrics = choose_clustering(edges, labels, config, sizes)
+    floor, infomap_metrics = choose_infomap(edges, labels)
+    methods = {
+        "propagation": {"threshold": threshold, "max_size": max_size, "step": config.step,
+                        "max_iter": config.max_iter, "validation": propagation_metrics},
+        "infomap": {"threshold": floor, "validation": infomap_metrics},
+    }  # fmt: skip
+    best = max(METHODS, key=lambda name: selection_score(methods[name]["validation"]))
+    chosen_on = {"rows": int(labels.size), "identities": int(np.unique(labels).size)}
+    return {"method": best, "chosen_on": chosen_on, "methods": methods}
+
+
+def store_choice(path: str | os.PathLike, choice: dict) -> None:
+    """Write `choice` into the checkpoint at `path` (atomically; the rest is kept)."""
+    from ..engine.checkpoint import update_checkpoint
+
+    update_checkpoint(path, **{CHECKPOINT_KEY: choice})
+
+
+def stored_choice(record: dict) -> dict | None:
+    """The clustering choice of a checkpoint record (`read_checkpoint`), or None."""
+    return record.get(CHECKPOINT_KEY)
+
+
+def resolve_choice(stored: dict | None, settings: Any, given: set[str]) -> tuple[str, ClusterConfig, str]:
+    """The method and ClusterConfig `hdml cluster` runs, and a line saying which it used.
+
+    stored: the model's choice (or None). settings: the cluster settings (a ClusterConfig with
+    `method`). given: the "cluster.KEY" names set explicitly (--set, --config); each of them
+    overrides the stored choice, the rest of the method's CHOICE_KEYS come from the choice.
+    """
+    config = ClusterConfig(**{f.name: getattr(settings, f.name) for f in fields(ClusterConfig)})
+    method = settings.method
+    if stored is None:
+        return method, config, f"clustering with the settings ({_describe(method, config)}): the model " \
+                               "stores no validated choice (`hdml calibrate` makes one)"
+    if "cluster.method" not in given:
+        method = stored["method"]
+    chosen = stored["methods"][method]
+    taken = {key: chosen[key] for key in CHOICE_KEYS[method] if f"cluster.{key}" not in given}
+    config = replace(config, **taken)
+    where = stored["chosen_on"]
+    line = (f"clustering with the model's stored choice ({_describe(method, config)}; chosen on "
+            f"{where['rows']} labelled rows of {where['identities']} identities)")
+    overridden = sorted(name for name in given if name.startswith("cluster.")
+                        and name.partition(".")[2] in (*CHOICE_KEYS[method], "method"))
+    if overridden:
+        line += f"; overridden by the settings: {', '.join(overridden)}"
+    return method, config, line
+
+
+def _describe(method: str, config: ClusterConfig) -> str:
+    if method == "infomap":
+        return f"infomap, edge floor {config.threshold:.6g}"
+    return f"propagation, threshold {config.threshold:.6g}, max_size {config.max_size}, step {config.step:g}"
