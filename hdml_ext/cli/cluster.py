@@ -8,8 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from ..cluster import cluster, clustering_metrics
+from ..cluster import clustering_metrics
+from ..cluster.choice import cluster_by, resolve_choice, stored_choice
 from ..engine import Settings
+from ..engine.checkpoint import read_checkpoint
 from ..graph import build_fgraphs
 from .evaluate import embed
 from .options import (
@@ -21,6 +23,7 @@ from .options import (
     available_device,
     checkpoint_model,
     dataset_of,
+    given_settings,
     require,
 )
 from .run_folder import writable_folder
@@ -69,14 +72,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     else:
         embeddings = embed(model, rows, settings, device, progress, "embedding images")
-    config = settings.cluster.cluster_config()
+    stored = stored_choice(read_checkpoint(args.checkpoint))
+    method, config, used = resolve_choice(stored, settings.cluster, given_settings(args))
+    print(used)
     k = config.k if config.k is not None else model.k
     if k != model.k:
         raise UsageError("--set", f"cluster.k = {k} differs from the model's k = {model.k}")
     try:
         fgraphs = build_fgraphs(embeddings, k, backend=settings.cluster.backend,
                                 target_recall=settings.cluster.target_recall, progress=progress)
-        labels = cluster(model, embeddings, config, knn_idx=fgraphs, progress=progress)
+        labels = cluster_by(method, model, embeddings, config, knn_idx=fgraphs, progress=progress)
     except ValueError as error:
         raise UsageError("--set", str(error)) from None
     out.mkdir(parents=True, exist_ok=True)
