@@ -8,11 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from ..cluster import clustering_metrics
-from ..cluster.choice import cluster_by, resolve_choice, stored_choice
+from ..cluster import cluster, clustering_metrics
 from ..engine import Settings
-from ..engine.checkpoint import read_checkpoint
 from ..graph import build_fgraphs
+from .assign import ASSIGN_HELP, assign_to_run, save_for_assignment
 from .evaluate import embed
 from .options import (
     UsageError,
@@ -23,7 +22,6 @@ from .options import (
     available_device,
     checkpoint_model,
     dataset_of,
-    given_settings,
     require,
 )
 from .run_folder import writable_folder
@@ -45,7 +43,11 @@ def add_parser(commands: Any) -> None:
     )
     add_data_options(parser, KINDS)
     add_checkpoint_option(parser)
-    parser.add_argument("--out", metavar="DIR", help="folder for labels.npy and metrics.json")
+    parser.add_argument(
+        "--out", metavar="DIR",
+        help="folder for labels.npy, metrics.json, and embeddings.npy + knn.npy (for a later --assign-to)",
+    )  # fmt: skip
+    parser.add_argument("--assign-to", metavar="RUN", help=ASSIGN_HELP)
     add_settings_options(parser)
 
 
@@ -72,21 +74,24 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     else:
         embeddings = embed(model, rows, settings, device, progress, "embedding images")
-    stored = stored_choice(read_checkpoint(args.checkpoint))
-    method, config, used = resolve_choice(stored, settings.cluster, given_settings(args))
-    print(used)
+    config = settings.cluster.cluster_config()
     k = config.k if config.k is not None else model.k
     if k != model.k:
         raise UsageError("--set", f"cluster.k = {k} differs from the model's k = {model.k}")
     try:
-        fgraphs = build_fgraphs(embeddings, k, backend=settings.cluster.backend,
-                                target_recall=settings.cluster.target_recall, progress=progress)
-        labels = cluster_by(method, model, embeddings, config, knn_idx=fgraphs, progress=progress)
+        if args.assign_to is not None:
+            fgraphs = None
+            labels = assign_to_run(args.assign_to, model, embeddings, config, settings.cluster, progress)
+        else:
+            fgraphs = build_fgraphs(embeddings, k, backend=settings.cluster.backend,
+                                    target_recall=settings.cluster.target_recall, progress=progress)
+            labels = cluster(model, embeddings, config, knn_idx=fgraphs, progress=progress)
     except ValueError as error:
         raise UsageError("--set", str(error)) from None
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "labels.npy", labels)
-    num_clusters = int(labels.max()) + 1 if labels.size else 0
+    save_for_assignment(out, embeddings, None if fgraphs is None else fgraphs.knn_idx)
+    num_clusters = len(np.unique(labels))
     print(f"{num_clusters} clusters of {labels.size} rows; wrote {out / 'labels.npy'}")
     if rows.labels is None:
         print("no true labels were given (--labels), so no metrics were computed")
