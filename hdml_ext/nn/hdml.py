@@ -106,7 +106,8 @@ class HDML(FGraphLinkModel):
 
     def forward(self, images: Tensor, nodes: Tensor, adj: Tensor) -> HDMLOutput:
         """images [U, 3, H, W]; nodes int64 [B, k+1], rows of `images`, each graph's focus first;
-        adj [B, k+1, k+1] bool/float. Returns `HDMLOutput`."""
+        adj [B, k+1, k+1] bool/float, directed as `FGraphs.batch` gives it (a symmetric one
+        raises with overlap_prior: `FGraphLinkModel`). Returns `HDMLOutput`."""
         require_images(images)
         require_nodes(nodes, images.shape[0], self.k, images.device)
         require_graph_adjacency(adj, nodes.shape[0], self.k, images.device)
@@ -179,7 +180,9 @@ class HDMLOnFeatures(FGraphLinkModel):
 
     def forward(self, rows: Tensor, nodes: Tensor, adj: Tensor) -> HDMLOutput:
         """rows [U, in_dim] features; nodes int64 [B, k+1], rows of `rows`, each graph's focus
-        first; adj [B, k+1, k+1] bool/float. Returns `HDMLOutput` with node_logits None."""
+        first; adj [B, k+1, k+1] bool/float, directed as `FGraphs.batch` gives it (a symmetric
+        one raises with overlap_prior: `FGraphLinkModel`). Returns `HDMLOutput` with node_logits
+        None."""
         self.embed(rows)
         require_nodes(nodes, rows.shape[0], self.k, rows.device)
         require_graph_adjacency(adj, nodes.shape[0], self.k, rows.device)

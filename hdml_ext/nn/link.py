@@ -98,9 +98,39 @@ def neighbour_overlap(adj: Tensor) -> Tensor:
     k+1], the share of row i's entries set, divided by k. With the directed adjacency that
     `FGraphs.batch` gives (row i: node i's k nearest neighbours, those inside the graph), this
     is the share of i's neighbours that are the focus or its neighbours: the shared-neighbour
-    count that k-reciprocal methods build on. With a symmetric adjacency it is i's degree / k."""
+    count that k-reciprocal methods build on. With a symmetric adjacency it is i's degree / k:
+    `require_directed` refuses that where the models read it."""
     k = adj.shape[1] - 1
     return adj[:, 1:].to(torch.float32).sum(dim=-1) / k
+
+
+def require_directed(adj: Tensor) -> None:
+    """Raise ValueError when the F-Graph adjacency [B, n, n] looks symmetrised: every graph of
+    the batch equals its transpose and at least one is not complete.
+
+    The directed adjacency (`FGraphs.batch`, `FGraphs.adjacency(symmetric=False)`) has row 0 all
+    set (the focus's neighbours are the graph), and column 0 all set only when every member
+    lists the focus among its own k nearest; it is symmetric in a graph only when every kNN
+    relation inside it is mutual. A whole batch of such graphs that are not complete (where
+    both forms give the same overlap, 1) does not occur at the k and batch sizes the models
+    see, while `FGraphs.adjacency()`'s default (symmetric=True) gives one every time, so the
+    overlap prior would silently read each node's degree. Skipped while torch.compile traces
+    (the test reads the values)."""
+    if torch.compiler.is_compiling() or adj.shape[0] == 0:
+        return
+    if not bool((adj == adj.transpose(1, 2)).all()):
+        return
+    n = adj.shape[1]
+    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=adj.device)
+    if bool((adj != 0)[:, off_diagonal].all()):
+        return
+    raise ValueError(
+        "adj should be the directed F-Graph adjacency (FGraphs.batch, or FGraphs.adjacency(focus, "
+        "symmetric=False)) when overlap_prior is on, got a symmetric one in every graph of the batch "
+        f"[{adj.shape[0]}, {n}, {n}] (FGraphs.adjacency's default symmetric=True): the overlap prior "
+        "reads row i as node i's own k nearest neighbours and would read its degree instead; the "
+        "models derive the undirected graph themselves"
+    )
 
 
 def config_from(cls: type, config: Mapping[str, Any], allowed: Iterable[str]) -> dict[str, Any]:
@@ -130,8 +160,11 @@ class FGraphLinkModel(nn.Module):
             focus's F-Graph. It reads the directed adjacency (`FGraphs.batch`); the RE-GCN's
             symmetric normalisation of the undirected graph hides that count.
 
-    Every call takes the F-Graphs' adjacency directed or symmetric; the RE-GCN always runs on
-    `undirected(adj)`, so both give the paper's graph convolution.
+    Every call takes the F-Graphs' directed adjacency (`FGraphs.batch`) and runs the RE-GCN on
+    `undirected(adj)`, the paper's graph convolution. Without the overlap prior a symmetric
+    adjacency gives the same results; with it, a batch whose every graph is symmetric (and not
+    complete) raises ValueError (`require_directed`): it is what `FGraphs.adjacency()`'s default
+    gives, and the prior would silently read node degrees.
     """
 
     k: int
@@ -180,8 +213,12 @@ class FGraphLinkModel(nn.Module):
         return None
 
     def _overlap_if_read(self, adj: Tensor) -> Tensor | None:
-        """`neighbour_overlap(adj)` when the overlap prior reads it, else None."""
-        return neighbour_overlap(adj) if self.overlap_prior is not None else None
+        """`neighbour_overlap(adj)` when the overlap prior reads it (adj checked by
+        `require_directed`), else None."""
+        if self.overlap_prior is None:
+            return None
+        require_directed(adj)
+        return neighbour_overlap(adj)
 
     def _edge_logits(self, h: Tensor, z: Tensor | None, overlap: Tensor | None = None) -> Tensor:
         """Edge logits [B, k, 2] of F-Graphs whose final RE-GCN features are h [B, k+1, d] (focus
