@@ -81,8 +81,9 @@ def test_json_config_is_accepted(tmp_path, capsys):
 
 
 def test_train_writes_a_run(digits_run):
-    names = sorted(p.name for p in digits_run.iterdir())
+    names = sorted(p.name for p in digits_run.iterdir() if not p.name.startswith("events.out.tfevents."))
     assert names == ["checkpoint.pt", "log.jsonl", "model.pt", "settings.yaml"]
+    assert len(list(digits_run.glob("events.out.tfevents.*"))) == 1  # TensorBoard's
     assert yaml.safe_load((digits_run / "settings.yaml").read_text())["model"]["k"] == 3
 
 

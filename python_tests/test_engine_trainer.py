@@ -69,7 +69,8 @@ def test_two_epochs_log_schedule_and_files(uninterrupted):
     assert _losses(logged) == _losses(history)
     assert set(logged[0]) == {"epoch", "step", "loss", "node", "link", "lr", "seconds"}
     assert all(r["seconds"] >= 0 for r in logged)
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.jsonl", "model.pt"]
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("events.out.tfevents."))
+    assert names == ["checkpoint.pt", "log.jsonl", "model.pt"]
 
 
 def test_checkpoint_contents_load_safely(uninterrupted):
@@ -147,7 +148,8 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         trainer.save_checkpoint()
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint.pt", "log.jsonl", "model.pt"]
+    files = sorted(name for name in os.listdir(tmp_path) if not name.startswith("events.out.tfevents."))
+    assert files == ["checkpoint.pt", "log.jsonl", "model.pt"]
 
 
 def test_features_model_trains_on_the_link_loss(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..engine.checkpoint import remove_stale_temporaries
 from ..engine.run_folder import CHECKPOINT_NAME, LOG_NAME, MODEL_NAME
+from ..engine.tensorboard_log import remove_event_files
 from .options import UsageError
 
 SETTINGS_NAME = "settings.yaml"
@@ -84,6 +85,7 @@ class RunFolder:
         if self.overwrite:
             for name in RUN_FILES:
                 (self.path / name).unlink(missing_ok=True)
+            remove_event_files(self.path)
         remove_stale_temporaries(self.path)
         if settings_text is not None:
             self.write_settings(settings_text)
@@ -100,6 +102,7 @@ class RunFolder:
             return
         for name in RUN_FILES:
             (self.path / name).unlink(missing_ok=True)
+        remove_event_files(self.path)
         remove_stale_temporaries(self.path)
         if self._created and self.path.is_dir() and not any(self.path.iterdir()):
             self.path.rmdir()

@@ -40,6 +40,7 @@ from .run_folder import (
     truncate_log,
 )
 from .settings import TrainConfig
+from .tensorboard_log import TensorBoardLog
 
 __all__ = ["Trainer", "read_log"]
 
@@ -141,6 +142,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.config.amp == "fp16")
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.on_step = on_step
+        self.events = TensorBoardLog(self.out_dir) if self.out_dir is not None else None  # rank 0 writes
         self.epoch = 0  # completed epochs
         self.step = 0  # completed steps
         self.written: list[Path] = []  # files the last `fit` wrote
@@ -358,6 +360,7 @@ class Trainer:
             records.append(record)
             if self.out_dir is not None and self._main:
                 append_record(self.out_dir / LOG_NAME, record)
+                self.events.write_step(record)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", link=f"{link:.4f}")
             if self.on_step is not None:
