@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
 
-from ..data import ImageReadError, Rows, source_length
+from ..data import ImageReadError, Rows, input_pipeline, source_length
 from ..engine import Settings, embed_rows
 from ..reid import evaluate_reid
+from ..reid.visrank import write_visrank
 from .options import (
     UsageError,
     add_checkpoint_option,
@@ -21,7 +23,7 @@ from .options import (
     checkpoint_model,
     dataset_of,
 )
-from .run_folder import writable_file
+from .run_folder import writable_file, writable_folder
 
 KINDS = ("market1501", "dukemtmc", "digit-instances", "digits")
 
@@ -42,6 +44,15 @@ def add_parser(commands: Any) -> None:
     add_data_options(parser, KINDS)
     add_checkpoint_option(parser)
     parser.add_argument("--out", metavar="FILE", help="also write the metrics to this JSON file")
+    parser.add_argument(
+        "--visrank", metavar="N", type=int, default=0,
+        help="also draw N queries' ranked lists as PNGs: the query, its top 10 by the ranking above "
+        "its top 10 by distance, true matches framed green and false ones red",
+    )  # fmt: skip
+    parser.add_argument(
+        "--visrank-dir", metavar="DIR",
+        help="folder of the --visrank PNGs (default: visrank/ beside --out, or ./visrank)",
+    )  # fmt: skip
     add_settings_options(parser)
 
 
@@ -66,6 +77,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """`hdml evaluate`."""
     device = available_device("eval.device", settings.eval.device)
     out = writable_file(args.out) if args.out else None
+    visrank_dir = visrank_folder(args, out)
     model = checkpoint_model(args, device, settings)
     if model.input_kind != "images":
         raise UsageError(
@@ -102,4 +114,24 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         report = {**summary, "cmc": result["cmc"].tolist()}
         out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {out}")
+    if visrank_dir is not None:
+        pipeline = input_pipeline(settings.data)
+        paths = write_visrank(
+            visrank_dir, model, query, gallery, data.query.rows, data.gallery.rows, data.query.labels,
+            data.gallery.labels, data.query.camids, data.gallery.camids, count=args.visrank,
+            ranking=settings.eval.ranking, k=k, batch_size=settings.eval.batch_size, mean=pipeline["mean"],
+            std=pipeline["std"],
+        )  # fmt: skip
+        print(f"wrote {len(paths)} ranked-list pictures to {visrank_dir}")
     return 0
+
+
+def visrank_folder(args: argparse.Namespace, out: Path | None) -> Path | None:
+    """The folder of the --visrank pictures (None without --visrank): --visrank-dir, else
+    visrank/ beside --out, else ./visrank; checked writable before any work."""
+    if args.visrank < 0:
+        raise UsageError("--visrank", f"should be a number of queries >= 0, got {args.visrank}")
+    if args.visrank == 0:
+        return None
+    default = out.parent / "visrank" if out is not None else Path("visrank")
+    return writable_folder(args.visrank_dir or str(default), "--visrank-dir")
