@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .._checks import require_fraction
+from .._checks import require_fraction, require_int
 from ..data import TensorSplit, load_embedded_splits
 from .config import DemoDataSettings
 
@@ -95,3 +95,20 @@ def split_validation(train: TensorSplit, fraction: float, seed: int) -> tuple[Te
         val.append(members[: min(max(1, round(fraction * members.size)), members.size - 1)])
     val_rows = np.sort(np.concatenate(val))
     return _take(train, np.setdiff1d(np.arange(labels.size), val_rows)), _take(train, val_rows)
+
+
+def query_gallery(split: TensorSplit, queries_per_identity: int = 2) -> tuple[TensorSplit, TensorSplit]:
+    """(query, gallery) of a labelled split for Re-ID evaluation, as digit-instances lays out its
+    test identities: each identity gives its first view from each of its first q cameras as
+    queries, q = min(queries_per_identity, cameras - 1), so one camera keeps all its views in
+    the gallery and every query has a cross-camera match; identities seen by one camera give no
+    query. Views keep the split's order."""
+    require_int("queries_per_identity", queries_per_identity, minimum=1)
+    labels, camids = split.labels.numpy(), split.camids.numpy()
+    is_query = np.zeros(labels.size, dtype=bool)
+    for identity in np.unique(labels):
+        views = np.flatnonzero(labels == identity)
+        cameras, first = np.unique(camids[views], return_index=True)
+        num_queries = min(queries_per_identity, cameras.size - 1)
+        is_query[views[np.sort(first)[:num_queries]]] = True
+    return _take(split, np.flatnonzero(is_query)), _take(split, np.flatnonzero(~is_query))

@@ -26,6 +26,7 @@ from ..cluster.config import ClusterConfig
 from ..data.open import DataSettings
 from ..graph import DEFAULT_TARGET_RECALL, KNN_BACKENDS
 from ..nn import EDGE_INPUTS, HDML
+from ..reid.link_rerank import LinkRerankSettings
 from .distributed import BACKENDS as PROCESS_GROUP_BACKENDS
 
 AMP_MODES = ("none", "bf16", "fp16")
@@ -144,16 +145,28 @@ class TrainConfig:
 
 @dataclass
 class EvalSettings:
-    """Re-ID inference: ranking (`hdml_ext.reid.ranking.RANKINGS`), the F-Graph k (None: the
+    """Re-ID inference: ranking (`hdml_ext.reid.RANKINGS`), the F-Graph k (None: the
     model's; `hdml evaluate` refuses another, the model was trained on its own), batch sizes,
-    device."""
+    device; link_*: the settings of the link_rerank rankings (`hdml_ext.reid.LinkRerankSettings`:
+    link_power, link_normalise, link_k2, link_lambda)."""
 
-    ranking: Literal["graph", "distance", "k_reciprocal", "k_reciprocal_per_query"] = "graph"
+    ranking: Literal["graph", "distance", "k_reciprocal", "k_reciprocal_per_query", "link_rerank",
+                     "link_rerank_together"] = "graph"
     k: Optional[int] = None
     batch_size: int = 256
     embed_batch_size: int = 128
     max_rank: int = 50
     device: str = "auto"
+    link_power: float = 1.0
+    link_normalise: bool = False
+    link_k2: int = 1
+    link_lambda: float = 0.3
+
+    def link_rerank(self) -> LinkRerankSettings:
+        """The link_* fields as `LinkRerankSettings` (queries_together follows `ranking`)."""
+        return LinkRerankSettings(power=self.link_power, normalise=self.link_normalise, k2=self.link_k2,
+                                  lambda_value=self.link_lambda,
+                                  queries_together=self.ranking == "link_rerank_together")
 
 
 @dataclass
@@ -227,7 +240,9 @@ RANGES: dict[str, list[tuple[str, Callable[[Any], bool], str]]] = {
     ],
     "eval": [
         ("k", lambda value: value is None or value >= 1, "an int >= 1 or null (the model's k)"),
-        *((key, *_at_least(1)) for key in ("batch_size", "embed_batch_size", "max_rank")),
+        *((key, *_at_least(1)) for key in ("batch_size", "embed_batch_size", "max_rank", "link_k2")),
+        ("link_power", lambda value: value > 0, "> 0"),
+        ("link_lambda", *_UNIT),
         ("device", *_DEVICE),
     ],
     "cluster": [
