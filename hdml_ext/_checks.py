@@ -1,7 +1,8 @@
 """Argument checks for the whole package: each error names the argument, what was expected and
 what came.
 
-- Numbers: `require_int`, `require_float`, `require_fraction`, `require_int_in_range`.
+- Numbers: `require_int`, `require_float`, `require_fraction`, `require_int_in_range`,
+  `require_model_k` (an F-Graph k that must be the model's).
 - Tensors: `require_tensor`, `require_floating`, `require_index`, `require_dim`,
   `require_same_device`, `require_device`, `require_ids_in_range`, `require_labels`.
 - Model inputs (`hdml_ext.nn`): `require_images`, `require_graph_batch`, `require_node_table`,
@@ -37,6 +38,19 @@ def require_int_in_range(name: str, value: object, low: int, high: int) -> int:
     if not low <= value <= high:
         raise ValueError(f"{name} should be in {low}..{high}, got {value}")
     return int(value)
+
+
+def require_model_k(name: str, k: object, model_k: int) -> int:
+    """`k`, or `model_k` when None. Raise ValueError naming `name` unless it equals the model's
+    k: a model is trained on F-Graphs of its own k and takes no other (`require_nodes`), so a
+    caller checks this before any kNN work."""
+    if k is None:
+        return int(model_k)
+    require_int(name, k, minimum=1)
+    if k != model_k:
+        raise ValueError(f"{name} should be None or the model's k = {model_k} (its F-Graphs' size: the "
+                         f"model takes no other), got {k}")
+    return int(k)
 
 
 def require_float(name: str, value: object) -> float:
