@@ -102,11 +102,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )  # fmt: skip
     except ValueError as error:
         raise UsageError("--set", str(error)) from None
-    summary = {key: result[key] for key in ("mAP", "rank1", "rank5", "rank10", "mINP", "num_valid_queries")}
+    ranks = [key for key in ("rank1", "rank5", "rank10") if key in result]  # those <= eval.max_rank
+    summary = {key: result[key] for key in ("mAP", *ranks, "mINP", "num_valid_queries")}
     summary.update(ranking=settings.eval.ranking, k=k)
+    shown = "  ".join(f"rank-{key[4:]} {summary[key]:.4f}" for key in ranks)
     print(
-        f"mAP {summary['mAP']:.4f}  rank-1 {summary['rank1']:.4f}  rank-5 {summary['rank5']:.4f}  "
-        f"rank-10 {summary['rank10']:.4f}  mINP {summary['mINP']:.4f}  "
+        f"mAP {summary['mAP']:.4f}  {shown}  mINP {summary['mINP']:.4f}  "
         f"({summary['num_valid_queries']} queries, {summary['ranking']} ranking)"
     )
     if out is not None:
