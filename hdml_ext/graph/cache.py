@@ -8,7 +8,6 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +70,9 @@ def load_cache(path: str | os.PathLike, features_fingerprint: str, k: int) -> FG
         logger.info("build_fgraphs: cache %s holds k=%d columns, k=%d are needed; rebuilding it",
                     path, graphs.k, k)
         return None
-    graphs = replace(graphs.with_k(k), reason=f"loaded from cache {path} (computed by {graphs.backend}: "
-                                               f"{graphs.reason})")
+    reason = f"loaded from cache {path} (computed by {graphs.backend}: {graphs.reason})"
+    graphs = graphs.with_k(k)
+    graphs.reason = reason
     logger.info("build_fgraphs: %s", graphs.reason)
     return graphs
 
