@@ -120,8 +120,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         paths = write_visrank(
             visrank_dir, model, query, gallery, data.query.rows, data.gallery.rows, data.query.labels,
             data.gallery.labels, data.query.camids, data.gallery.camids, count=args.visrank,
-            ranking=settings.eval.ranking, k=k, batch_size=settings.eval.batch_size, mean=pipeline["mean"],
-            std=pipeline["std"],
+            ranking=settings.eval.ranking, k=k, link_rerank=settings.eval.link_rerank(),
+            batch_size=settings.eval.batch_size, mean=pipeline["mean"], std=pipeline["std"],
         )  # fmt: skip
         print(f"wrote {len(paths)} ranked-list pictures to {visrank_dir}")
     return 0
