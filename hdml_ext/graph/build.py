@@ -27,6 +27,8 @@ _TABLE_BUILDERS: dict[str, Callable[[FeatureRows, int, int, bool, float], Tables
     "faiss-hnsw": faiss_hnsw_tables,
 }
 KNN_BACKENDS = ("auto", *_TABLE_BUILDERS)
+#: The backends that find every true neighbour (their params record sample_recall 1.0).
+EXACT_BACKENDS = ("exact", "faiss-flat")
 
 
 def require_knn_backend(backend: object) -> str:
@@ -63,8 +65,9 @@ def build_fgraphs(
         k: neighbours per node, 1 <= k <= N - 1 (each F-Graph has k + 1 nodes).
         backend: one of `KNN_BACKENDS`: "auto", "exact", "ivf" (ours: an exact join within
             inverted lists, ops.knn_ivf), "faiss-flat", "faiss-ivf" or "faiss-hnsw"
-            (docs/graph.md, "Backends"). "auto" takes "exact" or "ivf", whichever is estimated
-            cheaper on a sample at `target_recall`.
+            (docs/graph.md, "Backends"). "auto" takes "exact" or "ivf", whichever a cost model
+            of N, D, the device and a seeded sample rates cheaper at `target_recall`
+            (graph/auto.py: deterministic, no timing).
         target_recall: recall@k, on a seeded sample of rows, that "ivf" and "faiss-ivf" choose
             nprobe for, "faiss-hnsw" efSearch, and that "auto" costs ivf at; in (0, 1].
         block_size: rows per streamed block (bounds the memory besides the tables and index).
@@ -77,7 +80,9 @@ def build_fgraphs(
 
     Returns:
         FGraphs with knn_idx [N, k] int64 and knn_dist [N, k] float32 (Euclidean, ascending,
-        self excluded), on the CPU, plus the backend used and the reason it was chosen.
+        self excluded), on the CPU, plus the backend used, the reason it was chosen, and params:
+        the index settings, "sample_recall" (the recall@k measured on the seeded sample; 1.0 for
+        the exact backends) and, when "auto" estimated costs, "auto" (its estimate).
 
     Raises TypeError/ValueError naming the argument: features not 2-D or not floating point,
     N < 2, k out of [1, N-1], unknown backend, target_recall not in (0, 1], bad block_size,
@@ -96,10 +101,10 @@ def build_fgraphs(
         if loaded is not None:
             return loaded
 
-    prepared = None
+    prepared, estimate = None, None
     if backend == "auto":
-        choice = choose_backend(rows, k, block_size, target_recall)
-        backend, reason, prepared = choice.backend, choice.reason, choice.ivf
+        choice = choose_backend(rows, k, target_recall)
+        backend, reason, prepared, estimate = choice.backend, choice.reason, choice.ivf, choice.estimate
     else:
         reason = f"requested backend={backend!r}"
     if backend == "ivf" and rows.device.type == "cuda":
@@ -111,6 +116,10 @@ def build_fgraphs(
         knn_dist, knn_idx, params = prepared.tables(progress)
     else:
         knn_dist, knn_idx, params = _TABLE_BUILDERS[backend](rows, k, block_size, progress, target_recall)
+    if backend in EXACT_BACKENDS:
+        params["sample_recall"] = 1.0
+    if estimate is not None:
+        params["auto"] = estimate
     graphs = FGraphs(knn_idx, knn_dist, backend, reason, params)
     if cache is not None:
         graphs.save(cache, fingerprint=stamp)
