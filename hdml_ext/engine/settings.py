@@ -103,6 +103,8 @@ class TrainConfig:
         pooled across ranks; CUDA only). No effect in one process.
     backend: torch.distributed backend under torchrun: "auto" (nccl on CUDA, gloo on the
         CPU), "gloo" or "nccl".
+    knn_backend: the kNN backend of every F-Graph rebuild (`hdml_ext.graph.KNN_BACKENDS`):
+        "exact" (the paper; O(N^2) pairs), or "auto", "ivf", "faiss-*" for large training sets.
     """
 
     epochs: int = 20
@@ -128,6 +130,7 @@ class TrainConfig:
     channels_last: bool = False
     sync_bn: bool = False
     backend: Literal[PROCESS_GROUP_BACKENDS] = "auto"  # type: ignore[valid-type]
+    knn_backend: Literal[KNN_BACKENDS] = "exact"  # type: ignore[valid-type]
 
     def __post_init__(self) -> None:
         check_types(self, "train")
