@@ -7,7 +7,10 @@ import logging
 import os
 from typing import Callable
 
+import torch
+
 from .._checks import require_float, require_int
+from ..ops.knn import CUDA_MAX_K
 from .auto import choose_backend
 from .cache import fingerprint, load_cache
 from .exact import Tables, exact_tables
@@ -36,6 +39,16 @@ def require_knn_backend(backend: object) -> str:
     if not isinstance(backend, str) or backend not in KNN_BACKENDS:
         raise ValueError(f"backend should be one of {', '.join(KNN_BACKENDS)}, got {backend!r}")
     return backend
+
+
+def largest_k(backend: str, device: torch.device | str) -> int | None:
+    """The largest k `build_fgraphs` takes with `backend` for features on `device`, besides
+    N - 1: None (no other limit) on the CPU and for the faiss backends (they search on the
+    host); on CUDA `ops.knn.CUDA_MAX_K` for "exact", one less for "auto" and "ivf" (their recall
+    sample searches k + 1 neighbours with ops.knn)."""
+    if torch.device(device).type != "cuda" or require_knn_backend(backend).startswith("faiss"):
+        return None
+    return CUDA_MAX_K if backend == "exact" else CUDA_MAX_K - 1
 
 
 def require_target_recall(target_recall: object) -> float:
