@@ -11,15 +11,20 @@ The edges above `threshold` are joined into connected components; components lar
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .. import metrics
+from .._checks import require_model_k
 from ..graph import FGraphs
 from . import propagation
 from .config import ClusterConfig
-from .scoring import link_edges
+from .scoring import link_edges, node_fgraphs
+
+logger = logging.getLogger(__name__)
 
 
 def cluster(
@@ -29,18 +34,42 @@ def cluster(
     *,
     knn_idx: Tensor | FGraphs | None = None,
     progress: bool = False,
-) -> np.ndarray:
+    return_info: bool = False,
+) -> np.ndarray | tuple[np.ndarray, dict]:
     """Cluster labels [N] of the rows of `embeddings` ([N, D], on the model's device): link
     scores of every node's F-Graph (`link_edges`, with `knn_idx` [N, >= k] or `FGraphs` when
-    precomputed), then `propagation.propagate_edges` with the config's settings."""
+    precomputed), then `propagation.propagate_edges` with the config's settings.
+
+    config.k must be None or the model's k (ValueError before any work). When components larger
+    than config.max_size remain after config.max_iter rounds, a warning is logged.
+    return_info: return (labels, info) instead, info being `clustering_info`: propagation's
+    info (iterations, num_clusters, num_resplit_nodes, num_oversized, converged,
+    final_threshold) and the kNN tables' backend, reason and params under "knn".
+    """
     config = config or ClusterConfig()
-    k = int(model.to_config()["k"]) if config.k is None else config.k
-    src, dst, score = link_edges(
-        model, embeddings, k, batch_size=config.batch_size, knn_idx=knn_idx, progress=progress
-    )
+    k = require_model_k("config.k", config.k, int(model.to_config()["k"]))
+    graphs = node_fgraphs(embeddings, k, knn_idx, progress=progress)
+    src, dst, score = link_edges(model, embeddings, k, batch_size=config.batch_size, knn_idx=graphs,
+                                 progress=progress)
     settings = config.propagation_settings()
-    labels, _ = propagation.propagate_edges(embeddings.shape[0], src, dst, score, **settings)
-    return labels
+    labels, info = propagation.propagate_edges(embeddings.shape[0], src, dst, score, **settings)
+    warn_unless_converged(info, config.max_size)
+    return (labels, clustering_info(info, graphs)) if return_info else labels
+
+
+def warn_unless_converged(info: dict, max_size: int | None) -> None:
+    """Log a warning when propagation's `info` says components above `max_size` remained."""
+    if not info["converged"]:
+        logger.warning("propagation did not converge: %d clusters still hold more than max_size = %s rows "
+                       "after %d rounds (final threshold %.4f); raise max_iter or step to split them",
+                       info["num_oversized"], max_size, info["iterations"], info["final_threshold"])
+
+
+def clustering_info(propagation_info: dict, graphs: FGraphs) -> dict:
+    """Propagation's info with the kNN tables' {"backend", "reason", "params"} under "knn":
+    what a run records beside its labels (JSON-ready)."""
+    knn = {"backend": graphs.backend, "reason": graphs.reason, "params": dict(graphs.params)}
+    return {**propagation_info, "knn": knn}
 
 
 def clustering_metrics(labels_true: object, labels_pred: object) -> dict:
