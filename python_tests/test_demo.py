@@ -97,8 +97,8 @@ def test_query_gallery_takes_first_views_of_all_but_one_camera():
     query, gallery = query_gallery(split, queries_per_identity=2)
     # identity 3: cameras 0, 1, 2 -> the first views of cameras 0 and 1 (rows 0, 1); identity 8:
     # one camera -> no query; identity 5: two cameras -> one query (row 7).
-    assert query.indices.tolist() == [0, 1, 7]
-    assert gallery.indices.tolist() == [2, 3, 4, 5, 6, 8]
-    assert query_gallery(split, queries_per_identity=1)[0].indices.tolist() == [0, 7]
+    assert query.tolist() == [0, 1, 7]
+    assert gallery.tolist() == [2, 3, 4, 5, 6, 8]
+    assert query_gallery(split, queries_per_identity=1)[0].tolist() == [0, 7]
     with pytest.raises(ValueError, match="queries_per_identity"):
         query_gallery(split, queries_per_identity=0)

@@ -38,7 +38,10 @@ def add_parser(commands: Any) -> None:
         description="Rank each query's gallery (link scores of its F-Graph, then "
         "distance; distance alone with --set eval.ranking=distance; k-reciprocal re-ranking "
         "with --set eval.ranking=k_reciprocal, or of each query with the gallery alone, as graph "
-        "ranking sees it, with --set eval.ranking=k_reciprocal_per_query) "
+        "ranking sees it, with --set eval.ranking=k_reciprocal_per_query; re-ranking with the "
+        "learned edges of every F-Graph, each query alone or all together, with --set "
+        "eval.ranking=link_rerank or link_rerank_together, tuned by eval.link_k2, eval.link_lambda, "
+        "eval.link_power, eval.link_normalise) "
         "and report mAP and CMC rank-1/5/10 (Market-1501 protocol).",
     )
     add_data_options(parser, KINDS)
@@ -97,7 +100,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         result = evaluate_reid(
             model, query, gallery, data.query.labels, data.gallery.labels, data.query.camids,
-            data.gallery.camids, k=k, ranking=settings.eval.ranking, batch_size=settings.eval.batch_size,
+            data.gallery.camids, k=k, ranking=settings.eval.ranking,
+            link_rerank=settings.eval.link_rerank(), batch_size=settings.eval.batch_size,
             max_rank=settings.eval.max_rank, progress=progress,
         )  # fmt: skip
     except ValueError as error:

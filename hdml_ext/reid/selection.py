@@ -51,16 +51,20 @@ def choose_link_rerank(
     space: dict[str, tuple] | None = None,
     batch_size: int = 256,
 ) -> tuple[LinkRerankSettings, dict, list[dict]]:
-    """The `LinkRerankSettings` among `candidates(queries_together, space)` with the best
-    `selection_score` on labelled validation query [Q, D] and gallery [G, D] embeddings (ties
-    keep the first). Returns (settings, its validation metrics {"mAP", "rank1"}, every
-    candidate's {"settings", "mAP", "rank1"} in search order)."""
+    """The `LinkRerankSettings` among `candidates(queries_together, space)` (those with k2 at
+    most the model's k + 1) with the best `selection_score` on labelled validation query
+    [Q, D] and gallery [G, D] embeddings (ties keep the first). Returns (settings, its
+    validation metrics {"mAP", "rank1"}, every candidate's {"settings", "mAP", "rank1"} in
+    search order)."""
     scored = score_query_gallery(model, query, gallery, queries_together=queries_together,
                                  batch_size=batch_size)
     pids = (q_pids, g_pids, q_camids, g_camids)
     table = []
     best: tuple[float, LinkRerankSettings, dict] | None = None
+    graph_rows = scored.query_graphs.neighbours.shape[1] + 1
     for settings in candidates(queries_together, space):
+        if settings.k2 > graph_rows:
+            continue  # the expansion averages at most an F-Graph's k + 1 rows
         orders = ((rows, torch.sort(dist, dim=1, stable=True).indices)
                   for rows, dist in rerank_blocks(scored, settings))
         result = evaluate_orders(orders, *pids)
