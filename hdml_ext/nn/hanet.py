@@ -12,7 +12,8 @@ import torch.hub
 import torchvision.models as tvm
 from torch import Tensor, nn
 
-from .._checks import require_float, require_images
+from .._checks import require_images
+from ..ops.nfa_gate import require_gate_bounds
 from .nfa import NFA
 from .nfe import NFE
 
@@ -177,9 +178,7 @@ class HANet(nn.Module):
         if not isinstance(backbone, str) or backbone not in BACKBONES:
             raise ValueError(f"backbone should be one of {', '.join(BACKBONES)}, got {backbone!r}")
         self.nfe_stages = check_nfe_stages(nfe_stages)
-        lo, hi = require_float("lo", lo), require_float("hi", hi)
-        if not 0.0 <= lo < hi <= 1.0:
-            raise ValueError(f"lo and hi should satisfy 0 <= lo < hi <= 1, got lo={lo}, hi={hi}")
+        lo, hi = require_gate_bounds(lo, hi)
         self.backbone_name = backbone
         self.use_nfa = bool(use_nfa)
         self.backbone = ResNetTrunk(backbone, depth=self.nfe_stages[-1])

@@ -10,6 +10,15 @@ from torch import Tensor
 from .._checks import require_float, require_floating, require_same_device, require_tensor
 
 
+def require_gate_bounds(lo: object, hi: object) -> tuple[float, float]:
+    """Check the gate's floor and saturation threshold, 0 <= lo < hi <= 1, and return them as
+    floats (the one check of `nfa_gate`, `hdml_ext.nn.NFA` and `hdml_ext.nn.HANet`)."""
+    lo, hi = require_float("lo", lo), require_float("hi", hi)
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(f"lo and hi should satisfy 0 <= lo < hi <= 1, got lo={lo}, hi={hi}")
+    return lo, hi
+
+
 def nfa_gate(x: Tensor, logits: Tensor, lo: float = 0.3, hi: float = 0.9) -> Tensor:
     """Scale each channel of `x` by the clamped sigmoid of its logit.
 
@@ -35,15 +44,12 @@ def nfa_gate(x: Tensor, logits: Tensor, lo: float = 0.3, hi: float = 0.9) -> Ten
     require_floating("x", x)
     require_floating("logits", logits)
     require_same_device("logits", logits, "x", x)
-    lo = require_float("lo", lo)
-    hi = require_float("hi", hi)
+    lo, hi = require_gate_bounds(lo, hi)
     if x.dim() < 2:
         raise ValueError(f"x should be [B, C, *spatial] (at least 2-D), got shape {tuple(x.shape)}")
     if tuple(logits.shape) != tuple(x.shape[:2]):
         raise ValueError(f"logits should have shape [B, C] = {tuple(x.shape[:2])} to match x, "
                          f"got {tuple(logits.shape)}")
-    if not 0.0 <= lo < hi <= 1.0:
-        raise ValueError(f"lo and hi should satisfy 0 <= lo < hi <= 1, got lo={lo}, hi={hi}")
     return torch.ops.hdml.nfa_gate.default(x, logits, lo, hi)
 
 

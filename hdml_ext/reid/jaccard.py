@@ -15,8 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import scipy.sparse as sp
 
-#: Entries of the per-block temporaries (a [block, G] distance block and the Jaccard join).
-BLOCK_ENTRIES = 1 << 22
+from ..metrics.ranking import BLOCK_ENTRIES  # the per-block temporaries: distances, Jaccard join
 
 
 def min_sums(query_v: sp.csr_matrix, gallery_v: sp.csc_matrix) -> np.ndarray:

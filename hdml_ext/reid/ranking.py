@@ -25,9 +25,7 @@ from tqdm.auto import tqdm
 
 from .._checks import require_int, require_query_gallery
 from ..graph import query_fgraphs
-
-#: Entries of a [block, G] temporary per query block (about 16 MB of float32 / 32 MB of int64).
-BLOCK_ENTRIES = 1 << 22
+from ..metrics.ranking import BLOCK_ENTRIES
 
 
 def _block_rows(num_gallery: int, block: int | None) -> int:
