@@ -24,11 +24,13 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
+from .._checks import require_model_k
 from ..graph import FGraphs
 from .config import ClusterConfig
 from .infomap import infomap_edges
 from .propagation import propagate_edges
-from .scoring import link_edges
+from .run import clustering_info, warn_unless_converged
+from .scoring import link_edges, node_fgraphs
 from .selection import choose_clustering, choose_infomap, selection_score
 
 __all__ = [
@@ -53,18 +55,19 @@ MAX_SIZE_CANDIDATES = (10, 20, 40, 80, 160, 320, None)
 CHOICE_KEYS = {"propagation": ("threshold", "max_size", "step", "max_iter"), "infomap": ("threshold",)}
 
 
-def cluster_edges(num_nodes: int, edges: tuple, method: str, config: ClusterConfig) -> np.ndarray:
+def cluster_edges(num_nodes: int, edges: tuple, method: str, config: ClusterConfig, *,
+                  return_info: bool = False) -> np.ndarray | tuple[np.ndarray, dict]:
     """Cluster labels [num_nodes] of scored `edges` (src, dst, score), each [E]: "propagation"
     (`propagate_edges` with the config's settings) or "infomap" (`infomap_edges`, links of
-    score >= config.threshold)."""
+    score >= config.threshold). return_info: (labels, the method's info) instead."""
     src, dst, score = edges
     if method == "propagation":
-        labels, _ = propagate_edges(num_nodes, src, dst, score, **config.propagation_settings())
+        labels, info = propagate_edges(num_nodes, src, dst, score, **config.propagation_settings())
     elif method == "infomap":
-        labels, _ = infomap_edges(num_nodes, src, dst, score, min_score=config.threshold)
+        labels, info = infomap_edges(num_nodes, src, dst, score, min_score=config.threshold)
     else:
         raise ValueError(f"method should be one of {', '.join(METHODS)}, got {method!r}")
-    return labels
+    return (labels, info) if return_info else labels
 
 
 def cluster_by(
@@ -75,13 +78,20 @@ def cluster_by(
     *,
     knn_idx: Tensor | FGraphs | None = None,
     progress: bool = False,
-) -> np.ndarray:
+    return_info: bool = False,
+) -> np.ndarray | tuple[np.ndarray, dict]:
     """`hdml_ext.cluster.cluster` with a choice of method: the link scores of every row's F-Graph
     (`link_edges`; embeddings [N, D] on the model's device, knn_idx as there), clustered by
-    `cluster_edges`. Returns labels [N] int64."""
-    k = int(model.to_config()["k"]) if config.k is None else config.k
-    edges = link_edges(model, embeddings, k, batch_size=config.batch_size, knn_idx=knn_idx, progress=progress)
-    return cluster_edges(embeddings.shape[0], edges, method, config)
+    `cluster_edges`. Returns labels [N] int64; with return_info, (labels, info): the method's
+    info, "method", and the kNN tables' backend, reason and params under "knn"
+    (`clustering_info`). Propagation that leaves components above max_size logs a warning."""
+    k = require_model_k("config.k", config.k, int(model.to_config()["k"]))
+    graphs = node_fgraphs(embeddings, k, knn_idx, progress=progress)
+    edges = link_edges(model, embeddings, k, batch_size=config.batch_size, knn_idx=graphs, progress=progress)
+    labels, info = cluster_edges(embeddings.shape[0], edges, method, config, return_info=True)
+    if method == "propagation":
+        warn_unless_converged(info, config.max_size)
+    return (labels, {"method": method, **clustering_info(info, graphs)}) if return_info else labels
 
 
 def calibrate(
