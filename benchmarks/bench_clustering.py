@@ -304,14 +304,18 @@ def test_subsets(labels: np.ndarray, shares: list[float], seed: int = 0) -> list
             for share in shares]  # fmt: skip
 
 
-def models_for_seed(seed: int, settings: DemoSettings, data: DemoSplits, model_path: Path | None) -> tuple:
-    """(HDML, GCN) of one seed: HDML from `model_path` or trained; the GCN baseline trained."""
+def models_for_seed(seed: int, settings: DemoSettings, data: DemoSplits, model_path: Path | None,
+                    with_gcn: bool = True) -> tuple:  # fmt: skip
+    """(HDML, GCN) of one seed: HDML from `model_path` or trained; the GCN baseline trained (or,
+    when no row uses it, HDML in its place)."""
     seeded = replace(settings, train=replace(settings.train, seed=seed, progress=False))
     quiet = lambda _: None  # noqa: E731
     if model_path is None:
         hdml = train_model("hdml", seeded, data, None, quiet)[0].cpu().eval()
     else:
         hdml = load_model(model_path)
+    if not with_gcn:
+        return hdml, hdml
     gcn = train_model("gcn", seeded, data, None, quiet, **GCN_MODEL)[0].cpu().eval()
     return hdml, gcn
 
@@ -320,9 +324,10 @@ def run_seed(seed: int, names: list[str], settings: DemoSettings, data: DemoSpli
              model_path: Path | None, log: Callable[[str], None]) -> list[dict]:  # fmt: skip
     """Every method's row at every size for one seed."""
     started = time.perf_counter()
-    hdml, gcn = models_for_seed(seed, settings, data, model_path)
+    hdml, gcn = models_for_seed(seed, settings, data, model_path, with_gcn="gcn" in names)
     log(f"seed {seed}: models ready in {time.perf_counter() - started:.0f} s")
-    emb, gcn_emb = embed_splits(hdml, data), embed_splits(gcn, data)
+    emb = embed_splits(hdml, data)
+    gcn_emb = emb if gcn is hdml else embed_splits(gcn, data)
     k = int(hdml.to_config()["k"])
     val = _view(emb.val, gcn_emb.val, data.val.labels.numpy(), (hdml, gcn), k)
     subsets = test_subsets(data.test_labels, shares)
