@@ -13,7 +13,7 @@ from .options import UsageError
 
 SETTINGS_NAME = "settings.yaml"
 
-#: What a run folder holds (README.md, "Run folders").
+#: What a run folder holds (docs/cli.md, "Run folders").
 RUN_FILES = (CHECKPOINT_NAME, MODEL_NAME, LOG_NAME, SETTINGS_NAME)
 
 
