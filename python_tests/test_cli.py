@@ -43,7 +43,7 @@ def digits_run(tmp_path_factory):
 def test_every_option_has_help():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    assert set(commands) == {"train", "evaluate", "embed", "cluster", "export", "demo"}
+    assert set(commands) == {"train", "evaluate", "embed", "cluster", "calibrate", "export", "demo"}
     for name, sub in [("hdml", parser), *commands.items()]:
         for action in sub._actions:
             if isinstance(action, argparse._SubParsersAction):

@@ -20,7 +20,7 @@ SEARCH_SPACE: dict[str, tuple] = {
     "power": (1.0, 2.0),
     "normalise": (False, True),
     "k2": (1, 3, 6),
-    "lambda_value": (0.0, 0.1, 0.2, 0.3, 0.5),
+    "lambda_value": (0.0, 0.1, 0.3, 0.5, 0.7, 0.9),
 }
 
 
