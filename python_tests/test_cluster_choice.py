@@ -17,6 +17,7 @@ from hdml_ext.cluster import (
     cluster_edges,
     link_edges,
     resolve_choice,
+    run_clustering,
     selection_score,
     store_choice,
     stored_choice,
@@ -115,3 +116,21 @@ def test_cluster_edges_runs_the_named_method():
     assert infomap_labels[0] == infomap_labels[1] == infomap_labels[2] != infomap_labels[3]
     with pytest.raises(ValueError, match="method should be one of propagation, infomap"):
         cluster_edges(5, (src, dst, score), "kmeans", config)
+
+
+def test_run_clustering_builds_the_fgraphs_with_the_configs_backend():
+    model, features, _ = _model_and_data()
+    run = run_clustering("propagation", model, features, ClusterConfig(backend="faiss-flat"))
+    assert run.info["knn"]["backend"] == "faiss-flat" and run.fgraphs.backend == "faiss-flat"
+    assert run.fgraphs.knn_idx.shape == (48, 4)
+    exact = run_clustering("propagation", model, features, ClusterConfig(backend="exact"))
+    assert exact.info["knn"]["backend"] == "exact"
+    np.testing.assert_array_equal(run.labels, exact.labels)  # flat search finds the same neighbours
+    given = run_clustering("propagation", model, features, ClusterConfig(backend="ivf"), knn=exact.fgraphs)
+    assert given.info["knn"]["backend"] == "exact"  # given F-Graphs are used as they are
+
+
+def test_an_unfixed_threshold_is_refused_before_any_work():
+    model, features, _ = _model_and_data()
+    with pytest.raises(ValueError, match=r"cluster\.threshold should be a number"):
+        run_clustering("infomap", model, features, ClusterConfig(threshold=None))

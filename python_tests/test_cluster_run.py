@@ -214,7 +214,7 @@ def test_link_edges_takes_precomputed_fgraphs_or_table():
     for a, b, c in zip(from_graphs, from_table, computed):
         assert torch.equal(a, b) and torch.equal(a, c)
     assert torch.equal(from_graphs[1], graphs.knn_idx[:, :k].reshape(-1))
-    labels = cluster(scorer, points, ClusterConfig(k=k, max_size=None), knn_idx=graphs)
+    labels = cluster(scorer, points, ClusterConfig(k=k, max_size=None), knn=graphs)
     assert np.array_equal(labels, cluster(scorer, points, ClusterConfig(k=k, max_size=None)))
     with pytest.raises(ValueError, match=r"knn_idx should be \[N, >= k\] = \[32, >= 4\], got \(32, 3\)"):
         link_edges(scorer, points, k, knn_idx=graphs.knn_idx[:, :3])

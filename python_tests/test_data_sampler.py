@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 
-from hdml_ext.data import FGraphSampler, gather_rows
+from hdml_ext.data import FGraphSampler, read_rows
 from hdml_ext.data.sampler import search_plan
 from hdml_ext.graph import FGraphs, build_fgraphs, fgraph_nodes, largest_k
 from hdml_ext.ops import reference
@@ -54,7 +54,7 @@ def test_collate_unique_images_remap_consistently():
     sampler = _sampler(labels, features)
     focus = sampler.focus_batches(0)[0]
     batch = sampler.collate(focus)
-    rows = gather_rows(images, batch.image_ids)
+    rows = read_rows(images, batch.image_ids)
     # Each distinct image once, ascending; rows[nodes] are the original images of the node ids.
     assert torch.equal(batch.image_ids, torch.unique(batch.image_ids))
     assert rows.shape[0] == batch.image_ids.numel() == batch.labels.numel()

@@ -199,7 +199,7 @@ def test_torchrun_cli_train_matches_one_process(tmp_path):
     ("changes", "message"),
     [
         ({"amp": "fp32"}, "train.amp should be one of none, bf16, fp16, got 'fp32'"),
-        ({"backend": "mpi"}, "train.backend should be one of auto, gloo, nccl"),
+        ({"dist_backend": "mpi"}, "train.dist_backend should be one of auto, gloo, nccl"),
         ({"channels_last": "yes"}, "train.channels_last should be true or false"),
         ({"accumulate": 0}, "train.accumulate should be an int >= 1"),
     ],

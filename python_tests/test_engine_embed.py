@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from hdml_ext.data import ImageDataset, Rows, read_bin_meta, read_features
+from hdml_ext.data import DataSplit, ImageDataset, read_bin_meta, read_features
 from hdml_ext.engine.embed import EmbeddedRows, embed_dataset, row_ids, write_embeddings
 from hdml_ext.nn import HDMLOnFeatures
 
@@ -57,13 +57,13 @@ def test_rejects_an_unknown_format_and_mismatched_ids(tmp_path):
 
 def test_row_ids_are_image_paths_or_row_numbers():
     dataset = ImageDataset(["a/1.jpg", "b/2.jpg"], [0, 1], size=(8, 4))
-    assert row_ids(Rows(dataset, torch.tensor([0, 1]))) == ["a/1.jpg", "b/2.jpg"]
-    assert row_ids(Rows(torch.zeros(3, 4), None)) == ["0", "1", "2"]
+    assert row_ids(DataSplit(dataset, torch.tensor([0, 1]))) == ["a/1.jpg", "b/2.jpg"]
+    assert row_ids(DataSplit(torch.zeros(3, 4), None)) == ["0", "1", "2"]
 
 
 def test_embed_dataset_of_a_features_model_keeps_the_features_and_their_labels():
     features = torch.randn(9, 4)
-    rows = Rows(features, torch.arange(9) // 3)
+    rows = DataSplit(features, torch.arange(9) // 3)
     embedded = embed_dataset(HDMLOnFeatures(4, k=2, gcn_dims=(8,)), rows, batch_size=4)
     assert torch.equal(embedded.features, features)
     assert torch.equal(embedded.labels, rows.labels) and embedded.camids is None

@@ -11,7 +11,6 @@ from torch import Tensor, nn
 
 from ..cluster import ClusterConfig
 from ..cluster.assign import assign_to_clusters
-from ..graph import build_fgraphs
 from .options import UsageError
 
 #: What `hdml cluster` saves for a later --assign-to: the rows' embeddings and kNN table.
@@ -37,11 +36,12 @@ def save_for_assignment(out: Path, embeddings: Tensor, knn_idx: Tensor | None) -
 
 
 def assign_to_run(
-    run: str, model: nn.Module, embeddings: Tensor, config: ClusterConfig, settings: object, progress: bool
+    run: str, model: nn.Module, embeddings: Tensor, config: ClusterConfig, progress: bool
 ) -> np.ndarray:
     """Cluster labels [Q] of `embeddings` ([Q, D] on the model's device) in the clusters of the
-    earlier output folder `run` (`assign_to_clusters` at config.threshold); UsageError naming
-    --assign-to when the folder lacks what is needed or does not fit the model."""
+    earlier output folder `run` (`assign_to_clusters` at config.threshold; the old rows' kNN
+    table from its knn.npy, or built with config.backend when that is missing or does not fit);
+    UsageError naming --assign-to when the folder lacks what is needed or does not fit the model."""
     folder = Path(run)
     missing = [name for name in ("labels.npy", EMBEDDINGS_NAME) if not (folder / name).is_file()]
     if missing:
@@ -59,15 +59,12 @@ def assign_to_run(
             f"[Q, {embeddings.shape[1]}] (cluster both with the same model)",
         )
     knn = np.load(folder / KNN_NAME) if (folder / KNN_NAME).is_file() else None
+    fits = knn is not None and knn.shape == (old.shape[0], model.k)
     try:
-        if knn is None or knn.shape != (old.shape[0], model.k):
-            graphs = build_fgraphs(old, model.k, backend=settings.backend,
-                                   target_recall=settings.target_recall, progress=progress)
-            knn_idx = graphs.knn_idx
-        else:
-            knn_idx = torch.from_numpy(knn).to(old.device)
         assignment = assign_to_clusters(
-            model, embeddings, old, labels, threshold=config.threshold, old_knn=knn_idx,
+            model, embeddings, old, labels, threshold=config.fixed_threshold(),
+            old_knn=torch.from_numpy(knn).to(old.device) if fits else None,
+            backend=config.backend, target_recall=config.target_recall,
             batch_size=config.batch_size, progress=progress,
         )  # fmt: skip
     except ValueError as error:

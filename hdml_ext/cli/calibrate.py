@@ -11,7 +11,6 @@ from torch import Tensor, nn
 from ..cluster.choice import calibrate, store_choice
 from ..data import OpenedDataset
 from ..engine import Settings
-from ..graph import build_fgraphs
 from .evaluate import embed
 from .options import (
     UsageError,
@@ -87,9 +86,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if k != model.k:
         raise UsageError("--set", f"cluster.k = {k} differs from the model's k = {model.k}")
     try:
-        fgraphs = build_fgraphs(embeddings, k, backend=settings.cluster.backend,
-                                target_recall=settings.cluster.target_recall, progress=progress)
-        choice = calibrate(model, embeddings, labels.numpy(), config, knn_idx=fgraphs, progress=progress)
+        choice = calibrate(model, embeddings, labels.numpy(), config, progress=progress)
     except ValueError as error:
         raise UsageError("--set", str(error)) from None
     for method, chosen in choice["methods"].items():

@@ -9,10 +9,9 @@ from typing import Any
 import numpy as np
 
 from ..cluster import clustering_metrics
-from ..cluster.choice import cluster_by, resolve_choice, stored_choice
+from ..cluster.choice import resolve_choice, run_clustering, stored_choice
 from ..engine import Settings
 from ..engine.checkpoint import read_checkpoint
-from ..graph import build_fgraphs
 from .assign import ASSIGN_HELP, assign_to_run, save_for_assignment
 from .evaluate import embed
 from .options import (
@@ -86,19 +85,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         embeddings = embed(model, rows, settings, device, progress, "embedding images")
     try:
         if args.assign_to is not None:
-            fgraphs = None
-            labels = assign_to_run(args.assign_to, model, embeddings, config, settings.cluster, progress)
+            knn_table = None
+            labels = assign_to_run(args.assign_to, model, embeddings, config, progress)
             info = {"method": "assign", "assigned_to": str(args.assign_to)}
         else:
-            fgraphs = build_fgraphs(embeddings, k, backend=settings.cluster.backend,
-                                    target_recall=settings.cluster.target_recall, progress=progress)
-            labels, info = cluster_by(method, model, embeddings, config, knn_idx=fgraphs, progress=progress,
-                                      return_info=True)
+            clustered = run_clustering(method, model, embeddings, config, progress=progress)
+            labels, info, knn_table = clustered.labels, clustered.info, clustered.fgraphs.knn_idx
     except ValueError as error:
         raise UsageError("--set", str(error)) from None
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "labels.npy", labels)
-    save_for_assignment(out, embeddings, None if fgraphs is None else fgraphs.knn_idx)
+    save_for_assignment(out, embeddings, knn_table)
     num_clusters = len(np.unique(labels))
     print(f"{num_clusters} clusters of {labels.size} rows; wrote {out / 'labels.npy'}")
     run_info = {"rows": int(labels.size), "k": k, "true_labels": rows.labels is not None, **info}

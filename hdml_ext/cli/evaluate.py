@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..data import ImageReadError, Rows, input_pipeline, source_length
+from ..data import DataSplit, ImageReadError, input_pipeline, source_length
 from ..engine import Settings, embed_rows
 from ..reid import evaluate_reid
 from ..reid.visrank import write_visrank
@@ -35,14 +35,15 @@ def add_parser(commands: Any) -> None:
         run,
         Settings,
         help="person Re-ID: mAP and CMC of a trained model",
-        description="Rank each query's gallery (link scores of its F-Graph, then "
-        "distance; distance alone with --set eval.ranking=distance; k-reciprocal re-ranking "
-        "with --set eval.ranking=k_reciprocal, or of each query with the gallery alone, as graph "
-        "ranking sees it, with --set eval.ranking=k_reciprocal_per_query; re-ranking with the "
-        "learned edges of every F-Graph, each query alone or all together, with --set "
-        "eval.ranking=link_rerank or link_rerank_together, tuned by eval.link_k2, eval.link_lambda, "
-        "eval.link_power, eval.link_normalise) "
-        "and report mAP and CMC rank-1/5/10 (Market-1501 protocol).",
+        description="Rank each query's gallery and report mAP, mINP and CMC rank-1/5/10 "
+        "(Market-1501 protocol). By default each query is re-ranked with the gallery alone by "
+        "the learned edges of every F-Graph (eval.ranking=link_rerank: the Jaccard distance of "
+        "the link-score sets of query and gallery item, plus the distance; tuned by eval.link_k2, "
+        "eval.link_lambda, eval.link_power, eval.link_normalise, whose defaults were chosen on "
+        "validation identities). Other rankings with --set eval.ranking=...: link_rerank_together "
+        "(all queries at once), graph (the paper's rule: link scores of the query's F-Graph, "
+        "then distance), distance, k_reciprocal (k-reciprocal re-ranking of all queries at once) "
+        "or k_reciprocal_per_query (each query with the gallery alone).",
     )
     add_data_options(parser, KINDS)
     add_checkpoint_option(parser)
@@ -59,7 +60,9 @@ def add_parser(commands: Any) -> None:
     add_settings_options(parser)
 
 
-def embed(model: nn.Module, rows: Rows, settings: Settings, device: Any, progress: bool, desc: str) -> Tensor:
+def embed(
+    model: nn.Module, rows: DataSplit, settings: Settings, device: Any, progress: bool, desc: str
+) -> Tensor:
     """The embeddings of `rows` on `device` (settings.eval.embed_batch_size rows per pass); an
     unreadable image is a UsageError naming --root."""
     try:

@@ -19,7 +19,7 @@ from ..engine import (
     read_checkpoint,
     seed_everything,
 )
-from ..engine.checkpoint import build_model
+from ..engine.models import build_model
 from ..nn.hanet import IMAGENET
 from .options import (
     UsageError,
@@ -48,7 +48,7 @@ several processes:
   torchrun --standalone --nproc_per_node=N -m hdml_ext.cli train ... runs N processes under
   DistributedDataParallel (one GPU each with CUDA, else CPU processes over gloo); each global
   step is one PK batch per process, the gradient averaged over them. Rank 0 logs and writes
-  the run folder. Settings: train.backend (auto|gloo|nccl), train.sync_bn (SyncBatchNorm,
+  the run folder. Settings: train.dist_backend (auto|gloo|nccl), train.sync_bn (SyncBatchNorm,
   CUDA only), train.accumulate (PK batches per step and process).
 speed:
   --set train.amp=bf16 (CPU or CUDA) or train.amp=fp16 (CUDA, with a GradScaler) for mixed
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         message = f"model.weights should be {IMAGENET!r} or a state-dict file's path, no file at {weights!r}"
         raise UsageError("--set", message)
     try:
-        distributed.init_distributed(settings.train.backend, settings.train.device)
+        distributed.init_distributed(settings.train.dist_backend, settings.train.device)
     except (TypeError, ValueError) as error:
         raise UsageError("--set", str(error)) from None
     try:

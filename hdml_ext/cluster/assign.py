@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._checks import require_dim, require_float, require_int, require_tensor
-from ..graph import query_fgraphs, require_k
+from ..graph import DEFAULT_TARGET_RECALL, build_fgraphs, query_fgraphs, require_k
 from . import propagation
 
 __all__ = ["Assignment", "assign_to_clusters", "vote"]
@@ -89,6 +89,8 @@ def assign_to_clusters(
     threshold: float = propagation.THRESHOLD,
     k: int | None = None,
     old_knn: Tensor | None = None,
+    backend: str = "exact",
+    target_recall: float = DEFAULT_TARGET_RECALL,
     batch_size: int = 256,
     progress: bool = False,
 ) -> Assignment:
@@ -98,8 +100,9 @@ def assign_to_clusters(
     old [G, D]: embeddings on the model's device; old_labels [G] int the old rows' clusters
     (>= 0). threshold: the link score a neighbour needs to vote. k: neighbours per F-Graph
     (None: the model's k, which it must equal). old_knn: the old rows' int64 [G, >= k] kNN
-    table, nearest first, self excluded (None: computed exactly). batch_size: F-Graphs scored
-    per pass.
+    table, nearest first, self excluded (None: built once, by `hdml_ext.graph.build_fgraphs` with
+    `backend` and `target_recall`; "exact", the default, computes it exactly). batch_size:
+    F-Graphs scored per pass.
     """
     for name, rows in (("new", new), ("old", old)):
         require_tensor(name, rows)
@@ -121,6 +124,9 @@ def assign_to_clusters(
     num_new = new.shape[0]
     if num_new == 0:
         return Assignment(np.empty(0, dtype=np.int64), np.empty(0, dtype=bool))
+    if old_knn is None and backend != "exact":
+        built = build_fgraphs(old, k, backend=backend, target_recall=target_recall, progress=progress)
+        old_knn = built.knn_idx
     graphs = query_fgraphs(new, old, k, gallery_knn=old_knn)
     neighbours, scores = graphs.knn_idx, _scores(model, graphs, new, old, batch_size, progress)
     cluster, joined = vote(labels[neighbours.cpu().numpy()], scores.numpy(), threshold)

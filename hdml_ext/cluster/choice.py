@@ -6,6 +6,7 @@ model.pt under "clustering" (`hdml calibrate`); `hdml cluster` uses it unless se
     store_choice("run/model.pt", choice)
     method, config, used = resolve_choice(stored_choice(record), settings.cluster, given)
     labels = cluster_by(method, model, embeddings, config)
+    run = run_clustering(method, model, embeddings, config)   # labels, info and the F-Graphs
 
 A choice holds the best parameters of every method, so that `--set cluster.method=...` picks a
 method and still gets that method's validated parameters:
@@ -18,8 +19,7 @@ method and still gets that method's validated parameters:
 from __future__ import annotations
 
 import os
-from dataclasses import fields, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 import numpy as np
 from torch import Tensor, nn
@@ -29,18 +29,20 @@ from ..graph import FGraphs
 from .config import ClusterConfig
 from .infomap import infomap_edges
 from .propagation import propagate_edges
-from .run import clustering_info, warn_unless_converged
-from .scoring import link_edges, node_fgraphs
+from .run import clustering_fgraphs, clustering_info, warn_unless_converged
+from .scoring import link_edges
 from .selection import choose_clustering, choose_infomap, selection_score
 
 __all__ = [
     "CHECKPOINT_KEY",
     "MAX_SIZE_CANDIDATES",
     "METHODS",
+    "ClusteringRun",
     "calibrate",
     "cluster_by",
     "cluster_edges",
     "resolve_choice",
+    "run_clustering",
     "store_choice",
     "stored_choice",
 ]
@@ -64,10 +66,49 @@ def cluster_edges(num_nodes: int, edges: tuple, method: str, config: ClusterConf
     if method == "propagation":
         labels, info = propagate_edges(num_nodes, src, dst, score, **config.propagation_settings())
     elif method == "infomap":
-        labels, info = infomap_edges(num_nodes, src, dst, score, min_score=config.threshold)
+        labels, info = infomap_edges(num_nodes, src, dst, score, min_score=config.fixed_threshold())
     else:
         raise ValueError(f"method should be one of {', '.join(METHODS)}, got {method!r}")
     return (labels, info) if return_info else labels
+
+
+@dataclass
+class ClusteringRun:
+    """What `run_clustering` gives: labels [N] int64; info (JSON-ready): the method's info,
+    "method", and the kNN tables' backend, reason and params under "knn" (`clustering_info`);
+    fgraphs: the F-Graphs that were scored (their knn_idx [N, k] is what `hdml cluster` saves
+    for a later --assign-to)."""
+
+    labels: np.ndarray
+    info: dict
+    fgraphs: FGraphs
+
+
+def run_clustering(
+    method: str,
+    model: nn.Module,
+    embeddings: Tensor,
+    config: ClusterConfig,
+    *,
+    knn: Tensor | FGraphs | None = None,
+    progress: bool = False,
+) -> ClusteringRun:
+    """`hdml_ext.cluster.cluster` with a choice of method: the F-Graphs of every row
+    (`clustering_fgraphs`: `knn`, an `FGraphs` or an int64 [N, >= k] kNN table, both accepted,
+    or None: built with config.backend and config.target_recall), their link scores
+    (`link_edges`; embeddings [N, D] on the model's device), clustered by `cluster_edges`.
+    config.k must be None or the model's k, and config.threshold a number (ValueError before
+    any work). Propagation that leaves components above max_size logs a warning."""
+    k = require_model_k("config.k", config.k, int(model.to_config()["k"]))
+    config.fixed_threshold()
+    if method not in METHODS:
+        raise ValueError(f"method should be one of {', '.join(METHODS)}, got {method!r}")
+    graphs = clustering_fgraphs(embeddings, k, config, knn, progress=progress)
+    edges = link_edges(model, embeddings, k, batch_size=config.batch_size, knn_idx=graphs, progress=progress)
+    labels, info = cluster_edges(embeddings.shape[0], edges, method, config, return_info=True)
+    if method == "propagation":
+        warn_unless_converged(info, config.max_size)
+    return ClusteringRun(labels, {"method": method, **clustering_info(info, graphs)}, graphs)
 
 
 def cluster_by(
@@ -76,22 +117,14 @@ def cluster_by(
     embeddings: Tensor,
     config: ClusterConfig,
     *,
-    knn_idx: Tensor | FGraphs | None = None,
+    knn: Tensor | FGraphs | None = None,
     progress: bool = False,
     return_info: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, dict]:
-    """`hdml_ext.cluster.cluster` with a choice of method: the link scores of every row's F-Graph
-    (`link_edges`; embeddings [N, D] on the model's device, knn_idx as there), clustered by
-    `cluster_edges`. Returns labels [N] int64; with return_info, (labels, info): the method's
-    info, "method", and the kNN tables' backend, reason and params under "knn"
-    (`clustering_info`). Propagation that leaves components above max_size logs a warning."""
-    k = require_model_k("config.k", config.k, int(model.to_config()["k"]))
-    graphs = node_fgraphs(embeddings, k, knn_idx, progress=progress)
-    edges = link_edges(model, embeddings, k, batch_size=config.batch_size, knn_idx=graphs, progress=progress)
-    labels, info = cluster_edges(embeddings.shape[0], edges, method, config, return_info=True)
-    if method == "propagation":
-        warn_unless_converged(info, config.max_size)
-    return (labels, {"method": method, **clustering_info(info, graphs)}) if return_info else labels
+    """The labels [N] int64 of `run_clustering` (same arguments); with return_info, (labels,
+    info)."""
+    run = run_clustering(method, model, embeddings, config, knn=knn, progress=progress)
+    return (run.labels, run.info) if return_info else run.labels
 
 
 def calibrate(
@@ -100,13 +133,14 @@ def calibrate(
     labels: np.ndarray,
     config: ClusterConfig,
     *,
-    knn_idx: Tensor | FGraphs | None = None,
+    knn: Tensor | FGraphs | None = None,
     max_sizes: tuple | None = None,
     progress: bool = False,
 ) -> dict:
     """The clustering choice (module docstring) made on labelled rows: `embeddings` [N, D] (on
     the model's device) of rows with true `labels` [N] (identities the model did not train on,
-    as the rows it will cluster). Propagation's threshold and max_size come from
+    as the rows it will cluster); knn: their F-Graphs as in `run_clustering` (None: built with
+    config.backend and config.target_recall). Propagation's threshold and max_size come from
     `choose_clustering` (thresholds among quantiles of the link scores, max_size among
     `max_sizes`, None: MAX_SIZE_CANDIDATES; config's step and max_iter), Infomap's floor from
     `choose_infomap`; the method is the one with the higher `selection_score` (propagation on
@@ -114,8 +148,9 @@ def calibrate(
     labels = np.asarray(labels)
     if labels.shape != (embeddings.shape[0],):
         raise ValueError(f"labels should be [N] = [{embeddings.shape[0]}], got shape {labels.shape}")
-    k = int(model.to_config()["k"]) if config.k is None else config.k
-    edges = link_edges(model, embeddings, k, batch_size=config.batch_size, knn_idx=knn_idx, progress=progress)
+    k = require_model_k("config.k", config.k, int(model.to_config()["k"]))
+    graphs = clustering_fgraphs(embeddings, k, config, knn, progress=progress)
+    edges = link_edges(model, embeddings, k, batch_size=config.batch_size, knn_idx=graphs, progress=progress)
     sizes = list(MAX_SIZE_CANDIDATES if max_sizes is None else max_sizes)
     threshold, max_size, propagation_metrics = choose_clustering(edges, labels, config, sizes)
     floor, infomap_metrics = choose_infomap(edges, labels)
@@ -141,15 +176,18 @@ def stored_choice(record: dict) -> dict | None:
     return record.get(CHECKPOINT_KEY)
 
 
-def resolve_choice(stored: dict | None, settings: Any, given: set[str]) -> tuple[str, ClusterConfig, str]:
+def resolve_choice(
+    stored: dict | None, settings: ClusterConfig, given: set[str]
+) -> tuple[str, ClusterConfig, str]:
     """The method and ClusterConfig `hdml cluster` runs, and a line saying which it used.
 
-    stored: the model's choice (or None). settings: the cluster settings (a ClusterConfig with
-    `method`). given: the "cluster.KEY" names set explicitly (--set, --config); each of them
-    overrides the stored choice, the rest of the method's CHOICE_KEYS come from the choice.
+    stored: the model's choice (or None). settings: the cluster settings (`ClusterSettings`: a
+    ClusterConfig with `method`). given: the "cluster.KEY" names set explicitly (--set,
+    --config); each of them overrides the stored choice, the rest of the method's CHOICE_KEYS
+    come from the choice.
     """
-    config = ClusterConfig(**{f.name: getattr(settings, f.name) for f in fields(ClusterConfig)})
-    method = settings.method
+    config = settings.cluster_config()
+    method = settings.method  # type: ignore[attr-defined]
     if stored is None:
         return method, config, f"clustering with the settings ({_describe(method, config)}): the model " \
                                "stores no validated choice (`hdml calibrate` makes one)"

@@ -63,7 +63,7 @@ class FGraphBatch(NamedTuple):
     labels: [U] int64 class of each distinct row.
     focus: [B] int64 data-set ids of the focus nodes.
 
-    The rows themselves are read with `hdml_ext.data.rows.gather_rows(source, image_ids)`.
+    The rows themselves are read with `hdml_ext.data.rows.read_rows(source, image_ids)`.
     """
 
     image_ids: Tensor
@@ -220,7 +220,7 @@ class FGraphSampler:
 
         The distinct rows of all B graphs are listed once (`image_ids`) and `nodes` indexes
         them, so rows[nodes[b]] are the data-set rows fgraphs.nodes(focus)[b] when rows =
-        gather_rows(source, image_ids).
+        read_rows(source, image_ids).
         """
         fgraphs = self._require_fgraphs()
         focus_t = torch.as_tensor(focus, dtype=torch.int64).reshape(-1).cpu()

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..engine.checkpoint import seed_everything
 from ..engine.models import new_model
+from ..engine.run_folder import write_settings
 from ..engine.settings import dump_settings
 from ..engine.trainer import Trainer
 from .config import DemoSettings, demo_settings
@@ -30,7 +31,7 @@ def run_demo(
     settings = settings or demo_settings()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "settings.yaml").write_text(dump_settings(settings), encoding="utf-8")
+    write_settings(out, dump_settings(settings))
     started = time.perf_counter()
     data = load_demo_splits(settings.data)
     log(

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..nn import MODELS, model_from_config, model_name
+from ..nn import MODELS, model_name
+from .models import build_model
 
 FORMAT = "hdml-checkpoint"
 VERSION = 1
@@ -191,14 +192,7 @@ def update_checkpoint(path: str | os.PathLike, **entries: Any) -> Path:
     return atomic_save(record, path)
 
 
-def build_model(record: dict) -> nn.Module:
-    """The model a checkpoint record describes, with its weights loaded (on the CPU)."""
-    model = model_from_config(record["model_class"], record["model_config"])
-    model.load_state_dict(record["model_state"])
-    return model
-
-
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model saved in a checkpoint (training checkpoint or final model file), in
-    eval mode on `device`."""
+    eval mode on `device` (`models.build_model`)."""
     return build_model(read_checkpoint(path)).to(device).eval()

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data import Rows, source_length
+from ..data import DataSplit, source_length
 from .inference import embed_rows
 
 __all__ = ["FORMATS", "EmbeddedRows", "embed_dataset", "row_ids", "write_embeddings"]
@@ -39,7 +39,7 @@ class EmbeddedRows:
     camids: Tensor | None
 
 
-def row_ids(rows: Rows) -> list[str]:
+def row_ids(rows: DataSplit) -> list[str]:
     """Each row's id: the image file of a data set read from disk (it has `.paths`), else the
     row number."""
     paths = getattr(rows.rows, "paths", None)
@@ -50,7 +50,7 @@ def row_ids(rows: Rows) -> list[str]:
 
 def embed_dataset(
     model: nn.Module,
-    rows: Rows,
+    rows: DataSplit,
     *,
     batch_size: int = 128,
     device: str | torch.device = "cpu",

@@ -139,10 +139,10 @@ class Trainer:
                 f"device is {self.device}; leave it false on the CPU"
             )
         if self.world_size > 1:
-            backend = resolve_backend(config.backend, self.device)
+            backend = resolve_backend(config.dist_backend, self.device)
             if backend != torch.distributed.get_backend():
                 raise ValueError(
-                    f"train.backend resolves to {backend!r}, but the process group runs "
+                    f"train.dist_backend resolves to {backend!r}, but the process group runs "
                     f"{torch.distributed.get_backend()!r}"
                 )
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .faiss_backends import IVF_KMEANS_ITER
+from .feature_blocks import FeatureBlocks
 from .ivf import IVFJoin
-from .rows import FeatureRows
 
 # Below these N^2 D "auto" takes exact without estimating: about 46k x 64 rows, a few seconds
 # of ops.knn on 2 CPU cores (on CUDA about 1M x 64).
@@ -60,7 +60,7 @@ class AutoChoice:
     ivf: IVFJoin | None = None
 
 
-def choose_backend(rows: FeatureRows, k: int, target_recall: float) -> AutoChoice:
+def choose_backend(rows: FeatureBlocks, k: int, target_recall: float) -> AutoChoice:
     """Pick "exact" or "ivf" for the kNN tables of `rows` by the cost model of the module doc:
     a function of the features (through a seeded sample), k, their device and target_recall."""
     n = rows.num_rows

@@ -15,14 +15,14 @@ from .auto import choose_backend
 from .cache import fingerprint, load_cache
 from .exact import Tables, exact_tables
 from .faiss_backends import DEFAULT_TARGET_RECALL, faiss_flat_tables, faiss_hnsw_tables, faiss_ivf_tables
+from .feature_blocks import DEFAULT_BLOCK_SIZE, FeatureBlocks, Features
 from .fgraphs import FGraphs, require_k
 from .ivf import ivf_tables
-from .rows import DEFAULT_BLOCK_SIZE, FeatureRows, Features
 
 logger = logging.getLogger(__name__)
 
 #: Backend name -> function(rows, k, block_size, progress, target_recall) -> (knn_dist, knn_idx, params).
-_TABLE_BUILDERS: dict[str, Callable[[FeatureRows, int, int, bool, float], Tables]] = {
+_TABLE_BUILDERS: dict[str, Callable[[FeatureBlocks, int, int, bool, float], Tables]] = {
     "exact": exact_tables,
     "ivf": ivf_tables,
     "faiss-flat": faiss_flat_tables,
@@ -101,7 +101,7 @@ def build_fgraphs(
     N < 2, k out of [1, N-1], unknown backend, target_recall not in (0, 1], bad block_size,
     NaN/inf in the features, a `cache` path that holds something else.
     """
-    rows = FeatureRows(features)
+    rows = FeatureBlocks(features)
     require_k(k, rows.num_rows)
     require_knn_backend(backend)
     target_recall = require_target_recall(target_recall)

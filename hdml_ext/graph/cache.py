@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .feature_blocks import FeatureBlocks
 from .fgraphs import FILE_FORMAT, FGraphs, read_npz
-from .rows import FeatureRows
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ FINGERPRINT_ROWS = 1024
 _SEED = 1234
 
 
-def fingerprint(rows: FeatureRows) -> str:
+def fingerprint(rows: FeatureBlocks) -> str:
     """A JSON string naming the features: shape [N, D], dtype, and the SHA-256 of a seeded
     sample of up to `FINGERPRINT_ROWS` rows. Data of another shape or dtype, or differing in
     any sampled row, give another fingerprint (a change confined to unsampled rows does not)."""

@@ -34,8 +34,9 @@ from .hanet import HANet
 from .heads import NodeHead
 from .link import FGraphLinkModel, HDMLOutput, config_from
 
-_GRAPH_KEYS = ("k", "gcn_dims", "attention", "edge_input", "relative_input", "balanced_link_loss",
-               "cosine_prior", "overlap_prior")
+#: The graph half's config keys: what `HDMLOnFeatures` takes besides in_dim, and `HDML` with its own.
+GRAPH_CONFIG_KEYS = ("k", "gcn_dims", "attention", "edge_input", "relative_input", "balanced_link_loss",
+                     "cosine_prior", "overlap_prior")
 
 
 class HDML(FGraphLinkModel):
@@ -61,7 +62,7 @@ class HDML(FGraphLinkModel):
 
     input_kind: ClassVar[str] = "images"
     _CONFIG_KEYS = ("num_classes", "backbone", "use_nfa", "nfe_stages", "node_weight", "link_weight",
-                    "lo", "hi", *_GRAPH_KEYS)
+                    "lo", "hi", *GRAPH_CONFIG_KEYS)
 
     def __init__(self, num_classes: int, *, backbone: str = "resnet50", k: int = 50, use_nfa: bool = True,
                  nfe_stages: Iterable[int] = (2, 3, 4), gcn_dims: Iterable[int] = (1536, 1536, 512, 256),
@@ -145,7 +146,7 @@ class HDMLOnFeatures(FGraphLinkModel):
     """
 
     input_kind: ClassVar[str] = "features"
-    _CONFIG_KEYS = ("in_dim", *_GRAPH_KEYS)
+    _CONFIG_KEYS = ("in_dim", *GRAPH_CONFIG_KEYS)
 
     def __init__(self, in_dim: int, *, k: int = 50, gcn_dims: Iterable[int] = (1536, 1536, 512, 256),
                  attention: bool = True, edge_input: str = "node", relative_input: bool = False,

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from .._checks import require_int
 from ..data.digits import IMAGENET_MEAN, IMAGENET_STD
-from ..data.rows import RowSource, gather_rows
+from ..data.rows import RowSource, read_rows
 from .link_rerank import LinkRerankSettings, link_rerank_order
 from .ranking import distance_order, graph_order, query_link_scores
 from .rerank import k_reciprocal_order
@@ -149,7 +149,7 @@ def write_visrank(
     names = [ranking] if ranking == "distance" else [ranking, "distance"]
     orders = {name: ranking_orders(model, query, gallery, rows, name, k=k, link_rerank=link_rerank,
                                    batch_size=batch_size) for name in names}
-    images = gather_rows(query_images, torch.from_numpy(rows))
+    images = read_rows(query_images, torch.from_numpy(rows))
     paths = []
     for position, (row, image) in enumerate(zip(rows.tolist(), images)):
         pid, camid = int(q_pids[row]), int(q_camids[row])

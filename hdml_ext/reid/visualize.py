@@ -27,7 +27,7 @@ from torch import Tensor
 
 from .._checks import require_int
 from ..data.digits import IMAGENET_MEAN, IMAGENET_STD
-from ..data.rows import RowSource, gather_rows, source_length
+from ..data.rows import RowSource, read_rows, source_length
 
 #: Frame colours (RGB) of true matches, false matches and the query.
 GREEN = (0, 170, 0)
@@ -184,7 +184,7 @@ def draw_ranked_lists(
     layout = layout_for(tuple(query_image.shape[1:]), top=top, display_height=display_height)
     shown = [shown_gallery(order, q_pid, q_camid, g_pids, g_camids, top) for _, order in orders]
     ids = np.unique(np.concatenate([row_ids for row_ids, _ in shown]))
-    pixels = display_images(gather_rows(gallery_images, torch.from_numpy(ids)), mean, std) if ids.size else []
+    pixels = display_images(read_rows(gallery_images, torch.from_numpy(ids)), mean, std) if ids.size else []
     tile_of = {int(i): _resized(p, layout) for i, p in zip(ids, pixels)}
     query_tile = _resized(display_images(query_image.unsqueeze(0), mean, std)[0], layout)
 
