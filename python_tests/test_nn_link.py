@@ -1,4 +1,4 @@
-"""The graph half both models share (hdml_ext.nn.link): focus-aware edge inputs, the relative
+"""The graph half both models share (hdml_ext.nn.base, .loss, .priors): focus-aware edge inputs, the relative
 GCN input, the class-balanced link loss, the cosine and overlap priors, directed or symmetric
 adjacency, and their configs."""
 
@@ -13,7 +13,8 @@ from nn_helpers import assert_every_parameter_has_a_finite_grad, clustered_featu
 
 from hdml_ext.graph import FGraphs
 from hdml_ext.nn import EDGE_INPUTS, HDML, HDMLOnFeatures, HDMLOutput, link_loss
-from hdml_ext.nn.link import COSINE_PRIOR_INIT, OVERLAP_PRIOR_INIT, neighbour_overlap, undirected
+from hdml_ext.nn.base import undirected
+from hdml_ext.nn.priors import COSINE_PRIOR_INIT, OVERLAP_PRIOR_INIT, neighbour_overlap
 from hdml_ext.ops import reference
 
 

@@ -30,9 +30,9 @@ from .._checks import (
     require_nodes,
     require_tensor,
 )
+from .base import FGraphLinkModel, HDMLOutput, config_from
 from .hanet import HANet
 from .heads import NodeHead
-from .link import FGraphLinkModel, HDMLOutput, config_from
 
 #: The graph half's config keys: what `HDMLOnFeatures` takes besides in_dim, and `HDML` with its own.
 GRAPH_CONFIG_KEYS = ("k", "gcn_dims", "attention", "edge_input", "relative_input", "balanced_link_loss",

@@ -1,5 +1,6 @@
-"""The graph half both models share (paper III-D): RE-GCN over each F-Graph, then the edge head
-on its non-focus nodes, with the focus-aware options the paper lacks, and the link loss L2."""
+"""The graph half both models share (paper III-D), `FGraphLinkModel`: RE-GCN over each F-Graph,
+then the edge head on its non-focus nodes, with the focus-aware options the paper lacks (the
+edge inputs here; the priors in `priors`, the link loss L2 in `loss`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from torch.nn import functional
 
 from .._checks import require_graph_adjacency, require_graph_batch, require_int, require_labels, require_nodes
 from .heads import EdgeHead
+from .loss import link_loss
+from .priors import COSINE_PRIOR_INIT, OVERLAP_PRIOR_INIT, neighbour_overlap, require_directed
 from .regcn import REGCN, gather_rows
 
 #: What the edge head reads for node i of an F-Graph whose focus is f: "node" (the paper, h_i),
@@ -19,16 +22,6 @@ from .regcn import REGCN, gather_rows
 #: "relative_cosine" ([h_i - h_f, cos(z_i, z_f)], width d + 1: the cosine similarity of the two
 #: nodes' RE-GCN inputs, which the GCN's features no longer carry, beside the relative feature).
 EDGE_INPUTS = ("node", "relative", "pair", "relative_cosine")
-
-#: The cosine prior's starting (scale, bias): S_f starts as sigmoid(10 cos - 5) plus what the
-#: untrained edge head adds, an even chance at cosine 0.5.
-COSINE_PRIOR_INIT = (10.0, -5.0)
-
-#: The overlap prior's starting weight c: the logit gains c * o_i, o_i the share of node i's k
-#: nearest neighbours inside its focus's F-Graph. Unlearned, cos + 0.5 o_i separated held-out
-#: edges best of the mixtures tried (benchmarks/bench_context.py); beside the cosine prior's
-#: scale 10 that is c = 5.
-OVERLAP_PRIOR_INIT = 5.0
 
 #: `FGraphLinkModel.link_scores_of_nodes` projects the whole table once when the projection fits
 #: in this many bytes, and graph batch by graph batch otherwise.
@@ -48,24 +41,6 @@ class HDMLOutput(NamedTuple):
     embeddings: Tensor
     node_logits: Tensor | None
     link_logits: Tensor
-
-
-def link_loss(link_logits: Tensor, same: Tensor, balanced: bool = False) -> Tensor:
-    """L2 (eq. 15): cross entropy of [B, k, 2] logits against bool [B, k] "same identity" targets.
-
-    balanced=False: the mean over all B * k edges (the paper). balanced=True: the mean over
-    the positive edges and the mean over the negative ones, averaged, so both classes weigh
-    the same in the batch (a class absent from the batch is left out of the average).
-    """
-    per_edge = functional.cross_entropy(link_logits.reshape(-1, 2).float(), same.reshape(-1).long(),
-                                        reduction="none" if balanced else "mean")
-    if not balanced:
-        return per_edge
-    positive = same.reshape(-1).to(per_edge.dtype)
-    masks = torch.stack([1.0 - positive, positive])
-    counts = masks.sum(dim=1)
-    class_means = (masks * per_edge).sum(dim=1) / counts.clamp(min=1.0)
-    return class_means.sum() / (counts > 0).sum()
 
 
 def edge_inputs(h: Tensor, edge_input: str, z: Tensor | None = None) -> Tensor:
@@ -91,46 +66,6 @@ def undirected(adj: Tensor) -> Tensor:
     adjacency [B, n, n]) or max(A, A^T) (float). Unchanged for a symmetric adjacency."""
     transposed = adj.transpose(1, 2)
     return adj | transposed if adj.dtype == torch.bool else torch.maximum(adj, transposed)
-
-
-def neighbour_overlap(adj: Tensor) -> Tensor:
-    """o [B, k] float32: for the non-focus nodes i = 1..k of F-Graphs with adjacency [B, k+1,
-    k+1], the share of row i's entries set, divided by k. With the directed adjacency that
-    `FGraphs.batch` gives (row i: node i's k nearest neighbours, those inside the graph), this
-    is the share of i's neighbours that are the focus or its neighbours: the shared-neighbour
-    count that k-reciprocal methods build on. With a symmetric adjacency it is i's degree / k:
-    `require_directed` refuses that where the models read it."""
-    k = adj.shape[1] - 1
-    return adj[:, 1:].to(torch.float32).sum(dim=-1) / k
-
-
-def require_directed(adj: Tensor) -> None:
-    """Raise ValueError when the F-Graph adjacency [B, n, n] looks symmetrised: every graph of
-    the batch equals its transpose and at least one is not complete.
-
-    The directed adjacency (`FGraphs.batch`, `FGraphs.adjacency(symmetric=False)`) has row 0 all
-    set (the focus's neighbours are the graph), and column 0 all set only when every member
-    lists the focus among its own k nearest; it is symmetric in a graph only when every kNN
-    relation inside it is mutual. A whole batch of such graphs that are not complete (where
-    both forms give the same overlap, 1) does not occur at the k and batch sizes the models
-    see, while `FGraphs.adjacency()`'s default (symmetric=True) gives one every time, so the
-    overlap prior would silently read each node's degree. Skipped while torch.compile traces
-    (the test reads the values)."""
-    if torch.compiler.is_compiling() or adj.shape[0] == 0:
-        return
-    if not bool((adj == adj.transpose(1, 2)).all()):
-        return
-    n = adj.shape[1]
-    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=adj.device)
-    if bool((adj != 0)[:, off_diagonal].all()):
-        return
-    raise ValueError(
-        "adj should be the directed F-Graph adjacency (FGraphs.batch, or FGraphs.adjacency(focus, "
-        "symmetric=False)) when overlap_prior is on, got a symmetric one in every graph of the batch "
-        f"[{adj.shape[0]}, {n}, {n}] (FGraphs.adjacency's default symmetric=True): the overlap prior "
-        "reads row i as node i's own k nearest neighbours and would read its degree instead; the "
-        "models derive the undirected graph themselves"
-    )
 
 
 def config_from(cls: type, config: Mapping[str, Any], allowed: Iterable[str]) -> dict[str, Any]:
