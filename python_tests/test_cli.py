@@ -247,4 +247,4 @@ def test_train_and_evaluate_on_a_market_folder(tmp_path, capsys):
     assert main(["train", *data, "--out", str(tmp_path / "run"), "--quiet", *tiny]) == 0
     model = str(tmp_path / "run" / "model.pt")
     assert main(["evaluate", "--checkpoint", model, *data, "--quiet", *tiny]) == 0
-    assert "(2 queries, graph ranking)" in capsys.readouterr().out
+    assert "(2 queries, link_rerank ranking)" in capsys.readouterr().out

@@ -35,7 +35,7 @@ def test_visrank_writes_n_pictures_beside_the_metrics(checkpoint, tmp_path, caps
     layout = layout_for((8, 8))
     for picture in pictures:
         image = np.asarray(Image.open(picture).convert("RGB"))
-        assert image.shape == (layout.size(2)[1], layout.size(2)[0], 3)  # graph ranking above distance
+        assert image.shape == (layout.size(2)[1], layout.size(2)[0], 3)  # link_rerank ranking above distance
         frames = {tuple(image[layout.cell_box(row, c)[1] + 1, layout.cell_box(row, c)[0] + 1])
                   for row in (0, 1) for c in range(1, 11)}
         assert frames <= {GREEN, RED}

@@ -60,13 +60,17 @@ class LinkRerankSettings:
     lambda_value: weight of the original distance, in [0, 1].
     queries_together: F-Graphs over all rows at once (True) or each query over the gallery
         alone (False, inductive).
+
+    The defaults are the inductive candidate of `hdml_ext.reid.selection.SEARCH_SPACE` with the
+    best mean validation score (mean of mAP and rank-1 on the validation identities) over the
+    demo's three training seeds (benchmarks/results/reid/, docs/reid.md).
     """
 
     weights: str = "link"
-    power: float = 1.0
-    normalise: bool = False
+    power: float = 2.0
+    normalise: bool = True
     k2: int = 1
-    lambda_value: float = 0.3
+    lambda_value: float = 0.5
     queries_together: bool = False
 
     def __post_init__(self) -> None:
