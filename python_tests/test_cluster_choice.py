@@ -16,12 +16,14 @@ from hdml_ext.cluster import (
     choose_infomap,
     cluster_edges,
     link_edges,
+    propagate_edges,
     resolve_choice,
     run_clustering,
     selection_score,
     store_choice,
     stored_choice,
 )
+from hdml_ext.cluster.choice import full_rounds
 from hdml_ext.engine.checkpoint import atomic_save, load_model, model_record, read_checkpoint
 from hdml_ext.engine.models import new_model
 from hdml_ext.engine.settings import ClusterSettings, ModelSettings
@@ -51,14 +53,36 @@ def test_calibrate_takes_each_methods_validated_best():
     config = ClusterConfig()
     choice = calibrate(model, features, labels, config, max_sizes=(10, None))
     edges = link_edges(model, features, 4)
-    threshold, max_size, metrics = choose_clustering(edges, labels, config, [10, None])
+    searched = replace(config, max_iter=full_rounds(0.05))  # 135 rounds: the threshold reaches 0.999
+    threshold, max_size, metrics = choose_clustering(edges, labels, searched, [10, None])
     floor, infomap_metrics = choose_infomap(edges, labels)
     assert choice["methods"]["propagation"] == {"threshold": threshold, "max_size": max_size, "step": 0.05,
-                                                "max_iter": 20, "validation": metrics}
+                                                "max_iter": 135, "validation": metrics}
     assert choice["methods"]["infomap"] == {"threshold": floor, "validation": infomap_metrics}
     better = "infomap" if selection_score(infomap_metrics) > selection_score(metrics) else "propagation"
     assert choice["method"] == better
     assert choice["chosen_on"] == {"rows": 48, "identities": 8}
+
+
+def test_full_rounds_reach_the_full_threshold():
+    for step in (0.05, 0.1, 0.3):
+        rounds = full_rounds(step)
+        assert 1 - (1 - step) ** rounds >= 0.999 > 1 - (1 - step) ** (rounds - 1)
+    assert full_rounds(1.0) == 1
+
+
+def test_stored_max_size_holds_on_a_larger_chained_set():
+    # Calibrated with the default settings (step 0.05, max_iter 20), the stored propagation used to
+    # stop at a threshold of 1 - (1 - th) * 0.95 ** 20 <= 0.82: a chain of edges scoring 0.99 on a
+    # set larger than the calibration rows stayed one component far above max_size.
+    model, features, labels = _model_and_data()
+    chosen = calibrate(model, features, labels, ClusterConfig(), max_sizes=(10,))["methods"]["propagation"]
+    assert chosen["max_iter"] >= full_rounds(chosen["step"])
+    nodes = 200
+    src, dst = np.arange(nodes - 1), np.arange(1, nodes)
+    settings = {key: chosen[key] for key in ("threshold", "max_size", "step", "max_iter")}
+    found, info = propagate_edges(nodes, src, dst, np.full(nodes - 1, 0.99), **settings)
+    assert info["converged"] and np.bincount(found).max() <= 10
 
 
 def test_choice_round_trips_through_the_checkpoint(tmp_path):

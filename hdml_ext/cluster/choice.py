@@ -18,6 +18,7 @@ method and still gets that method's validated parameters:
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 
@@ -41,6 +42,7 @@ __all__ = [
     "calibrate",
     "cluster_by",
     "cluster_edges",
+    "full_rounds",
     "resolve_choice",
     "run_clustering",
     "store_choice",
@@ -53,6 +55,10 @@ METHODS = ("propagation", "infomap")
 CHECKPOINT_KEY = "clustering"
 #: propagation's size caps searched by `calibrate` (None: no cap).
 MAX_SIZE_CANDIDATES = (10, 20, 40, 80, 160, 320, None)
+#: The threshold that propagation's rounds in a stored choice can reach from 0: its max_size is
+#: then a cap on any set of rows, not only on the calibration rows (larger sets form larger
+#: components, which 20 rounds of step 0.05, a final threshold of 0.64 from 0, cannot split).
+FULL_THRESHOLD = 0.999
 #: The settings a choice fixes, per method (others come from the settings).
 CHOICE_KEYS = {"propagation": ("threshold", "max_size", "step", "max_iter"), "infomap": ("threshold",)}
 
@@ -142,13 +148,15 @@ def calibrate(
     as the rows it will cluster); knn: their F-Graphs as in `run_clustering` (None: built with
     config.backend and config.target_recall). Propagation's threshold and max_size come from
     `choose_clustering` (thresholds among quantiles of the link scores, max_size among
-    `max_sizes`, None: MAX_SIZE_CANDIDATES; config's step and max_iter), Infomap's floor from
-    `choose_infomap`; the method is the one with the higher `selection_score` (propagation on
-    a tie)."""
+    `max_sizes`, None: MAX_SIZE_CANDIDATES; config's step, and max_iter raised to at least
+    `full_rounds(step)`, so that the stored max_size holds on larger sets too), Infomap's floor
+    from `choose_infomap`; the method is the one with the higher `selection_score`
+    (propagation on a tie)."""
     labels = np.asarray(labels)
     if labels.shape != (embeddings.shape[0],):
         raise ValueError(f"labels should be [N] = [{embeddings.shape[0]}], got shape {labels.shape}")
     k = require_model_k("config.k", config.k, int(model.to_config()["k"]))
+    config = replace(config, max_iter=max(config.max_iter, full_rounds(config.step)))
     graphs = clustering_fgraphs(embeddings, k, config, knn, progress=progress)
     edges = link_edges(model, embeddings, k, batch_size=config.batch_size, knn_idx=graphs, progress=progress)
     sizes = list(MAX_SIZE_CANDIDATES if max_sizes is None else max_sizes)
@@ -162,6 +170,15 @@ def calibrate(
     best = max(METHODS, key=lambda name: selection_score(methods[name]["validation"]))
     chosen_on = {"rows": int(labels.size), "identities": int(np.unique(labels).size)}
     return {"method": best, "chosen_on": chosen_on, "methods": methods}
+
+
+def full_rounds(step: float) -> int:
+    """Rounds of propagation whose threshold (th -> th + (1 - th) * step) rises from 0 to at
+    least FULL_THRESHOLD: ceil(log(1 - FULL_THRESHOLD) / log(1 - step)), 135 at step 0.05; 1
+    for a step outside (0, 1) (1 reaches 1 in one round; propagation refuses steps <= 0)."""
+    if not 0.0 < step < 1.0:
+        return 1
+    return math.ceil(math.log(1.0 - FULL_THRESHOLD) / math.log(1.0 - step))
 
 
 def store_choice(path: str | os.PathLike, choice: dict) -> None:
