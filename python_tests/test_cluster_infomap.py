@@ -96,3 +96,21 @@ def test_bad_arguments_are_named():
         infomap_edges(2, [0], [1], [1.0], min_score=float("inf"))
     with pytest.raises(ValueError, match="score"):
         infomap_edges(2, [0], [1], [1.0, 2.0])
+
+
+def test_runs_with_faiss_loaded_in_the_same_process():
+    """faiss and infomap are both SWIG-wrapped; reading Infomap's modules through its SWIG
+    iterator with faiss loaded crashed the process (swig/swig#2913). In a fresh process, as a
+    crash would take pytest with it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import faiss, numpy as np\n"
+        "from hdml_ext.cluster import infomap_edges\n"
+        "labels, info = infomap_edges(6, [0, 1, 2, 3, 4, 5], [1, 2, 0, 4, 5, 3], [1.0] * 6)\n"
+        "print(labels.tolist(), info['num_clusters'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[0, 0, 0, 1, 1, 1] 2"

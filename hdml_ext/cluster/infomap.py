@@ -10,6 +10,9 @@ singletons.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -67,16 +70,26 @@ def infomap_edges(
         runner = infomap.Infomap(INFOMAP_OPTIONS, silent=True, seed=int(seed), num_trials=int(num_trials))
         runner.add_links(zip(src_np.tolist(), dst_np.tolist(), score_np.tolist()))
         result = runner.run()
-        if result is None:  # infomap < 2.16: the results live on the runner
-            result = runner
-        found = result.modules() if callable(result.modules) else runner.get_modules()
-        nodes = np.fromiter(found.keys(), dtype=np.int64, count=len(found))
-        modules[nodes] = np.fromiter(found.values(), dtype=np.int64, count=len(found))
-        codelength = float(result.codelength)
+        codelength = float((runner if result is None else result).codelength)
+        nodes, found = _read_modules(runner)
+        modules[nodes] = found
     labels = _relabel_by_first_appearance(modules) if num_nodes else np.zeros(0, dtype=np.int64)
     info = {"num_clusters": int(labels.max()) + 1 if num_nodes else 0, "num_links": int(src_np.size),
             "codelength": codelength}
     return labels, info
+
+
+def _read_modules(runner: object) -> tuple[np.ndarray, np.ndarray]:
+    """(node ids, module ids) int64 of a finished Infomap run, read from the .clu file it writes.
+
+    Not through `Infomap.modules` / `get_modules`: they iterate a SWIG iterator, and with faiss
+    (also SWIG-wrapped) loaded in the same process Python resolves that iterator to faiss's
+    SwigPyIterator class and the process crashes (swig/swig#2913)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "modules.clu"
+        runner.write_clu(str(path))
+        table = np.loadtxt(path, comments="#", ndmin=2)
+    return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64)
 
 
 def cosine_knn_edges(features: object, k: int, *, backend: str = "auto") -> tuple[np.ndarray, ...]:
