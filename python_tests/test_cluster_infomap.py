@@ -100,13 +100,13 @@ def test_bad_arguments_are_named():
 
 def test_runs_with_faiss_loaded_in_the_same_process():
     """faiss and infomap are both SWIG-wrapped; reading Infomap's modules through its SWIG
-    iterator with faiss loaded crashed the process (swig/swig#2913). In a fresh process, as a
-    crash would take pytest with it."""
+    iterator with faiss imported after infomap crashed the process (swig/swig#2913). In a fresh
+    process, as a crash would take pytest with it."""
     import subprocess
     import sys
 
     code = (
-        "import faiss, numpy as np\n"
+        "import infomap, faiss\n"  # this order crashed the old reading of the modules
         "from hdml_ext.cluster import infomap_edges\n"
         "labels, info = infomap_edges(6, [0, 1, 2, 3, 4, 5], [1, 2, 0, 4, 5, 3], [1.0] * 6)\n"
         "print(labels.tolist(), info['num_clusters'])\n"
