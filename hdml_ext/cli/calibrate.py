@@ -30,11 +30,13 @@ DESCRIPTION = """\
 Choose how `hdml cluster` clusters this model's link scores, on labelled rows of identities the
 model did not train on (the held-out rows of --dataset: query + gallery where the kind has them,
 else every row; labels are required): pseudo-label propagation (threshold among quantiles of
-the link scores, max_size among 10, 20, 40, 80, 160, 320 and none; cluster.step and
-cluster.max_iter as set) or Infomap over the edges scoring at least a floor (floor among
-quantiles). The mean of NMI, pairwise F and BCubed F decides. The choice (every method's best
-parameters and its validation metrics) is written into --checkpoint; `hdml cluster` then uses
-it unless --set cluster.method / threshold / max_size / step / max_iter say otherwise.
+the link scores, max_size among 10, 20, 40, 80, 160, 320 and none; cluster.step as set and
+cluster.max_iter at least the rounds that lift the threshold to 0.999, 135 at step 0.05, so
+that a size cap chosen on a small set still holds on a larger one) or Infomap over the edges
+scoring at least a floor (floor among quantiles). The mean of NMI, pairwise F and BCubed F
+decides. The choice (every method's best parameters and its validation metrics) is written into
+--checkpoint; `hdml cluster` then uses it unless --set cluster.method / threshold / max_size /
+step / max_iter say otherwise.
 """
 
 
