@@ -12,6 +12,7 @@ from torch.nn import functional
 
 from .._checks import require_graph_adjacency, require_graph_batch, require_int, require_labels, require_nodes
 from .heads import EdgeHead
+from .link_inference import fused_link_scores
 from .regcn import REGCN, gather_rows
 
 #: What the edge head reads for node i of an F-Graph whose focus is f: "node" (the paper, h_i),
@@ -234,6 +235,9 @@ class FGraphLinkModel(nn.Module):
         graphs' nodes instead, as `link_scores` does: the same scores, less memory, slower.
         """
         require_int("max_projected_bytes", max_projected_bytes, minimum=0)
+        fused = fused_link_scores(self, table, batches, max_projected_bytes)
+        if fused is not None:
+            return fused
         width = 2 * self.regcn.dims[0]
         if table.shape[0] * width * table.element_size() > max_projected_bytes:
             return (self.link_scores(gather_rows(table, nodes), adj) for nodes, adj in batches)
