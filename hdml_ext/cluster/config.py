@@ -17,7 +17,8 @@ class ClusterConfig:
     max_size: components above this many nodes are split again at a higher threshold.
     step: how much the threshold rises per round.
     max_iter: rounds of splitting.
-    batch_size: F-Graphs scored per forward pass (bounds memory).
+    batch_size: F-Graphs scored per batch (bounds memory), or None to size it for the device
+        (`scoring.scoring_batch_size`: 2048 on the CPU, from the free memory on a GPU).
     """
 
     k: int | None = None
@@ -25,7 +26,7 @@ class ClusterConfig:
     max_size: int = propagation.MAX_SIZE
     step: float = propagation.STEP
     max_iter: int = propagation.MAX_ITER
-    batch_size: int = 256
+    batch_size: int | None = None
 
     def propagation_settings(self) -> dict:
         """The keyword arguments of `propagation.propagate_edges`: threshold, max_size, step,
