@@ -17,17 +17,21 @@ link_edges  as `hdml cluster` runs it: the shared first projection of the N rows
 module      the same `link_edges` inside `link_inference.module_path()`: RE-GCN and edge head
             as torch modules on each batch (the CPU path before the fused kernel).
 bound       the fp32 GEMM bound: torch.mm into preallocated outputs on the GEMM shapes scoring
-        runs, at `--batch-size` graphs per GEMM with all the process's threads: per graph
-        n rows through each later RE-GCN projection [d_{l-1} -> 2 d_l] and each attention FC
-        [d_l -> d_l], k rows through the edge head's first FC, and per row of the table the
-        first projection [D -> 2 d_0]. (The head's [h -> 2] output is left out: it is a dot
-        product, not a GEMM.) Its graphs/s is the rate scoring would reach if it did nothing but
-        these GEMMs at torch's rate.
+            runs, at `--bound-batch` graphs per GEMM with all the process's threads: per graph
+            n = k + 1 rows through each later RE-GCN projection [d_{l-1} -> 2 d_l] and each
+            attention FC [d_l -> d_l], k rows through the edge head's first FC, and per row of
+            the table the first projection [D -> 2 d_0]. (The head's [h -> 2] output is left
+            out: it is a dot product, not a GEMM.) Its graphs/s is the rate scoring would reach
+            if it did nothing but these GEMMs at torch's rate.
 
 Every pass runs each path over all N F-Graphs (after a one-batch warm-up) and the bound over
 `--bound-graphs` graphs; the process reports each path's graphs/s and link_edges' fraction of
 the bound as medians over its passes. The table gives min / median / max over the fresh
-processes. Writes scoring_<N>.md and .json to --out.
+processes. Writes scoring_<device>_<N>.md and .json to --out.
+
+On a CPU shared with other work the bound, whose GEMMs use all threads together, drops when one
+thread is descheduled while link_edges' threads work on tiles of their own: measure on an
+otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from common import machine
 
 PATHS = ("link_edges", "module")
 PER_IDENTITY = 50
+CHILD_OPTIONS = ("batch-size", "bound-batch", "passes", "threads", "paths", "bound-graphs", "device")
 EXACT_BELOW = 200_000
 
 
@@ -131,6 +136,7 @@ def synchronize(device: torch.device) -> None:
 def child(args: argparse.Namespace) -> dict:
     """One fresh process: per pass, each path over all N F-Graphs, then the GEMM bound."""
     from hdml_ext.cluster import link_edges
+    from hdml_ext.cluster.scoring import scoring_batch_size
     from hdml_ext.graph import FGraphs
     from hdml_ext.nn.link_inference import module_path
 
@@ -142,25 +148,26 @@ def child(args: argparse.Namespace) -> dict:
     graphs = FGraphs.load(folder / "fgraphs.npz").to(device)
     num_nodes, k = graphs.num_nodes, graphs.k
     model = make_model(embeddings.shape[1], k, tuple(args.gcn_dims)).to(device)
-    bound = GemmBound(model, args.batch_size, device)
+    bound = GemmBound(model, args.bound_batch, device)
+    batch_size = args.batch_size or scoring_batch_size(model, device, k)
     paths = args.paths.split(",")
 
     def score(path: str) -> tuple[float, torch.Tensor]:
         synchronize(device)
         start = time.perf_counter()
         if path == "link_edges":
-            _, _, flat = link_edges(model, embeddings, k, batch_size=args.batch_size, knn_idx=graphs)
+            _, _, flat = link_edges(model, embeddings, k, batch_size=batch_size, knn_idx=graphs)
         else:
             with module_path():
-                _, _, flat = link_edges(model, embeddings, k, batch_size=args.batch_size, knn_idx=graphs)
+                _, _, flat = link_edges(model, embeddings, k, batch_size=batch_size, knn_idx=graphs)
         return num_nodes / (time.perf_counter() - start), flat
 
-    first = [graphs.batch(torch.arange(min(num_nodes, args.batch_size), device=device))]
+    first = [graphs.batch(torch.arange(min(num_nodes, batch_size), device=device))]
     with torch.no_grad():  # warm-up: thread pools, workspaces, the GEMM libraries' first calls
         list(model.link_scores_of_nodes(embeddings, first))
         with module_path():
             list(model.link_scores_of_nodes(embeddings, first))
-    bound.graphs_per_second(args.batch_size)
+    bound.graphs_per_second(args.bound_batch)
     rates: dict[str, list[float]] = {path: [] for path in paths}
     bounds: list[float] = []
     scores: dict[str, torch.Tensor] = {}
@@ -174,6 +181,7 @@ def child(args: argparse.Namespace) -> dict:
     out = {path: statistics.median(values) for path, values in rates.items()}
     out["bound"] = statistics.median(bounds)
     out["macs_per_graph"] = bound.macs_per_graph
+    out["batch_size"] = batch_size
     if "link_edges" in rates:
         out["fraction"] = statistics.median(r / b for r, b in zip(rates["link_edges"], bounds))
     return out
@@ -181,7 +189,8 @@ def child(args: argparse.Namespace) -> dict:
 
 def summary(per_process: list[dict], args: argparse.Namespace) -> dict:
     out = {"nodes": args.nodes, "dim": args.dim, "k": args.k, "gcn_dims": list(args.gcn_dims),
-           "batch_size": args.batch_size, "device": args.device, "processes": len(per_process),
+           "batch_size": per_process[0]["batch_size"], "bound_batch": args.bound_batch, "device": args.device,
+           "processes": len(per_process),
            "passes": args.passes,
            "threads": torch.get_num_threads(), "bf16": bf16_note(), "per_process": per_process,
            "macs_per_graph": per_process[0]["macs_per_graph"]}
@@ -207,7 +216,8 @@ def bf16_note() -> str:
 def markdown(result: dict, where: str) -> str:
     lines = [
         f"F-Graph scoring, HDMLOnFeatures({result['dim']}, k={result['k']}, "
-        f"gcn_dims={tuple(result['gcn_dims'])}), N = {result['nodes']:,}, batch_size {result['batch_size']}, "
+        f"gcn_dims={tuple(result['gcn_dims'])}), N = {result['nodes']:,}, batch_size {result['batch_size']} "
+        f"(bound: {result['bound_batch']} graphs per GEMM), "
         f"{result['device']}, {result['threads']} CPU threads; "
         f"{result['processes']} fresh processes x {result['passes']} passes. Measured on {where}.",
         "",
@@ -240,8 +250,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dim", type=int, default=64, help="feature width (default: 64)")
     parser.add_argument("--k", type=int, default=20, help="neighbours per F-Graph (default: 20)")
     parser.add_argument("--gcn-dims", type=int, nargs="+", default=[256, 128], help="RE-GCN widths")
-    parser.add_argument("--batch-size", type=int, default=256,
-                        help="F-Graphs per link_edges batch and per bound GEMM (default: 256)")
+    parser.add_argument("--batch-size", type=int, default=0,
+                        help="F-Graphs per link_edges batch (default: link_edges' own, scoring_batch_size)")
+    parser.add_argument("--bound-batch", type=int, default=256,
+                        help="F-Graphs per GEMM of the bound (default: 256, hdml cluster's former batch)")
     parser.add_argument("--paths", default="link_edges,module", help="comma-separated: link_edges, module")
     parser.add_argument("--processes", type=int, default=5, help="fresh processes (default: 5)")
     parser.add_argument("--passes", type=int, default=3, help="timed passes per process (default: 3)")
@@ -254,8 +266,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is None:
-        if args.nodes <= args.k or args.processes < 1 or args.passes < 1 or args.batch_size < 1:
-            parser.error("need --nodes > --k and at least one process, pass and graph per batch")
+        if args.nodes <= args.k or args.processes < 1 or args.passes < 1 or args.batch_size < 0 \
+                or args.bound_batch < 1:
+            parser.error("need --nodes > --k, at least one process, pass and graph per bound GEMM, "
+                         "and --batch-size >= 0")
         unknown = set(args.paths.split(",")) - set(PATHS)
         if args.device == "cuda" and not torch.cuda.is_available():
             parser.error("--device cuda: no CUDA GPU is present")
@@ -277,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
         for index in range(args.processes):
             command = [sys.executable, __file__, "--child", folder, "--gcn-dims", *map(str, args.gcn_dims),
                        *(f"--{name}={getattr(args, name.replace('-', '_'))}"
-                         for name in ("batch-size", "passes", "threads", "paths", "bound-graphs", "device"))]
+                         for name in CHILD_OPTIONS)]
             done = subprocess.run(command, check=True, capture_output=True, text=True)
             per_process.append(json.loads(done.stdout.strip().splitlines()[-1]))
             row = per_process[-1]

@@ -11,9 +11,12 @@ from .._checks import require_dim, require_int, require_same_device, require_ten
 
 EDGE_INPUTS = ("node", "relative", "pair", "relative_cosine")
 
-#: Graphs per tile on the CPU: the tile's activations (k = 20, widths 256: about 0.7 MB) stay
-#: in a core's L2 cache between the steps of the stack (benchmarks/bench_scoring.py --tiles).
-GRAPHS_PER_TILE = 16
+#: Graphs per tile on the CPU: each GEMM of the stack has graphs_per_tile * (k + 1) rows. At
+#: k = 20, gcn_dims (256, 128) and one thread, 16, 32 and 64 graphs per tile spent 69%, 70% and
+#: 69% of the kernel's time in MKL's GEMM micro-kernel (perf record; the rest: the weights'
+#: packing per call, which shrinks with the tile, and the fused passes, which slow down as the
+#: tile's activations, about 2 MB at 32, leave the L2 cache).
+GRAPHS_PER_TILE = 32
 
 
 class ScoringWeights(NamedTuple):
