@@ -1,15 +1,16 @@
 // CPU kernel of fgraph_scores: link scores of F-Graphs at inference, fused per tile of graphs.
 //
 // at::parallel_for shares tiles of `graphs_per_tile` graphs out to the threads. Each thread
-// holds its own buffers, allocated once per call, and runs the whole stack on one tile before
-// the next, so a tile's activations stay in its core's cache between steps:
+// runs the whole stack on one tile before the next, in buffers of its own that are kept from
+// call to call (no allocation per batch), so a tile's activations stay in its core's caches:
 //
-//   gather    the tile's rows of the shared first projection into P [R, 2 d0] (R = tile * n);
-//   per layer P = X W_l^T (GEMM, layers >= 1), then one pass X = ReLU(own + Â nbr + b) that
-//             reads each node's Â row as a list of (source, weight) built once per tile (the
-//             normalised matrix exists only as those lists; zero entries cost nothing), then,
-//             with attention, A = X Wa^T (GEMM, the BatchNorm folded into Wa) and one pass
-//             X *= sigmoid(ReLU(A + ba));
+//   layer 0   one pass X = ReLU(own + Â nbr + b) reading each node's [own | nbr] projection
+//             straight from the shared table (the next graph's rows prefetched); Â's rows are
+//             lists of (source, weight) built once per tile from adj, so the normalised matrix
+//             never exists and zero entries cost nothing;
+//   layer l   P = X W_l^T (GEMM), then the same pass on P's rows;
+//   attention A = X Wa^T (GEMM, the BatchNorm folded into Wa), then one pass
+//             X *= sigmoid(ReLU(A + ba)), after every layer that has it;
 //   head      E = each non-focus node's edge input (tile * k rows), H = E W1^T (GEMM), then one
 //             pass per edge: sigmoid(w2 . PReLU(H + b1) + b2 + priors).
 //
@@ -510,15 +511,17 @@ void scores_kernel(const at::Tensor& projected, const at::Tensor& nodes, const a
   const Kernels<T> kern = kernels_for<T>(cpu_isa());
 
   at::parallel_for(0, B, tile, [&](int64_t begin, int64_t end) {
-    const int64_t rows_max = tile * n;
+    // A tile larger than this thread's chunk of graphs needs no larger buffers.
+    const int64_t per_tile = std::min(tile, end - begin);
+    const int64_t rows_max = per_tile * n;
     // P: projections and attention pre-activations [R, 2 dmax]; X: layer outputs [R, dmax];
     // E, H: the head's inputs [tile k, width] and hidden layer [tile k, hidden].
     const int64_t ldP = 2 * dmax;
     const int64_t ldX = dmax;
     const int64_t off_X = aligned<T>(rows_max * ldP);
     const int64_t off_E = aligned<T>(off_X + rows_max * ldX);
-    const int64_t off_H = aligned<T>(off_E + tile * k * width);
-    const int64_t total = aligned<T>(off_H + tile * k * hidden);
+    const int64_t off_H = aligned<T>(off_E + per_tile * k * width);
+    const int64_t total = aligned<T>(off_H + per_tile * k * hidden);
     Workspace<T>& ws = Workspace<T>::of_this_thread();
     ensure_size(ws.data, total + 64 / static_cast<int64_t>(sizeof(T)));
     void* raw = ws.data.data();
@@ -535,14 +538,14 @@ void scores_kernel(const at::Tensor& projected, const at::Tensor& nodes, const a
     ensure_size(lists.rowsum, rows_max);
     ensure_size(lists.inv_sqrt_deg, n);
     ensure_size(lists.und, n * n);
-    ensure_size(ws.cosine, with_cosine ? tile * k : 0);
-    ensure_size(ws.prior, with_prior ? tile * k : 0);
+    ensure_size(ws.cosine, with_cosine ? per_tile * k : 0);
+    ensure_size(ws.prior, with_prior ? per_tile * k : 0);
     ensure_size(ws.rows, n);
     T* cosine = ws.cosine.data();
     T* prior = ws.prior.data();
 
-    for (int64_t g0 = begin; g0 < end; g0 += tile) {
-      const int64_t graphs = std::min(tile, end - g0);
+    for (int64_t g0 = begin; g0 < end; g0 += per_tile) {
+      const int64_t graphs = std::min(per_tile, end - g0);
       const int64_t rows = graphs * n;
       const int64_t* tile_nodes = nodes_p + g0 * n;
       AT_DISPATCH_SWITCH(adj.scalar_type(), "fgraph_scores_cpu_adj",

@@ -69,6 +69,22 @@ def scoring_batch_size(model: nn.Module, device: torch.device, k: int) -> int:
     return max(low, min(high, fitting))
 
 
+def locality_order(knn_idx: Tensor) -> Tensor:
+    """The N foci of an [N, k] kNN table in an order where consecutive F-Graphs share many of
+    their nodes, int64 [N] on knn_idx's device.
+
+    The foci are sorted (stably) by the smallest node id of their F-Graph, min(f, knn_idx[f]):
+    the members of one tight cluster mostly share it, so their graphs are scored together and
+    read each other's rows of the projected table from cache. One pass over the table and a
+    sort. Measured on bench_scoring's 50,000 rows (k = 20, clusters of 50): 32 consecutive
+    F-Graphs hold 113 distinct nodes on average against 668 in index order, and the fused kernel
+    scores about 10% more graphs/s (one thread; medians of 4 interleaved runs of 16,384 graphs).
+    """
+    self_ids = torch.arange(knn_idx.shape[0], device=knn_idx.device)
+    key = torch.minimum(self_ids, knn_idx.min(dim=1).values) if knn_idx.shape[1] else self_ids
+    return torch.sort(key, stable=True).indices
+
+
 @torch.no_grad()
 def link_edges(
     model: nn.Module,
@@ -91,7 +107,8 @@ def link_edges(
     Each batch of `batch_size` F-Graphs builds its node sets and adjacency on demand; held for
     all N are the [N, k] neighbour and score tables and the model's per-node work (HDML's first
     RE-GCN projection, [N, 2 * gcn_dims[0]], computed once rather than once per graph member,
-    while it fits in `MAX_PROJECTED_BYTES`). On the CPU an `FGraphLinkModel` scores float32
+    while it fits in `MAX_PROJECTED_BYTES`). The foci are taken in `locality_order`, so that
+    graphs scored together share their rows. On the CPU an `FGraphLinkModel` scores float32
     rows with the fused `hdml_ext.ops.fgraph_scores` kernel (`hdml_ext.nn.link_inference`).
     """
     if batch_size is None:
@@ -99,9 +116,10 @@ def link_edges(
     require_int("batch_size", batch_size, minimum=1)
     graphs = node_fgraphs(embeddings, k, knn_idx, progress=progress)
     num_nodes = embeddings.shape[0]
+    order = locality_order(graphs.knn_idx)
     starts = range(0, num_nodes, batch_size)
-    batches = (graphs.batch(torch.arange(start, min(start + batch_size, num_nodes), device=embeddings.device))
-               for start in starts)
+    batches = (graphs.batch(order[start : start + batch_size]) for start in starts)
+    order_cpu = order.cpu()
     scores = torch.empty(num_nodes, k)
     was_training = model.training
     model.eval()
@@ -111,7 +129,7 @@ def link_edges(
         for start, scored in zip(
             tqdm(starts, desc="scoring F-Graphs", disable=not progress, leave=False), batch_scores
         ):
-            scores[start : start + scored.shape[0]] = scored.float().cpu()
+            scores[order_cpu[start : start + scored.shape[0]]] = scored.float().cpu()
     finally:
         model.train(was_training)
     src = torch.arange(num_nodes).repeat_interleave(k)
