@@ -1,6 +1,7 @@
 # make demo   set up .venv, build, then train and evaluate HDML on unseen digit-instances identities (CPU, minutes)
 # make test   set up .venv, build the extension, run the test suite (the CI gate)
-# make bench  the same set-up, then every benchmark in benchmarks/
+# make bench  the same set-up, then the op and model benchmarks (bench_ops.py, bench_model.py);
+#             the other scripts in benchmarks/ each answer one question and run on their own
 # make lint   ruff over the package, tests and benchmarks
 
 PYTHON ?= python3

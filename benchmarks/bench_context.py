@@ -67,7 +67,7 @@ from hdml_ext.demo.splits import load_demo_splits
 from hdml_ext.engine.checkpoint import seed_everything
 from hdml_ext.engine.trainer import Trainer
 from hdml_ext.nn import HDMLOnFeatures
-from hdml_ext.nn.link import neighbour_overlap
+from hdml_ext.nn.priors import neighbour_overlap
 from hdml_ext.ops import fgraph_adjacency
 
 NEIGHBOURHOODS = (5, 10, 20)
@@ -109,7 +109,7 @@ def neighbour_signals(features: torch.Tensor, labels: np.ndarray, k: int) -> dic
 def fgraph_overlap(knn_idx: torch.Tensor) -> torch.Tensor:
     """[N * k]: for each edge (f, i) of the kNN table [N, k], the share of i's k nearest
     neighbours inside f's F-Graph (f and its k neighbours): the overlap prior's input
-    (`hdml_ext.nn.link.neighbour_overlap` of the directed F-Graph adjacency)."""
+    (`hdml_ext.nn.priors.neighbour_overlap` of the directed F-Graph adjacency)."""
     return neighbour_overlap(fgraph_adjacency(knn_idx, symmetric=False)).reshape(-1)
 
 

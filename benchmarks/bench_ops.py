@@ -14,8 +14,8 @@ default), glibc moves its mmap and trim thresholds as a process frees large bloc
 processes the freed output buffers of a step are then handed back to the kernel, and the next
 step's outputs fault in every page again: gcn_aggregate's fwd+bwd (two 13 MB outputs) took
 3,248 page faults and twice the time per call in such processes, ours and the reference alike
-when they allocate alike (README, Performance). Writes table_<device>.md and rows_<device>.json
-to --out.
+when they allocate alike (docs/build.md, "Allocator: steady timings"). Writes table_<device>.md
+and rows_<device>.json to --out.
 """
 
 from __future__ import annotations

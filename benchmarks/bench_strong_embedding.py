@@ -58,7 +58,7 @@ from hdml_ext.engine.checkpoint import seed_everything
 from hdml_ext.engine.trainer import Trainer
 from hdml_ext.graph import query_fgraphs
 from hdml_ext.nn import HDMLOnFeatures
-from hdml_ext.nn.link import undirected
+from hdml_ext.nn.base import undirected
 from hdml_ext.reid.ranking import graph_order
 from hdml_ext.reid.rerank import k_reciprocal_order
 

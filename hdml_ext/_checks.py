@@ -1,9 +1,11 @@
 """Argument checks for the whole package: each error names the argument, what was expected and
 what came.
 
-- Numbers: `require_int`, `require_float`, `require_fraction`, `require_int_in_range`.
+- Numbers: `require_int`, `require_float`, `require_fraction`, `require_int_in_range`,
+  `require_model_k` (an F-Graph k that must be the model's).
 - Tensors: `require_tensor`, `require_floating`, `require_index`, `require_dim`,
-  `require_same_device`, `require_device`, `require_ids_in_range`, `require_labels`.
+  `require_same_device`, `require_device`, `require_ids_in_range`, `require_labels`,
+  `require_class_labels`.
 - Model inputs (`hdml_ext.nn`): `require_images`, `require_graph_batch`, `require_node_table`,
   `require_nodes`, `require_adjacency`; Re-ID embeddings: `require_query_gallery`.
 - numpy-side inputs (metrics, propagation): `as_array`, `as_int_vector`, `as_float_array`,
@@ -37,6 +39,19 @@ def require_int_in_range(name: str, value: object, low: int, high: int) -> int:
     if not low <= value <= high:
         raise ValueError(f"{name} should be in {low}..{high}, got {value}")
     return int(value)
+
+
+def require_model_k(name: str, k: object, model_k: int) -> int:
+    """`k`, or `model_k` when None. Raise ValueError naming `name` unless it equals the model's
+    k: a model is trained on F-Graphs of its own k and takes no other (`require_nodes`), so a
+    caller checks this before any kNN work."""
+    if k is None:
+        return int(model_k)
+    require_int(name, k, minimum=1)
+    if k != model_k:
+        raise ValueError(f"{name} should be None or the model's k = {model_k} (its F-Graphs' size: the "
+                         f"model takes no other), got {k}")
+    return int(k)
 
 
 def require_float(name: str, value: object) -> float:
@@ -120,6 +135,25 @@ def require_labels(name: str, labels: object, shape: tuple[int, ...]) -> Tensor:
         raise TypeError(f"{name} should be an integer tensor, got dtype {labels.dtype}")
     if tuple(labels.shape) != shape:
         raise ValueError(f"{name} should have shape {list(shape)}, got {tuple(labels.shape)}")
+    return labels
+
+
+def require_class_labels(name: str, labels: object, num_rows: int, num_classes: int | None) -> Tensor:
+    """Raise unless `labels` is an integer [num_rows] tensor of class ids in [0, num_classes)
+    (num_classes None: a model without a node head, ids >= 0); the error names the first row
+    outside. Checked before any loss: out of range, the node head's cross entropy is a CUDA
+    device-side assert, not an error."""
+    require_tensor(name, labels)
+    if labels.dim() != 1 or labels.shape[0] != num_rows:
+        raise ValueError(f"{name} should be [N] = [{num_rows}] to match the training rows, got "
+                         f"{tuple(labels.shape)}")
+    require_labels(name, labels, (num_rows,))
+    upper = "" if num_classes is None else f", {num_classes}"
+    outside = labels < 0 if num_classes is None else (labels < 0) | (labels >= num_classes)
+    if bool(outside.any()):
+        row = int(torch.nonzero(outside)[0, 0])
+        raise ValueError(f"{name} should hold class ids in [0{upper}) (the model's num_classes), got "
+                         f"{int(labels[row])} at row {row}")
     return labels
 
 

@@ -43,7 +43,7 @@ def digits_run(tmp_path_factory):
 def test_every_option_has_help():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    assert set(commands) == {"train", "evaluate", "cluster", "demo"}
+    assert set(commands) == {"train", "evaluate", "embed", "cluster", "calibrate", "export", "demo"}
     for name, sub in [("hdml", parser), *commands.items()]:
         for action in sub._actions:
             if isinstance(action, argparse._SubParsersAction):
@@ -81,8 +81,9 @@ def test_json_config_is_accepted(tmp_path, capsys):
 
 
 def test_train_writes_a_run(digits_run):
-    names = sorted(p.name for p in digits_run.iterdir())
+    names = sorted(p.name for p in digits_run.iterdir() if not p.name.startswith("events.out.tfevents."))
     assert names == ["checkpoint.pt", "log.jsonl", "model.pt", "settings.yaml"]
+    assert len(list(digits_run.glob("events.out.tfevents.*"))) == 1  # TensorBoard's
     assert yaml.safe_load((digits_run / "settings.yaml").read_text())["model"]["k"] == 3
 
 
@@ -246,4 +247,4 @@ def test_train_and_evaluate_on_a_market_folder(tmp_path, capsys):
     assert main(["train", *data, "--out", str(tmp_path / "run"), "--quiet", *tiny]) == 0
     model = str(tmp_path / "run" / "model.pt")
     assert main(["evaluate", "--checkpoint", model, *data, "--quiet", *tiny]) == 0
-    assert "(2 queries, graph ranking)" in capsys.readouterr().out
+    assert "(2 queries, link_rerank ranking)" in capsys.readouterr().out

@@ -47,7 +47,7 @@ CASES = [
     (["train", *DIGITS, "--out", "{out}", *SMALL, "--set", "data.train_fraction=0"],
      "--set", "data.train_fraction should be a fraction in (0, 1), got 0"),
     (["train", *DIGITS, "--out", "{out}", *SMALL, "--set", "model.weights=missing.pt"],
-     "--set", "model.weights should be the path of a state-dict file, no file at 'missing.pt'"),
+     "--set", "model.weights should be 'imagenet' or a state-dict file's path, no file at 'missing.pt'"),
     (["train", *DIGITS, "--out", "{out}", *SMALL, "--resume", "run/checkpoint.pt"],
      "--resume", "the checkpoint's model takes features, --dataset digits gives images"),
     (["train", "--dataset", "features", "--root", "f6.npy", "--labels", "y.npy", "--out", "{out}", *SMALL,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -111,6 +113,35 @@ def test_threshold_above_every_score_gives_singletons():
     assert len(np.unique(predicted)) == labels.numel()
 
 
+def test_cluster_returns_propagation_info_and_warns_when_it_did_not_converge(caplog):
+    # Before, cluster() dropped propagation's info: callers never learnt that components above
+    # max_size remained after max_iter.
+    points, _ = _blobs()
+    config = ClusterConfig(k=6, threshold=0.0, max_size=5, step=0.01, max_iter=1)  # blobs of 8
+    with caplog.at_level(logging.WARNING, logger="hdml_ext.cluster.run"):
+        labels, info = cluster(DistanceScorer(6), points, config, return_info=True)
+    assert not info["converged"] and info["num_oversized"] == 4 and info["iterations"] == 1
+    assert info["knn"]["backend"] == "exact" and info["knn"]["params"]["sample_recall"] == 1.0
+    assert info["knn"]["reason"].startswith("auto:")
+    assert np.array_equal(labels, cluster(DistanceScorer(6), points, config))
+    assert json.loads(json.dumps(info)) == info
+    warnings = [record.getMessage() for record in caplog.records]
+    assert warnings and "did not converge: 4 clusters still hold more than max_size = 5" in warnings[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hdml_ext.cluster.run"):
+        _, info = cluster(DistanceScorer(6), points, ClusterConfig(k=6, max_size=20), return_info=True)
+    assert info["converged"] and not caplog.records
+
+
+def test_cluster_refuses_another_k_before_any_work(monkeypatch):
+    # Before, ClusterConfig.k other than the model's ran the kNN work and failed after (or, with
+    # a model that does not check, clustered graphs of the wrong size).
+    points, _ = _blobs()
+    monkeypatch.setattr("hdml_ext.cluster.scoring.build_fgraphs", lambda *a, **k: pytest.fail("kNN work ran"))
+    with pytest.raises(ValueError, match=r"config\.k should be None or the model's k = 6 .*got 5"):
+        cluster(DistanceScorer(6), points, ClusterConfig(k=5))
+
+
 def test_max_size_splits_a_merged_component():
     # Two blobs joined by one strong edge: the joint component exceeds max_size and is re-split
     # at a higher threshold.
@@ -183,7 +214,7 @@ def test_link_edges_takes_precomputed_fgraphs_or_table():
     for a, b, c in zip(from_graphs, from_table, computed):
         assert torch.equal(a, b) and torch.equal(a, c)
     assert torch.equal(from_graphs[1], graphs.knn_idx[:, :k].reshape(-1))
-    labels = cluster(scorer, points, ClusterConfig(k=k, max_size=None), knn_idx=graphs)
+    labels = cluster(scorer, points, ClusterConfig(k=k, max_size=None), knn=graphs)
     assert np.array_equal(labels, cluster(scorer, points, ClusterConfig(k=k, max_size=None)))
     with pytest.raises(ValueError, match=r"knn_idx should be \[N, >= k\] = \[32, >= 4\], got \(32, 3\)"):
         link_edges(scorer, points, k, knn_idx=graphs.knn_idx[:, :3])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hdml_ext.data import gather_rows, iter_rows, source_length
+from hdml_ext.data import iter_rows, read_rows, source_length
 from hdml_ext.data.streams import stream_generator
 
 
@@ -28,7 +28,7 @@ def _images(n: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
 def test_gather_rows_from_a_dataset_matches_the_tensor():
     images, labels = _images()
     ids = torch.tensor([5, 1, 9])
-    assert torch.equal(gather_rows(_TupleDataset(images, labels), ids), images[ids])
+    assert torch.equal(read_rows(_TupleDataset(images, labels), ids), images[ids])
 
 
 def test_gather_rows_reads_dict_items():
@@ -41,7 +41,7 @@ def test_gather_rows_reads_dict_items():
         def __getitem__(self, index):
             return {"image": images[index]}
 
-    assert torch.equal(gather_rows(Dicts(), torch.tensor([2, 0])), images[[2, 0]])
+    assert torch.equal(read_rows(Dicts(), torch.tensor([2, 0])), images[[2, 0]])
 
 
 def test_source_length_of_a_tensor_and_a_dataset():
@@ -74,7 +74,7 @@ def test_error_bad_dataset_item():
             return "not a tensor"
 
     with pytest.raises(TypeError, match=r"source\[0\]"):
-        gather_rows(Bad(), torch.tensor([0]))
+        read_rows(Bad(), torch.tensor([0]))
 
 
 def test_stream_generator_keeps_its_seeds():

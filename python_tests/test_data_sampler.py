@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
-from hdml_ext.data import FGraphSampler, gather_rows
-from hdml_ext.graph import FGraphs, build_fgraphs, fgraph_nodes
+from hdml_ext.data import FGraphSampler, read_rows
+from hdml_ext.data.sampler import search_plan
+from hdml_ext.graph import FGraphs, build_fgraphs, fgraph_nodes, largest_k
 from hdml_ext.ops import reference
 
 
@@ -51,7 +54,7 @@ def test_collate_unique_images_remap_consistently():
     sampler = _sampler(labels, features)
     focus = sampler.focus_batches(0)[0]
     batch = sampler.collate(focus)
-    rows = gather_rows(images, batch.image_ids)
+    rows = read_rows(images, batch.image_ids)
     # Each distinct image once, ascending; rows[nodes] are the original images of the node ids.
     assert torch.equal(batch.image_ids, torch.unique(batch.image_ids))
     assert rows.shape[0] == batch.image_ids.numel() == batch.labels.numel()
@@ -131,6 +134,46 @@ def test_rebuild_with_another_backend_gives_the_same_batches():
     assert torch.equal(flat.fgraphs.knn_idx, exact.fgraphs.knn_idx)
     focus = exact.focus_batches(0)[0]
     assert all(torch.equal(a, b) for a, b in zip(flat.collate(focus), exact.collate(focus)))
+
+
+CUDA = torch.device("cuda")
+
+
+def test_search_plan_keeps_within_the_cuda_knn_limit(caplog):
+    # ops.knn's CUDA kernel takes k <= 1016: the wide search (4k) met it at k > 254 on a GPU.
+    assert largest_k("exact", CUDA) == 1016 and largest_k("auto", CUDA) == largest_k("ivf", CUDA) == 1015
+    assert largest_k("exact", "cpu") is None and largest_k("faiss-flat", CUDA) is None
+    assert search_plan(300, 1200, torch.device("cpu"), "exact") == (1200, torch.device("cpu"))
+    assert search_plan(300, 1200, CUDA, "faiss-hnsw") == (1200, CUDA)
+    with caplog.at_level(logging.WARNING, logger="hdml_ext.data.sampler"):
+        assert search_plan(300, 1200, CUDA, "exact") == (1016, CUDA)
+        assert search_plan(1100, 1100, CUDA, "auto") == (1100, torch.device("cpu"))
+    messages = [record.getMessage() for record in caplog.records]
+    assert "searching 1016 neighbours per row, not 1200" in messages[0]
+    assert "k = 1100 is above the auto kNN backend's CUDA limit 1015: searching on the CPU" in messages[1]
+
+
+def test_rebuild_narrows_the_wide_search_to_the_devices_limit(monkeypatch):
+    labels, features, _ = _data()
+    import hdml_ext.data.sampler as sampler_module
+
+    asked = []
+    build = sampler_module.build_fgraphs
+    monkeypatch.setattr(sampler_module, "largest_k", lambda backend, device: 10)  # as CUDA's 1016
+    monkeypatch.setattr(sampler_module, "build_fgraphs",
+                        lambda rows, k, *, backend: asked.append(k) or build(rows, k, backend=backend))
+    sampler = FGraphSampler(labels, 4, max_positive_share=0.5)
+    sampler.rebuild(features)
+    assert asked == [10] and sampler.fgraphs.k == 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU present")
+def test_wide_search_on_cuda_past_the_kernels_k():
+    labels = torch.arange(1500) % 50
+    features = torch.randn(1500, 8, device="cuda") + labels[:, None].cuda().float()
+    sampler = FGraphSampler(labels, 300, max_positive_share=0.5)
+    sampler.rebuild(features)
+    assert sampler.fgraphs.k == 300
 
 
 def test_set_fgraphs_and_set_table_use_tables_built_elsewhere():

@@ -8,7 +8,7 @@ import torch
 
 from hdml_ext.data import TensorSplit
 from hdml_ext.demo import DemoSettings, demo_settings
-from hdml_ext.demo.splits import every, split_identities, split_validation
+from hdml_ext.demo.splits import every, query_gallery, split_identities, split_validation
 from hdml_ext.engine import Settings, load_settings
 
 
@@ -87,3 +87,18 @@ def test_identity_split_errors():
         split_identities(_split([0, 1, 2]), 0.0, seed=0)
     with pytest.raises(ValueError, match="at least 3 identities, got 2"):
         split_identities(_split([0, 0, 1]), 0.5, seed=0)
+
+
+def test_query_gallery_takes_first_views_of_all_but_one_camera():
+    labels = [3, 3, 3, 3, 8, 8, 8, 5, 5]
+    camids = [0, 1, 1, 2, 4, 4, 4, 0, 1]
+    split = _split(labels)
+    split = TensorSplit(split.images, split.labels, torch.tensor(camids), split.indices)
+    query, gallery = query_gallery(split, queries_per_identity=2)
+    # identity 3: cameras 0, 1, 2 -> the first views of cameras 0 and 1 (rows 0, 1); identity 8:
+    # one camera -> no query; identity 5: two cameras -> one query (row 7).
+    assert query.tolist() == [0, 1, 7]
+    assert gallery.tolist() == [2, 3, 4, 5, 6, 8]
+    assert query_gallery(split, queries_per_identity=1)[0].tolist() == [0, 7]
+    with pytest.raises(ValueError, match="queries_per_identity"):
+        query_gallery(split, queries_per_identity=0)

@@ -102,7 +102,9 @@ def test_ranks_hold_the_same_model_and_graphs(ranks):
 def test_rank_0_alone_writes_the_run_folder(ranks):
     results, (rank0, _) = ranks
     run = results / "features"
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "log.jsonl", "model.pt"]
+    names = sorted(p.name for p in run.iterdir() if not p.name.startswith("events.out.tfevents."))
+    assert names == ["checkpoint.pt", "log.jsonl", "model.pt"]
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1  # rank 0's TensorBoard events
     logged = read_log(run / "log.jsonl")
     assert [r["step"] for r in logged] == list(range(1, 7))  # once per step, not once per rank
     assert [r["loss"] for r in logged] == [r["loss"] for r in rank0["features_history"]]
@@ -180,9 +182,9 @@ def test_torchrun_cli_train_matches_one_process(tmp_path):
             "--set", "train.device=cpu"]  # fmt: skip
     done = _torchrun(["-m", "hdml_ext.cli", *argv, "--out", str(tmp_path / "ddp")], cwd=tmp_path)
     assert done.stdout.count("trained 1 epochs, 3 steps") == 1  # rank 0 alone reports
-    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == [
-        "checkpoint.pt", "log.jsonl", "model.pt", "settings.yaml",
-    ]  # fmt: skip
+    ddp = tmp_path / "ddp"
+    names = sorted(p.name for p in ddp.iterdir() if not p.name.startswith("events.out.tfevents."))
+    assert names == ["checkpoint.pt", "log.jsonl", "model.pt", "settings.yaml"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -197,7 +199,7 @@ def test_torchrun_cli_train_matches_one_process(tmp_path):
     ("changes", "message"),
     [
         ({"amp": "fp32"}, "train.amp should be one of none, bf16, fp16, got 'fp32'"),
-        ({"backend": "mpi"}, "train.backend should be one of auto, gloo, nccl"),
+        ({"dist_backend": "mpi"}, "train.dist_backend should be one of auto, gloo, nccl"),
         ({"channels_last": "yes"}, "train.channels_last should be true or false"),
         ({"accumulate": 0}, "train.accumulate should be an int >= 1"),
     ],

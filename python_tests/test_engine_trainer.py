@@ -69,7 +69,8 @@ def test_two_epochs_log_schedule_and_files(uninterrupted):
     assert _losses(logged) == _losses(history)
     assert set(logged[0]) == {"epoch", "step", "loss", "node", "link", "lr", "seconds"}
     assert all(r["seconds"] >= 0 for r in logged)
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.jsonl", "model.pt"]
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("events.out.tfevents."))
+    assert names == ["checkpoint.pt", "log.jsonl", "model.pt"]
 
 
 def test_checkpoint_contents_load_safely(uninterrupted):
@@ -147,7 +148,8 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         trainer.save_checkpoint()
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint.pt", "log.jsonl", "model.pt"]
+    files = sorted(name for name in os.listdir(tmp_path) if not name.startswith("events.out.tfevents."))
+    assert files == ["checkpoint.pt", "log.jsonl", "model.pt"]
 
 
 def test_features_model_trains_on_the_link_loss(tmp_path):
@@ -212,6 +214,45 @@ def test_error_labels_count():
     images, labels = _images()
     with pytest.raises(ValueError, match="labels should be"):
         Trainer(_model(), images, labels[:-1], _config())
+
+
+@pytest.mark.parametrize(("bad", "message"), [(NUM_CLASSES, r"\[0, 3\) .* got 3 at row 4"),
+                                              (-1, r"\[0, 3\) .* got -1 at row 4")])
+def test_labels_outside_the_node_heads_classes_raise_before_any_work(bad, message, monkeypatch):
+    # Before, a label >= num_classes reached the node head's cross entropy: on CUDA a
+    # device-side assert, not a named error.
+    images, labels = _images()
+    labels[4] = bad
+    monkeypatch.setattr("hdml_ext.engine.trainer.embed_rows", lambda *a, **k: pytest.fail("embedded"))
+    with pytest.raises(ValueError, match="labels should hold class ids in " + message):
+        Trainer(_model(), images, labels, _config())
+
+
+def test_a_model_without_a_node_head_takes_any_class_id():
+    labels = torch.tensor([0, 0, 7, 7, 9, 9])
+    Trainer(HDMLOnFeatures(8, k=2, gcn_dims=(16,)), torch.randn(6, 8), labels, _config())
+    with pytest.raises(ValueError, match=r"class ids in \[0\) .* got -2 at row 1"):
+        Trainer(HDMLOnFeatures(8, k=2, gcn_dims=(16,)), torch.randn(6, 8), torch.tensor([0, -2, 1, 1, 2, 2]),
+                _config())
+
+
+def test_rebuilds_use_the_configured_knn_backend(monkeypatch):
+    # Before, the trainer built its sampler without a kNN backend: always exact, O(N^2).
+    import hdml_ext.data.sampler as sampler_module
+
+    asked = []
+    build = sampler_module.build_fgraphs
+
+    def spy(embeddings, k, *, backend):
+        asked.append(backend)
+        return build(embeddings, k, backend=backend)
+
+    monkeypatch.setattr(sampler_module, "build_fgraphs", spy)
+    images, labels = _images()
+    trainer = Trainer(_model(), images, labels, _config(epochs=1, knn_backend="faiss-flat"))
+    assert trainer.sampler.backend == "faiss-flat" and TrainConfig().knn_backend == "exact"
+    trainer.fit()
+    assert asked == ["faiss-flat"] and trainer.sampler.fgraphs.backend == "faiss-flat"
 
 
 def test_error_resume_from_a_model_file(tmp_path):

@@ -4,7 +4,9 @@ target_recall, input errors."""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -150,59 +152,82 @@ def test_nodes_and_adjacency_match_the_ops(points):
     assert graphs.adjacency(focus).shape == (4, K + 1, K + 1)
 
 
-def _exact_estimate_of(monkeypatch, seconds: float) -> None:
-    """Make "auto" estimate exact at `seconds` (its neighbours still computed), and estimate
-    at all: the timing-free way to make IVF the cheaper (or the dearer) candidate. Lists of 20
-    rows, as at large N (2,000 rows would make 8 lists of 12% of the rows each)."""
-    measured = auto_module._exact_estimate
-    monkeypatch.setattr(auto_module, "_exact_estimate", lambda *args: (measured(*args)[0], seconds))
+def _above_the_floor(monkeypatch, exact_share: float = 0.5, probe_cost: float = auto_module.PROBE_COST
+                     ) -> None:
+    """Make "auto" estimate costs at 2,000 rows (as it does for large N), with lists of 20 rows
+    as at large N (2,000 rows would make 8 lists of 12% of the rows each), exact's pairs scaled
+    by `exact_share` and the centroid search's cost by `probe_cost`: the way to make ivf the
+    cheaper (or the dearer) candidate."""
     monkeypatch.setattr(auto_module, "EXACT_MAX_WORK", 1000)  # pretend N is large
+    monkeypatch.setattr(auto_module, "SELF_JOIN_SHARE", exact_share)
+    monkeypatch.setattr(auto_module, "PROBE_COST", probe_cost)
     monkeypatch.setattr(ivf_module, "ivf_nlist", lambda n: n // 20)
 
 
 def test_auto_takes_exact_unprobed_below_the_floor(points, caplog, monkeypatch):
-    monkeypatch.setattr(auto_module, "_exact_estimate", lambda *args: pytest.fail("estimated"))
+    monkeypatch.setattr(ivf_module.IVFJoin, "train", lambda *args: pytest.fail("estimated"))
     with caplog.at_level(logging.INFO, logger="hdml_ext.graph.build"):
         small = build_fgraphs(points, K)
     assert small.backend == "exact"
+    assert small.params == {"sample_recall": 1.0, "auto": {"work": 2000**2 * 16, "exact_limit": 2**37}}
     assert small.reason.startswith("auto:") and "exact" in small.reason
     assert any("exact" in record.getMessage() for record in caplog.records)
 
 
 @pytest.mark.parametrize("target", [0.9, 0.99])
 def test_auto_takes_ivf_where_cheaper_at_the_target_recall(points, exact, monkeypatch, target):
-    _exact_estimate_of(monkeypatch, 1e6)
+    _above_the_floor(monkeypatch, exact_share=1e3)
     graphs = build_fgraphs(points, K, target_recall=target)
     assert graphs.backend == "ivf"
-    assert graphs.reason.startswith("auto: estimated exact 1e+06 s, ivf")
+    assert graphs.reason.startswith("auto: N^2 D = 6.4e+07 > 1e+03 (exact limit on CPU); row pairs compared: "
+                                    "exact 4e+09, ivf")
     assert "approximate" in graphs.reason and f"target_recall {target:g}" in graphs.reason
     assert graphs.params["sample_recall"] >= target and graphs.params["nprobe"] < graphs.params["nlist"]
+    estimate = graphs.params["auto"]
+    assert estimate["exact_pairs"] == 4e9 and estimate["ivf_pairs"] < 4e9
+    assert estimate["target_recall"] == target
+    assert estimate["ivf_sample_recall"] == graphs.params["sample_recall"]
     assert _recall(graphs.knn_idx, exact[1]) >= target - 0.05
     # The join auto trained is the one run: the same tables as asking for ivf (same lists).
     asked = build_fgraphs(points, K, backend="ivf", target_recall=target)
     assert torch.equal(graphs.knn_idx, asked.knn_idx)
 
 
+def test_auto_choice_does_not_depend_on_the_clock(points, monkeypatch):
+    # Before, "auto" timed exact on a sample and k-means, so machine load could flip the choice
+    # (and the labels of hdml cluster); now the same inputs give the same choice and estimate.
+    _above_the_floor(monkeypatch, exact_share=1e3)
+    choices = []
+    for tick in (1e-9, 1e6):
+        clock = itertools.count(0.0, tick)
+        monkeypatch.setattr(time, "perf_counter", lambda clock=clock: next(clock))
+        graphs = build_fgraphs(points, K)
+        choices.append((graphs.backend, graphs.reason, graphs.params["auto"]))
+    assert choices[0] == choices[1] and choices[0][0] == "ivf"
+
+
 def test_auto_falls_back_to_exact_on_unclustered_data(monkeypatch):
     # i.i.d. Gaussian rows: for recall 0.95 each row must probe lists holding over
-    # MAX_SCAN_SHARE of the rows, so exact wins even when estimated at a million seconds, and no
+    # MAX_SCAN_SHARE of the rows, so exact wins even when costed a thousand times higher, and no
     # row is searched by ivf.
     unclustered = np.random.default_rng(1).standard_normal((4000, 32)).astype(np.float32)
-    _exact_estimate_of(monkeypatch, 1e6)
+    _above_the_floor(monkeypatch, exact_share=1e3)
     monkeypatch.setattr(ivf_module.IVFJoin, "tables", lambda *args: pytest.fail("searched"))
     graphs = build_fgraphs(unclustered, K)
-    assert graphs.backend == "exact" and graphs.params == {}
+    assert graphs.backend == "exact" and graphs.params["sample_recall"] == 1.0
+    assert graphs.params["auto"]["scan_share"] > auto_module.MAX_SCAN_SHARE
     assert "ivf reaches target_recall 0.95 only scanning more than 10% of the rows" in graphs.reason
-    assert graphs.reason.startswith("auto: estimated exact 1e+06 s") and graphs.reason.endswith("s)")
+    assert graphs.reason.startswith("auto: N^2 D = 5.12e+08 > 1e+03") and graphs.reason.endswith(": exact")
     assert torch.equal(graphs.knn_idx, ops.knn(torch.from_numpy(unclustered), K)[1])
 
 
 def test_auto_takes_exact_where_ivf_is_no_cheaper(points, monkeypatch):
-    _exact_estimate_of(monkeypatch, 1e-9)
+    _above_the_floor(monkeypatch, probe_cost=1e3)
     monkeypatch.setattr(ivf_module.IVFJoin, "tables", lambda *args: pytest.fail("searched"))
     graphs = build_fgraphs(points, K)
     assert graphs.backend == "exact"
     assert "ivf at target_recall 0.95 is no cheaper: exact" in graphs.reason
+    assert graphs.params["auto"]["ivf_pairs"] >= graphs.params["auto"]["exact_pairs"]
 
 
 def test_ivf_recall_on_the_sample_is_what_it_chose(points, exact):

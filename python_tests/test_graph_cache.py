@@ -12,7 +12,7 @@ import torch
 from hdml_ext.graph import FGraphs, build_fgraphs
 from hdml_ext.graph import build as build_module
 from hdml_ext.graph.cache import fingerprint
-from hdml_ext.graph.rows import FeatureRows
+from hdml_ext.graph.feature_blocks import FeatureBlocks
 
 K = 4
 
@@ -48,7 +48,7 @@ def test_other_features_of_the_same_shape_rebuild_the_cache(tmp_path, builds):
     rebuilt = build_fgraphs(other, K, backend="exact", cache=path)
     assert builds == ["exact", "exact"]
     assert torch.equal(rebuilt.knn_idx, build_fgraphs(other, K, backend="exact").knn_idx)
-    assert FGraphs.load(path).params["fingerprint"] == fingerprint(FeatureRows(other))
+    assert FGraphs.load(path).params["fingerprint"] == fingerprint(FeatureBlocks(other))
     build_fgraphs(other.astype(np.float64), K, backend="exact", cache=path)  # another dtype
     assert len(builds) == 4
 
@@ -57,8 +57,8 @@ def test_one_changed_sampled_row_changes_the_fingerprint():
     points = _points()
     changed = points.copy()
     changed[-1, 0] += 1.0  # the last row is always sampled
-    assert fingerprint(FeatureRows(points)) != fingerprint(FeatureRows(changed))
-    assert fingerprint(FeatureRows(points)) == fingerprint(FeatureRows(torch.from_numpy(points)))
+    assert fingerprint(FeatureBlocks(points)) != fingerprint(FeatureBlocks(changed))
+    assert fingerprint(FeatureBlocks(points)) == fingerprint(FeatureBlocks(torch.from_numpy(points)))
 
 
 def test_a_damaged_cache_is_rebuilt(tmp_path, builds, caplog):

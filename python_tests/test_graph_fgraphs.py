@@ -159,6 +159,37 @@ def test_fgraphs_checks_its_tables():
         FGraphs(torch.zeros(3, 1, dtype=torch.int64), torch.zeros(3, 2))
 
 
+@pytest.mark.parametrize(("table", "message"), [
+    ([[1, 2], [1, 0], [0, 1]], r"without the row itself, got row 1 holding 1 at column 0"),
+    ([[1, 2], [0, 2], [1, 0], [2, 2]],
+     r"k distinct neighbours per row, got row 3 holding 2 at columns \[0, 1\]"),
+    ([[1, 2], [0, 3], [0, 1]], r"ids of rows in \[0, 3\), got 3 in row 1 \(column 1\)"),
+    ([[1, 2], [0, 2], [-1, 1]], r"ids of rows in \[0, 3\), got -1 in row 2 \(column 0\)"),
+])
+def test_fgraphs_refuses_a_table_whose_row_holds_itself_an_id_twice_or_a_foreign_id(table, message):
+    # Each would put a focus twice into its own F-Graph (a free positive edge) or read past N.
+    with pytest.raises(ValueError, match=message):
+        FGraphs(torch.tensor(table))
+
+
+def test_a_bad_table_is_refused_where_clustering_takes_it():
+    from hdml_ext.cluster import node_fgraphs
+
+    table = torch.tensor([[1, 2], [0, 2], [0, 1], [3, 0]])
+    with pytest.raises(ValueError, match="got row 3 holding 3 at column 0"):
+        node_fgraphs(torch.randn(4, 5), 2, table)
+
+
+def test_the_table_check_names_the_first_bad_row_past_the_first_block():
+    num_nodes = 40_000
+    table = (torch.arange(num_nodes)[:, None] + torch.tensor([1, 2, 3])) % num_nodes
+    FGraphs(table)
+    table[33_333, 2] = 33_333
+    table[39_999, 0] = table[39_999, 1]
+    with pytest.raises(ValueError, match="got row 33333 holding 33333 at column 2"):
+        FGraphs(table)
+
+
 def test_require_k_names_k_and_the_node_count():
     assert require_k(4, 5) == 4
     with pytest.raises(ValueError, match=r"k should be at most G - 1 = 3 .* got k=4 for G = 4"):
@@ -186,6 +217,49 @@ def test_load_rejects_bad_ids_and_distances(tmp_path):
     data[2, 1, 0] = np.nan
     _write_tables(path, data)
     with pytest.raises(ValueError, match="should hold finite distances"):
+        FGraphs.load(path)
+
+
+def _learn_to_cluster_tables(num_nodes: int = 12, k: int = 4) -> tuple[np.ndarray, torch.Tensor,
+                                                                       torch.Tensor]:
+    """learn-to-cluster's knn layout ('data' [N, 2, k + 1], each row itself first at distance 0)
+    of random points, and the exact tables without self it should load as."""
+    points = torch.randn(num_nodes, 3, generator=torch.Generator().manual_seed(0))
+    dist, idx = reference.knn(points, k)
+    data = np.empty((num_nodes, 2, k + 1), dtype=np.float32)
+    data[:, 0, 0], data[:, 1, 0] = np.arange(num_nodes), 0.0
+    data[:, 0, 1:], data[:, 1, 1:] = idx.numpy(), dist.numpy()
+    return data, idx, dist
+
+
+def test_load_removes_the_self_column_of_learn_to_cluster_tables(tmp_path):
+    data, idx, dist = _learn_to_cluster_tables()
+    path = tmp_path / "knn.npz"
+    _write_tables(path, data)
+    graphs = FGraphs.load(path)
+    assert graphs.k == 4 and torch.equal(graphs.knn_idx, idx)
+    torch.testing.assert_close(graphs.knn_dist, dist)
+    assert graphs.params["self_column_removed"] is True and "that column removed" in graphs.reason
+    assert torch.equal(FGraphs.load(path, k=2).knn_idx, idx[:, :2])
+    with pytest.raises(ValueError, match="at most the file's 4 neighbour columns, got k=5"):
+        FGraphs.load(path, k=5)
+
+
+def test_load_refuses_self_anywhere_but_a_first_column_of_every_row(tmp_path):
+    data, _, _ = _learn_to_cluster_tables()
+    without_self = data[:, :, 1:].copy()
+    data[5, 0, [0, 1]] = data[5, 0, [1, 0]]  # row 5 lists itself second
+    path = tmp_path / "knn.npz"
+    _write_tables(path, data)
+    with pytest.raises(ValueError, match=r"knn\.npz: knn_idx should list .* got row 0 holding 0 at column 0"):
+        FGraphs.load(path)
+    without_self[7, 0, 2] = 7
+    _write_tables(path, without_self)
+    with pytest.raises(ValueError, match="got row 7 holding 7 at column 2"):
+        FGraphs.load(path)
+    without_self[7, 0, 2] = without_self[7, 0, 0]
+    _write_tables(path, without_self)
+    with pytest.raises(ValueError, match=r"got row 7 holding \d+ at columns"):
         FGraphs.load(path)
 
 

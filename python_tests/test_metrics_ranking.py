@@ -150,7 +150,7 @@ def test_rank_metrics_blocks_give_the_same_result(monkeypatch):
     distmat = rng.random((40, 30))
     ids = rng.integers(0, 4, 40), rng.integers(0, 4, 30), rng.integers(0, 2, 40), rng.integers(0, 2, 30)
     whole = rank_metrics(distmat, *ids, max_rank=10)
-    monkeypatch.setattr(ranking, "_BLOCK_ENTRIES", 64)  # 2 queries per block
+    monkeypatch.setattr(ranking, "BLOCK_ENTRIES", 64)  # 2 queries per block
     blocked = rank_metrics(distmat, *ids, max_rank=10)
     assert blocked["mAP"] == pytest.approx(whole["mAP"], abs=1e-15)
     assert blocked["mINP"] == pytest.approx(whole["mINP"], abs=1e-15)

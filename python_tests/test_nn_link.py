@@ -1,4 +1,4 @@
-"""The graph half both models share (hdml_ext.nn.link): focus-aware edge inputs, the relative
+"""The graph half both models share (hdml_ext.nn.base, .loss, .priors): focus-aware edge inputs, the relative
 GCN input, the class-balanced link loss, the cosine and overlap priors, directed or symmetric
 adjacency, and their configs."""
 
@@ -11,8 +11,10 @@ import pytest
 import torch
 from nn_helpers import assert_every_parameter_has_a_finite_grad, clustered_features, knn_fgraphs
 
+from hdml_ext.graph import FGraphs
 from hdml_ext.nn import EDGE_INPUTS, HDML, HDMLOnFeatures, HDMLOutput, link_loss
-from hdml_ext.nn.link import COSINE_PRIOR_INIT, OVERLAP_PRIOR_INIT, neighbour_overlap, undirected
+from hdml_ext.nn.base import undirected
+from hdml_ext.nn.priors import COSINE_PRIOR_INIT, OVERLAP_PRIOR_INIT, neighbour_overlap
 from hdml_ext.ops import reference
 
 
@@ -243,6 +245,44 @@ def test_overlap_prior_adds_weighted_overlap_to_the_same_identity_logit(cosine_p
     torch.testing.assert_close(shared, scores)
 
 
+@pytest.mark.parametrize("call", ["forward", "link_scores", "link_scores_of_nodes"])
+def test_overlap_prior_refuses_the_symmetric_adjacency(call):
+    # FGraphs.adjacency() defaults to symmetric=True; read by the overlap prior, each row would
+    # count the node's degree instead of its own neighbours inside the graph.
+    torch.manual_seed(0)
+    features = torch.randn(12, 6, dtype=torch.float64)
+    graphs = FGraphs(reference.knn(features, 3)[1])
+    nodes, directed = graphs.batch(torch.arange(12))
+    symmetric = graphs.adjacency()
+    assert torch.equal(symmetric, undirected(directed)) and not torch.equal(symmetric, directed)
+    model = HDMLOnFeatures(6, k=3, gcn_dims=(8, 5), overlap_prior=True).double().eval()
+    plain = HDMLOnFeatures(6, k=3, gcn_dims=(8, 5)).double().eval()
+    calls = {
+        "forward": lambda m, adj: m(features, nodes, adj),
+        "link_scores": lambda m, adj: m.link_scores(features[nodes], adj),
+        "link_scores_of_nodes": lambda m, adj: list(m.link_scores_of_nodes(features,
+                                                                            _batches(nodes, adj, 5))),
+    }
+    with torch.no_grad():
+        with pytest.raises(ValueError, match=r"adj should be the directed F-Graph adjacency .*overlap_prior"):
+            calls[call](model, symmetric)
+        calls[call](model, directed)
+        calls[call](plain, symmetric)
+
+
+def test_overlap_prior_takes_complete_graphs_in_either_form():
+    # A complete F-Graph is symmetric in its directed form too, and both forms give overlap 1.
+    features = torch.randn(4, 6, dtype=torch.float64)
+    knn_idx = torch.tensor([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
+    graphs = FGraphs(knn_idx)
+    nodes, adj = graphs.batch(torch.arange(4))
+    assert torch.equal(adj, graphs.adjacency())
+    model = HDMLOnFeatures(6, k=3, gcn_dims=(5,), overlap_prior=True).double().eval()
+    with torch.no_grad():
+        assert model.link_scores(features[nodes], adj).shape == (4, 3)
+    torch.testing.assert_close(neighbour_overlap(adj), torch.ones(4, 3))
+
+
 def test_overlap_prior_learns_and_passes_gradcheck():
     torch.manual_seed(0)
     features, labels, nodes, adj, _ = _directed_graphs()
@@ -400,7 +440,7 @@ def test_the_loss_gathers_rows_with_index_select(edge_input, cosine_prior):
     # The backward of table[nodes] (index_put_ with accumulate) adds large gradients on the CPU
     # with atomics in parallel, so training would differ from process to process; the backward
     # of index_select (index_add_) adds them in order.
-    features, labels, nodes, adj = _graphs()
+    features, labels, nodes, adj, _ = _directed_graphs(dtype=torch.float32)
     model = HDMLOnFeatures(6, k=3, gcn_dims=(8, 5), edge_input=edge_input, cosine_prior=cosine_prior,
                            overlap_prior=True)
     loss = model.loss(model(features.requires_grad_(), nodes, adj), labels, nodes)[0]

@@ -169,7 +169,8 @@ def test_error_dimension_mismatch():
 def test_error_unknown_ranking():
     q, g = _embeddings()
     with pytest.raises(ValueError, match="ranking should be one of 'graph', 'distance', 'k_reciprocal', "
-                                         "'k_reciprocal_per_query', got 'cosine'"):
+                                         "'k_reciprocal_per_query', 'link_rerank', 'link_rerank_together', "
+                                         "got 'cosine'"):
         evaluate_reid(FirstCoordinateScorer(2), q, g, *_ids(5, 12), ranking="cosine")
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import DEVICES
 
-from hdml_ext.reid import evaluate_orders, rerank
+from hdml_ext.reid import evaluate_orders, jaccard
 from hdml_ext.reid.rerank import k_reciprocal_distances, k_reciprocal_order
 
 
@@ -116,7 +116,7 @@ def test_float32_rows_match_the_reference_to_float_rounding():
 def test_automatic_blocks_equal_one_block(monkeypatch):
     q, g, _, _ = _clustered(seed=1)
     whole = _stacked(k_reciprocal_distances(q, g, block=q.shape[0]))
-    monkeypatch.setattr(rerank, "BLOCK_ENTRIES", 100)
+    monkeypatch.setattr(jaccard, "BLOCK_ENTRIES", 100)
     blocks = list(k_reciprocal_distances(q, g))
     assert len(blocks) > 1
     assert blocks[0][0].start == 0 and blocks[-1][0].stop == q.shape[0]

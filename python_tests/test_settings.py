@@ -20,7 +20,7 @@ def test_defaults_are_the_models_and_the_papers():
             assert getattr(settings.model, name) == expected, name
     assert settings.train == TrainConfig()
     assert settings.train.lr == 1e-3 and settings.train.milestones == [12, 16, 18]
-    assert settings.cluster.backend == "auto" and settings.eval.ranking == "graph"
+    assert settings.cluster.backend == "auto" and settings.eval.ranking == "link_rerank"
     assert settings.cluster.target_recall == DEFAULT_TARGET_RECALL == 0.95
 
 
@@ -92,3 +92,30 @@ def test_dump_round_trips(tmp_path):
     settings = load_settings(Settings, overrides=["train.lr=1e-3", "model.gcn_dims=[8]"])
     (tmp_path / "s.yaml").write_text(dump_settings(settings))
     assert load_settings(Settings, tmp_path / "s.yaml") == settings
+
+
+def test_the_old_train_backend_is_read_as_dist_backend_with_a_warning(tmp_path):
+    with pytest.warns(FutureWarning, match="train.backend is now train.dist_backend"):
+        settings = load_settings(Settings, overrides=["train.backend=gloo"])
+    assert settings.train.dist_backend == "gloo" and settings.train.knn_backend == "exact"
+    old = tmp_path / "old.yaml"
+    old.write_text("train:\n  backend: gloo\n  epochs: 2\n")
+    with pytest.warns(FutureWarning):
+        assert load_settings(Settings, old).train.dist_backend == "gloo"
+    both = tmp_path / "both.yaml"
+    both.write_text("train:\n  backend: gloo\n  dist_backend: nccl\n")
+    with pytest.raises(SettingsError, match=r"train\.backend is the old name of train\.dist_backend") as err:
+        load_settings(Settings, both)
+    assert err.value.option == "--config"
+    with pytest.raises(SettingsError, match=r"train\.dist_backend should be one of auto, gloo, nccl"):
+        load_settings(Settings, overrides=["train.dist_backend=mpi"])
+
+
+def test_demo_cluster_settings_leave_threshold_and_max_size_to_be_chosen():
+    from hdml_ext.demo.config import demo_settings
+
+    cluster = demo_settings(quick=True).cluster
+    assert cluster.threshold is None and cluster.max_size is None and cluster.step == 0.1
+    assert load_settings(Settings).cluster.threshold == 0.5
+    with pytest.raises(ValueError, match=r"cluster\.threshold should be a number"):
+        cluster.cluster_config().propagation_settings()

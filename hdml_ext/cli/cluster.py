@@ -8,9 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from ..cluster import cluster, clustering_metrics
+from ..cluster import clustering_metrics
+from ..cluster.choice import resolve_choice, run_clustering, stored_choice
 from ..engine import Settings
-from ..graph import build_fgraphs
+from ..engine.checkpoint import read_checkpoint
+from .assign import ASSIGN_HELP, assign_to_run, save_for_assignment
 from .evaluate import embed
 from .options import (
     UsageError,
@@ -21,6 +23,7 @@ from .options import (
     available_device,
     checkpoint_model,
     dataset_of,
+    given_settings,
     require,
 )
 from .run_folder import writable_folder
@@ -36,13 +39,18 @@ def add_parser(commands: Any) -> None:
         Settings,
         help="face clustering: labels (and metrics when labels are known)",
         description="Cluster features or images: link scores on every node's "
-        "F-Graph, then pseudo-label propagation. Writes labels.npy, and "
-        "metrics.json (NMI, pairwise F, BCubed F) when the true labels "
-        "are known.",
+        "F-Graph, then pseudo-label propagation. Writes labels.npy, run_info.json (the "
+        "clustering method and its info, e.g. whether propagation converged, and the kNN "
+        "backend, its parameters and sampled recall), and metrics.json (NMI, pairwise F, "
+        "BCubed F, and run_info under \"clustering\") when the true labels are known.",
     )
     add_data_options(parser, KINDS)
     add_checkpoint_option(parser)
-    parser.add_argument("--out", metavar="DIR", help="folder for labels.npy and metrics.json")
+    parser.add_argument(
+        "--out", metavar="DIR",
+        help="folder for labels.npy, metrics.json, and embeddings.npy + knn.npy (for a later --assign-to)",
+    )  # fmt: skip
+    parser.add_argument("--assign-to", metavar="RUN", help=ASSIGN_HELP)
     add_settings_options(parser)
 
 
@@ -52,6 +60,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     out = writable_folder(require(args, "out"))
     device = available_device("cluster.device", settings.cluster.device)
     model = checkpoint_model(args, device, settings)
+    stored = stored_choice(read_checkpoint(args.checkpoint))
+    method, config, used = resolve_choice(stored, settings.cluster, given_settings(args))
+    print(used)
+    k = config.k if config.k is not None else model.k
+    if k != model.k:
+        raise UsageError("--set", f"cluster.k = {k} differs from the model's k = {model.k}")
     progress = not args.quiet
     data = dataset_of(args, settings)
     rows = data.held_out
@@ -69,26 +83,33 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     else:
         embeddings = embed(model, rows, settings, device, progress, "embedding images")
-    config = settings.cluster.cluster_config()
-    k = config.k if config.k is not None else model.k
-    if k != model.k:
-        raise UsageError("--set", f"cluster.k = {k} differs from the model's k = {model.k}")
     try:
-        fgraphs = build_fgraphs(embeddings, k, backend=settings.cluster.backend,
-                                target_recall=settings.cluster.target_recall, progress=progress)
-        labels = cluster(model, embeddings, config, knn_idx=fgraphs, progress=progress)
+        if args.assign_to is not None:
+            knn_table = None
+            labels = assign_to_run(args.assign_to, model, embeddings, config, progress)
+            info = {"method": "assign", "assigned_to": str(args.assign_to)}
+        else:
+            clustered = run_clustering(method, model, embeddings, config, progress=progress)
+            labels, info, knn_table = clustered.labels, clustered.info, clustered.fgraphs.knn_idx
     except ValueError as error:
         raise UsageError("--set", str(error)) from None
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "labels.npy", labels)
-    num_clusters = int(labels.max()) + 1 if labels.size else 0
+    save_for_assignment(out, embeddings, knn_table)
+    num_clusters = len(np.unique(labels))
     print(f"{num_clusters} clusters of {labels.size} rows; wrote {out / 'labels.npy'}")
+    run_info = {"rows": int(labels.size), "k": k, "true_labels": rows.labels is not None, **info}
+    (out / "run_info.json").write_text(json.dumps(run_info, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out / 'run_info.json'}")
+    if rows.labels is None:
+        print("no true labels were given (--labels), so no metrics were computed")
     if rows.labels is None and (out / "metrics.json").exists():
         (out / "metrics.json").unlink()  # an earlier run's, about other labels
         print(f"removed the earlier {out / 'metrics.json'} (no true labels to score these against)")
     if rows.labels is not None:
         metrics = clustering_metrics(rows.labels.numpy(), labels)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        report = {**metrics, "clustering": run_info}
+        (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(
             f"NMI {metrics['nmi']:.4f}  pairwise F {metrics['pairwise_f']:.4f}  "
             f"BCubed F {metrics['bcubed_f']:.4f}; wrote {out / 'metrics.json'}"

@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from .._version import __version__
-from . import cluster, demo, evaluate, train
+from . import calibrate, cluster, demo, embed, evaluate, export, train
 from .options import FORMATTER, SETTINGS_HELP, UsageError, run_command
 
-COMMANDS = (train, evaluate, cluster, demo)
+COMMANDS = (train, evaluate, embed, cluster, calibrate, export, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

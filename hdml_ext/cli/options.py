@@ -13,8 +13,9 @@ from torch import nn
 
 from ..data import DATASET_KINDS, DatasetError, OpenedDataset, input_pipeline, open_dataset
 from ..engine import SettingsError, dump_settings, load_settings
-from ..engine.checkpoint import build_model, read_checkpoint
+from ..engine.checkpoint import read_checkpoint
 from ..engine.distributed import local_device
+from ..engine.models import build_model
 
 SETTINGS_HELP = """\
 settings:

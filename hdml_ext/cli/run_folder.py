@@ -1,5 +1,7 @@
-"""Output folders: checked before any work, and the run folder of `hdml train` (refused when it
-already holds a run unless --resume or --overwrite; a failed new run leaves nothing behind)."""
+"""Output folders the user names: checked before any work, and the --out folder of `hdml train`
+(refused when it already holds a run unless --resume or --overwrite; a failed new run leaves
+nothing behind). What a run folder holds, and writing or removing it, is
+`hdml_ext.engine.run_folder`'s."""
 
 from __future__ import annotations
 
@@ -7,13 +9,8 @@ import os
 from pathlib import Path
 
 from ..engine.checkpoint import remove_stale_temporaries
-from ..engine.run_folder import CHECKPOINT_NAME, LOG_NAME, MODEL_NAME
+from ..engine.run_folder import CHECKPOINT_NAME, RUN_FILES, remove_run_files, write_settings
 from .options import UsageError
-
-SETTINGS_NAME = "settings.yaml"
-
-#: What a run folder holds (README.md, "Run folders").
-RUN_FILES = (CHECKPOINT_NAME, MODEL_NAME, LOG_NAME, SETTINGS_NAME)
 
 
 def writable_folder(out: str, option: str = "--out") -> Path:
@@ -82,24 +79,19 @@ class RunFolder:
         has trained)."""
         self.path.mkdir(parents=True, exist_ok=True)
         if self.overwrite:
-            for name in RUN_FILES:
-                (self.path / name).unlink(missing_ok=True)
+            remove_run_files(self.path)
         remove_stale_temporaries(self.path)
         if settings_text is not None:
             self.write_settings(settings_text)
 
     def write_settings(self, settings_text: str) -> Path:
         """Write settings.yaml (the settings of the run, as YAML); returns its path."""
-        path = self.path / SETTINGS_NAME
-        path.write_text(settings_text, encoding="utf-8")
-        return path
+        return write_settings(self.path, settings_text)
 
     def abandon(self) -> None:
         """After a failed or interrupted run: a new run without a checkpoint leaves nothing."""
         if self.resume is not None or self.checkpoint.exists():
             return
-        for name in RUN_FILES:
-            (self.path / name).unlink(missing_ok=True)
-        remove_stale_temporaries(self.path)
+        remove_run_files(self.path)
         if self._created and self.path.is_dir() and not any(self.path.iterdir()):
             self.path.rmdir()

@@ -19,7 +19,8 @@ from ..engine import (
     read_checkpoint,
     seed_everything,
 )
-from ..engine.checkpoint import build_model
+from ..engine.models import build_model
+from ..nn.hanet import IMAGENET
 from .options import (
     UsageError,
     add_command,
@@ -34,6 +35,11 @@ from .options import (
 from .run_folder import RunFolder
 
 KINDS = ("market1501", "dukemtmc", "image-folder", "digit-instances", "digits", "features", "bin")
+EMBEDDED_KINDS = ("digit-instances", "digits")
+RANDOM_START_WARNING = (
+    "hdml train: warning: HA-Net's backbone starts from random weights (model.weights=null); the "
+    f"paper's numbers assume an ImageNet start: --set model.weights={IMAGENET} (or a local state-dict file)"
+)
 
 DESCRIPTION = """\
 Train HDML on a data set's training split (images), or HDMLOnFeatures on pre-extracted features.
@@ -42,7 +48,7 @@ several processes:
   torchrun --standalone --nproc_per_node=N -m hdml_ext.cli train ... runs N processes under
   DistributedDataParallel (one GPU each with CUDA, else CPU processes over gloo); each global
   step is one PK batch per process, the gradient averaged over them. Rank 0 logs and writes
-  the run folder. Settings: train.backend (auto|gloo|nccl), train.sync_bn (SyncBatchNorm,
+  the run folder. Settings: train.dist_backend (auto|gloo|nccl), train.sync_bn (SyncBatchNorm,
   CUDA only), train.accumulate (PK batches per step and process).
 speed:
   --set train.amp=bf16 (CPU or CUDA) or train.amp=fp16 (CUDA, with a GradScaler) for mixed
@@ -80,11 +86,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     folder = RunFolder(require(args, "out"), resume=args.resume, overwrite=args.overwrite)
     available_device("train.device", settings.train.device)
     weights = settings.model.weights
-    if args.resume is None and weights is not None and not os.path.isfile(weights):
-        message = f"model.weights should be the path of a state-dict file, no file at {weights!r}"
+    if args.resume is None and weights not in (None, IMAGENET) and not os.path.isfile(weights):
+        message = f"model.weights should be {IMAGENET!r} or a state-dict file's path, no file at {weights!r}"
         raise UsageError("--set", message)
     try:
-        distributed.init_distributed(settings.train.backend, settings.train.device)
+        distributed.init_distributed(settings.train.dist_backend, settings.train.device)
     except (TypeError, ValueError) as error:
         raise UsageError("--set", str(error)) from None
     try:
@@ -153,6 +159,9 @@ def _model(
     if record is not None:
         return _resumed_model(args, settings, data, record)
     feature_dim = int(data.train.rows.shape[1]) if data.input_kind == "features" else None
+    real_images = data.input_kind == "images" and args.dataset not in EMBEDDED_KINDS
+    if real_images and settings.model.weights is None and distributed.is_main():
+        print(RANDOM_START_WARNING, file=sys.stderr)
     try:
         return new_model(settings.model, num_classes=data.num_classes, feature_dim=feature_dim)
     except (TypeError, ValueError) as error:

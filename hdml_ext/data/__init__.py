@@ -12,20 +12,21 @@ from .open import (
     DATASET_KINDS,
     DatasetError,
     DataSettings,
+    DataSplit,
     OpenedDataset,
-    Rows,
     input_pipeline,
     load_embedded_splits,
     open_dataset,
 )
 from .records import FeatureSet, ImageRecord, ReIDRecord, ReIDSplits, TensorSplit, TensorSplits
 from .reid import parse_reid_name, read_dukemtmc, read_market1501, read_reid_folders, read_reid_split
-from .rows import RowSource, gather_rows, iter_rows, source_length
+from .rows import RowSource, iter_rows, read_rows, source_length
 from .sampler import FGraphBatch, FGraphSampler
 
 __all__ = [
     "DATASET_KINDS",
     "DataSettings",
+    "DataSplit",
     "DatasetError",
     "FGraphBatch",
     "FGraphSampler",
@@ -37,11 +38,9 @@ __all__ = [
     "ReIDRecord",
     "ReIDSplits",
     "RowSource",
-    "Rows",
     "TensorImageDataset",
     "TensorSplit",
     "TensorSplits",
-    "gather_rows",
     "input_pipeline",
     "iter_rows",
     "load_digit_instances_reid",
@@ -58,5 +57,6 @@ __all__ = [
     "read_market1501",
     "read_reid_folders",
     "read_reid_split",
+    "read_rows",
     "source_length",
 ]

@@ -72,8 +72,8 @@ class DatasetError(ValueError):
 
 
 @dataclass(frozen=True)
-class Rows:
-    """Rows of one split: rows (an image Dataset, images [N, 3, H, W] or features [N, D]),
+class DataSplit:
+    """One split of a data set: rows (an image Dataset, images [N, 3, H, W] or features [N, D]),
     labels [N] int64 (None when unknown), camids [N] int64 (Re-ID splits only)."""
 
     rows: RowSource
@@ -89,10 +89,10 @@ class OpenedDataset:
     (query + gallery where the kind has them, else every row)."""
 
     input_kind: str
-    train: Rows
-    query: Rows | None
-    gallery: Rows | None
-    held_out: Rows
+    train: DataSplit
+    query: DataSplit | None
+    gallery: DataSplit | None
+    held_out: DataSplit
 
     @property
     def num_classes(self) -> int:
@@ -149,22 +149,22 @@ def _existing(kind: str, root: str | os.PathLike | None, *, folder: bool = False
     return path
 
 
-def _relabelled(rows: Rows) -> Rows:
+def _relabelled(rows: DataSplit) -> DataSplit:
     """`rows` with labels mapped to 0..C-1 (sorted order) for training."""
     if rows.labels is None:
         return rows
-    return Rows(rows.rows, torch.unique(rows.labels, return_inverse=True)[1], rows.camids)
+    return DataSplit(rows.rows, torch.unique(rows.labels, return_inverse=True)[1], rows.camids)
 
 
-def _image_rows(records: list, settings: DataSettings, labels: list[int]) -> Rows:
+def _image_rows(records: list, settings: DataSettings, labels: list[int]) -> DataSplit:
     size = (settings.height, settings.width)
-    return Rows(ImageDataset.from_records(records, size=size), torch.tensor(labels))
+    return DataSplit(ImageDataset.from_records(records, size=size), torch.tensor(labels))
 
 
-def _reid_rows(records: list[ReIDRecord], settings: DataSettings) -> Rows:
+def _reid_rows(records: list[ReIDRecord], settings: DataSettings) -> DataSplit:
     """A Re-ID evaluation split: labels are the identities (pid), with the cameras."""
     rows = _image_rows(records, settings, [r.pid for r in records])
-    return Rows(rows.rows, rows.labels, torch.tensor([r.camid for r in records]))
+    return DataSplit(rows.rows, rows.labels, torch.tensor([r.camid for r in records]))
 
 
 def load_embedded_splits(kind: str, settings: DataSettings) -> TensorSplits:
@@ -186,13 +186,13 @@ def load_embedded_splits(kind: str, settings: DataSettings) -> TensorSplits:
 def _embedded(kind: str, settings: DataSettings) -> OpenedDataset:
     """The digits (closed-set) or digit-instances (open-set), made in memory."""
     splits = load_embedded_splits(kind, settings)
-    query = Rows(splits.query.images, splits.query.labels, splits.query.camids)
-    gallery = Rows(splits.gallery.images, splits.gallery.labels, splits.gallery.camids)
-    held_out = Rows(
+    query = DataSplit(splits.query.images, splits.query.labels, splits.query.camids)
+    gallery = DataSplit(splits.gallery.images, splits.gallery.labels, splits.gallery.camids)
+    held_out = DataSplit(
         torch.cat([splits.query.images, splits.gallery.images]),
         torch.cat([splits.query.labels, splits.gallery.labels]),
     )
-    train = _relabelled(Rows(splits.train.images, splits.train.labels))
+    train = _relabelled(DataSplit(splits.train.images, splits.train.labels))
     return OpenedDataset("images", train, query, gallery, held_out)
 
 
@@ -211,7 +211,7 @@ def _features(kind: str, path: str, labels: str | os.PathLike | None, dim: int |
     _check_finite(path, found.features)
     features = torch.from_numpy(np.ascontiguousarray(found.features, dtype=np.float32))
     truth = None if labels is None else _labels(labels, path, features.shape[0])
-    everything = Rows(features, truth)
+    everything = DataSplit(features, truth)
     return OpenedDataset("features", _relabelled(everything), None, None, everything)
 
 

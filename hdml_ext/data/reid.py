@@ -8,6 +8,12 @@ Market-1501 names its files ``PPPP_cCsS_FFFFFF_NN.jpg`` (pid, camera C, sequence
 box number) and DukeMTMC-reID ``PPPP_cC_fFFFFFFF.jpg``. The pid -1 marks junk boxes and 0000
 distractors; camera numbers are 1-based in the names and 0-based in the records.
 
+Every name must carry its camera: the Market-1501 protocol drops same-camera matches, so a
+folder whose names lack the camera id (e.g. ``0001_0003.jpg``) is refused with an error that
+names the file, its folder and the expected pattern, rather than read with made-up cameras.
+Images without cameras can be read as an identity-per-folder tree (`read_image_folder`,
+``--dataset image-folder``), or renamed with a camera per image (``0001_c1_0003.jpg``, ...).
+
     from hdml_ext.data import read_market1501
     splits = read_market1501("/data/Market-1501-v15.09.15")
     splits.train[0].path, splits.train[0].label, splits.num_train_pids
@@ -37,6 +43,10 @@ _PATTERNS = {
 }
 
 
+#: A name that starts like a Re-ID name (a pid) but has no camera field.
+_PID_WITHOUT_CAMERA = re.compile(r"^(-1|\d+)_(?!c\d)", re.IGNORECASE)
+
+
 def _expected(style: str) -> str:
     if style == "auto":
         return " or ".join(description for _, description in _PATTERNS.values())
@@ -62,7 +72,14 @@ def parse_reid_name(name: str, style: str = "auto") -> tuple[int, int]:
             if camera < 1:
                 raise ValueError(f"file name {name!r} has camera {camera}; cameras are numbered from 1")
             return pid, camera - 1
-    raise ValueError(f"file name {name!r} does not match the expected pattern {_expected(style)}")
+    message = f"file name {name!r} does not match the expected pattern {_expected(style)}"
+    if _PID_WITHOUT_CAMERA.match(name):
+        message += (
+            "; it starts with a pid but has no camera id (_cC after the pid), which Re-ID evaluation "
+            "needs: rename the files with their cameras, or read images without cameras as "
+            "--dataset image-folder (one sub-folder per identity)"
+        )
+    raise ValueError(message)
 
 
 def _split_folder(root: str, split: str) -> str:
@@ -87,7 +104,10 @@ def read_reid_split(folder: str, *, style: str = "auto", relabel: bool = False) 
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"expected the image folder {folder}, but it does not exist")
     names = sorted(name for name in os.listdir(folder) if name.lower().endswith(IMAGE_EXTENSIONS))
-    parsed = [(name, *parse_reid_name(name, style)) for name in names]
+    try:
+        parsed = [(name, *parse_reid_name(name, style)) for name in names]
+    except ValueError as error:
+        raise ValueError(f"in {folder}: {error}") from None
     if relabel:
         parsed = [entry for entry in parsed if entry[1] > 0]
         label_of = {pid: label for label, pid in enumerate(sorted({pid for _, pid, _ in parsed}))}

@@ -36,7 +36,7 @@ def source_length(source: RowSource) -> int:
     return len(source)  # type: ignore[arg-type]
 
 
-def gather_rows(source: RowSource, ids: Tensor) -> Tensor:
+def read_rows(source: RowSource, ids: Tensor) -> Tensor:
     """source rows `ids` stacked: [len(ids), ...]. A tensor is indexed directly (on its device)."""
     if isinstance(source, Tensor):
         return source[ids.to(source.device)]
@@ -61,12 +61,12 @@ def _stack(rows: list[Tensor]) -> Tensor:
 
 
 def iter_rows(source: RowSource, id_batches: Sequence[Tensor], num_workers: int = 0) -> Iterator[Tensor]:
-    """The rows of each int64 id batch of `id_batches`, in order: `gather_rows(source, ids)` for
+    """The rows of each int64 id batch of `id_batches`, in order: `read_rows(source, ids)` for
     each. A data set is read by `num_workers` DataLoader workers (0, or a tensor source: in this
     process)."""
     if num_workers == 0 or isinstance(source, Tensor):
         for ids in id_batches:
-            yield gather_rows(source, ids)
+            yield read_rows(source, ids)
         return
     yield from DataLoader(
         RowDataset(source),

@@ -18,6 +18,7 @@ graphs, so each distinct image is embedded once per batch: `nodes` indexes the b
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -25,8 +26,31 @@ import torch
 from torch import Tensor
 
 from .._checks import require_dim, require_int, require_tensor
-from ..graph import FGraphs, build_fgraphs, cap_positive_neighbours, require_k, require_knn_backend
+from ..graph import FGraphs, build_fgraphs, cap_positive_neighbours, largest_k, require_k, require_knn_backend
 from .streams import stream_generator
+
+logger = logging.getLogger(__name__)
+
+#: With `max_positive_share`, `rebuild` searches this many times k neighbours before capping.
+WIDE_SEARCH_FACTOR = 4
+
+
+def search_plan(k: int, wanted: int, device: torch.device, backend: str) -> tuple[int, torch.device]:
+    """How `rebuild` searches `wanted` (>= k) neighbours per row with `backend` on `device`:
+    (neighbours, device). Within `hdml_ext.graph.largest_k` (the CUDA kNN kernel's k <= 1016)
+    the search is as asked; past it a wider search narrows to the limit (never below k), and a
+    search that needs more than the limit for k itself runs on the CPU; either is logged as a
+    warning saying what changed."""
+    limit = largest_k(backend, device)
+    if limit is None or wanted <= limit:
+        return wanted, device
+    if k <= limit:
+        logger.warning("F-Graph rebuild: searching %d neighbours per row, not %d (%d x k): the %s kNN "
+                       "backend on CUDA takes at most %d", limit, wanted, WIDE_SEARCH_FACTOR, backend, limit)
+        return limit, device
+    logger.warning("F-Graph rebuild: k = %d is above the %s kNN backend's CUDA limit %d: searching on the "
+                   "CPU (or set train.knn_backend to a faiss backend)", k, backend, limit)
+    return wanted, torch.device("cpu")
 
 
 class FGraphBatch(NamedTuple):
@@ -39,7 +63,7 @@ class FGraphBatch(NamedTuple):
     labels: [U] int64 class of each distinct row.
     focus: [B] int64 data-set ids of the focus nodes.
 
-    The rows themselves are read with `hdml_ext.data.rows.gather_rows(source, image_ids)`.
+    The rows themselves are read with `hdml_ext.data.rows.read_rows(source, image_ids)`.
     """
 
     image_ids: Tensor
@@ -121,18 +145,23 @@ class FGraphSampler:
         """Build `fgraphs` from the current embeddings [N, D] (Euclidean, self excluded) with
         `build_fgraphs(embeddings, k, backend=backend)`: the search runs on the embeddings'
         device, the tables live on the CPU. With `max_positive_share`, the search keeps 4k
-        neighbours and the same-identity ones are capped (class docstring)."""
+        neighbours and the same-identity ones are capped (class docstring). On CUDA the search
+        stays within the kNN kernel's limit (`search_plan`)."""
         require_tensor("embeddings", embeddings)
         require_dim("embeddings", embeddings, 2)
         if embeddings.shape[0] != self.num_rows:
             raise ValueError(
                 f"embeddings should have one row per label ({self.num_rows}), got {embeddings.shape[0]}"
             )
+        wanted = self.k
+        if self.max_positive_share is not None:
+            wanted = min(self.num_rows - 1, WIDE_SEARCH_FACTOR * self.k)
+        searched, device = search_plan(self.k, wanted, embeddings.device, self.backend)
+        graphs = build_fgraphs(embeddings.to(device), searched, backend=self.backend)
         if self.max_positive_share is None:
-            self.set_fgraphs(build_fgraphs(embeddings, self.k, backend=self.backend))
+            self.set_fgraphs(graphs)
             return
-        wide = build_fgraphs(embeddings, min(self.num_rows - 1, 4 * self.k), backend=self.backend)
-        capped = cap_positive_neighbours(wide.to("cpu"), self.labels, self.k, self.max_positive_share)
+        capped = cap_positive_neighbours(graphs.to("cpu"), self.labels, self.k, self.max_positive_share)
         self.set_fgraphs(capped)
 
     def set_fgraphs(self, fgraphs: FGraphs) -> None:
@@ -191,7 +220,7 @@ class FGraphSampler:
 
         The distinct rows of all B graphs are listed once (`image_ids`) and `nodes` indexes
         them, so rows[nodes[b]] are the data-set rows fgraphs.nodes(focus)[b] when rows =
-        gather_rows(source, image_ids).
+        read_rows(source, image_ids).
         """
         fgraphs = self._require_fgraphs()
         focus_t = torch.as_tensor(focus, dtype=torch.int64).reshape(-1).cpu()

@@ -26,13 +26,13 @@ class DemoDataSettings(DataSettings):
 
 @dataclass
 class DemoClusterSettings(ClusterSettings):
-    """ClusterSettings; threshold (link scores), similarity_threshold (cosine, the no-graph rows)
-    and max_size None: chosen in each run on the validation split (max_size among
-    max_size_candidates); a number fixes them."""
+    """The demo's `cluster` section: every `ClusterSettings` field (its `ClusterConfig` ones
+    declared in `hdml_ext.cluster.config` only), and similarity_threshold (the cosine threshold of
+    the no-graph rows) and max_size_candidates. The demo's defaults (DEMO_OVERRIDES) set
+    threshold and max_size to None, which here means chosen in each run on the validation split
+    (max_size among max_size_candidates); a number fixes them, as similarity_threshold."""
 
-    threshold: Optional[float] = None
     similarity_threshold: Optional[float] = None
-    max_size: Optional[int] = None
     max_size_candidates: list[int] = field(default_factory=lambda: [10, 20, 40, 80])
 
 
@@ -51,7 +51,7 @@ class DemoSettings:
 #: chose on its validation identities: 16x16 pixels, lr 0.04, the paper's edge head with the
 #: cosine and overlap priors (`--set model.cosine_prior=false --set model.overlap_prior=false` is
 #: the paper's).
-#: The clustering thresholds and max_size are chosen in each run on the validation split.
+#: The clustering threshold and max_size are None: chosen in each run on the validation split.
 DEMO_OVERRIDES: dict[str, dict] = {
     "data": {"height": 16, "width": 16, "max_identities": 300},
     "model": {"backbone": "resnet18", "k": 10, "gcn_dims": [256, 128], "cosine_prior": True,
@@ -67,7 +67,7 @@ DEMO_OVERRIDES: dict[str, dict] = {
         "embed_batch_size": 256,
         "device": "cpu",
     },
-    "cluster": {"step": 0.1, "max_iter": 100},
+    "cluster": {"threshold": None, "max_size": None, "step": 0.1, "max_iter": 100},
 }
 
 #: `--quick`: a smoke run of every step on tiny settings (tests), not meaningful numbers (about

@@ -23,9 +23,19 @@ from ..cluster import (
 )
 from ..cluster.selection import propagate
 from ..engine.inference import embed_rows
-from ..reid import distance_order, evaluate_orders, graph_order, k_reciprocal_order, query_link_scores
+from ..reid import (
+    LinkRerankSettings,
+    choose_link_rerank,
+    distance_order,
+    evaluate_orders,
+    graph_order,
+    k_reciprocal_order,
+    link_rerank_order,
+    query_link_scores,
+)
+from ..reid.selection import selection_score
 from .config import DemoSettings
-from .splits import DemoSplits
+from .splits import DemoSplits, query_gallery, take
 
 #: Every row's metrics, in results.json and the table; None where a row does not rank or cluster.
 REID_KEYS = ("mAP", "rank1", "rank5", "rank10", "mINP")
@@ -67,6 +77,34 @@ def graph_ranking(model: nn.Module, emb: Embedded, data: DemoSplits, k: int) -> 
     by distance."""
     neighbours, scores = query_link_scores(model, emb.query, emb.gallery, k)
     return reid_row(graph_order(emb.query, emb.gallery, neighbours, scores), data)
+
+
+def choose_rankings(model: nn.Module, emb: Embedded, data: DemoSplits, k: int) -> dict:
+    """HDML's rankings chosen on the validation identities (laid out as query and gallery by
+    `query_gallery`): re-ranking with learned edges of each query alone and of all queries
+    together (`hdml_ext.reid.choose_link_rerank` over its SEARCH_SPACE), and the default: the
+    paper's graph rule or inductive re-ranking with learned edges, whichever scores higher
+    there. Returns {"default", "link_rerank", "link_rerank_together", "validation"}."""
+    query_rows, gallery_rows = query_gallery(data.val)
+    query, gallery = take(data.val, query_rows), take(data.val, gallery_rows)
+    pids = (query.labels, gallery.labels, query.camids, gallery.camids)
+    val_query, val_gallery = emb.val[torch.from_numpy(query_rows)], emb.val[torch.from_numpy(gallery_rows)]
+    neighbours, scores = query_link_scores(model, val_query, val_gallery, k)
+    graph = evaluate_orders(graph_order(val_query, val_gallery, neighbours, scores), *pids)
+    validation = {"graph": {"mAP": float(graph["mAP"]), "rank1": float(graph["rank1"])}}
+    chosen = {}
+    for name, together in (("link_rerank", False), ("link_rerank_together", True)):
+        settings, metrics, _ = choose_link_rerank(model, val_query, val_gallery, *pids,
+                                                  queries_together=together)
+        chosen[name], validation[name] = settings, metrics
+    better = selection_score(validation["link_rerank"]) > selection_score(validation["graph"])
+    return {"default": "link_rerank" if better else "graph", **chosen, "validation": validation,
+            "validation_images": {"query": int(query_rows.size), "gallery": int(gallery_rows.size)}}
+
+
+def link_ranking(model: nn.Module, emb: Embedded, data: DemoSplits, settings: LinkRerankSettings) -> dict:
+    """Re-ranking with learned edges (`hdml_ext.reid.link_rerank`) of the held-out queries."""
+    return reid_row(link_rerank_order(model, emb.query, emb.gallery, settings), data)
 
 
 def distance_ranking(emb: Embedded, data: DemoSplits) -> dict:
@@ -143,10 +181,18 @@ def row(reid: dict | None = None, clusters: dict | None = None, **extra: object)
 
 
 def score_hdml(model: nn.Module, emb: Embedded, data: DemoSplits, clusterer: Clusterer) -> tuple[dict, dict]:
-    """The HDML row (graph ranking, link-score propagation, link and cosine AUC on the held-out
-    kNN edges) and its details: the CMC curve, the cluster labels, the chosen settings and the
-    edge diagnostics of the validation and held-out edges."""
-    reid = graph_ranking(model, emb, data, clusterer.k)
+    """The HDML row (its validated default ranking, link-score propagation, link and cosine AUC on
+    the held-out kNN edges) and its details: the CMC curve, the cluster labels, the chosen
+    clustering settings, the edge diagnostics of the validation and held-out edges, the rows of
+    each HDML ranking (the paper's graph rule, re-ranking with learned edges of each query and
+    of all queries) and the ranking choices (`choose_rankings`)."""
+    rankings = choose_rankings(model, emb, data, clusterer.k)
+    by_name = {
+        "graph": graph_ranking(model, emb, data, clusterer.k),
+        "link_rerank": link_ranking(model, emb, data, rankings["link_rerank"]),
+        "link_rerank_together": link_ranking(model, emb, data, rankings["link_rerank_together"]),
+    }
+    reid = by_name[rankings["default"]]
     labels, choice = clusterer.propagation(model, emb)
     diagnostics = {
         split: edge_diagnostics(
@@ -160,7 +206,18 @@ def score_hdml(model: nn.Module, emb: Embedded, data: DemoSplits, clusterer: Clu
     }
     test = diagnostics["test"]
     result = row(reid, clusterer.metrics(labels), link_auc=test["link_auc"], cosine_auc=test["cosine_auc"])
-    return result, {"cmc": reid["cmc"], "clusters": labels, "choice": choice, "diagnostics": diagnostics}
+    ranking_rows = {
+        "hdml_graph_rule": row(by_name["graph"]),
+        "hdml_link_rerank": row(by_name["link_rerank"]),
+        "hdml_link_rerank_together": row(by_name["link_rerank_together"]),
+    }
+    choices = {
+        "default": rankings["default"],
+        **{name: rankings[name].to_dict() for name in ("link_rerank", "link_rerank_together")},
+        "validation": rankings["validation"], "validation_images": rankings["validation_images"],
+    }
+    return result, {"cmc": reid["cmc"], "clusters": labels, "choice": choice, "diagnostics": diagnostics,
+                    "rows": ranking_rows, "ranking_choices": choices}
 
 
 def score_embeddings(name: str, emb: Embedded, data: DemoSplits, clusterer: Clusterer) -> tuple[dict, dict]:

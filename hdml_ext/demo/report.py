@@ -59,11 +59,16 @@ def readme(results: dict, info: dict, settings: DemoSettings, data: DemoSplits) 
         f"{images['gallery']} gallery images ({info['seconds']['total']:.0f} s in all).\n\n"
         "```\n" + format_table(results) + "\n```\n\n"
         "- Re-ID: query vs gallery, Market-1501 protocol (same-camera matches of the query's identity "
-        "are ignored). hdml ranks each query's k graph neighbours by link score, then the rest by "
-        "distance; the baselines rank by distance, or by k-reciprocal re-ranking of all queries at "
-        "once (*_k_reciprocal, the reference's way: each query's neighbourhoods hold the other "
-        "queries) or of each query with the gallery alone (*_k_reciprocal_per_query, as hdml sees "
-        "a query).\n"
+        "are ignored). hdml ranks by its default ranking, the better on the validation identities of "
+        "the paper's graph rule (hdml_graph_rule: each query's k graph neighbours by link score, then "
+        "the rest by distance) and re-ranking with learned edges of each query with the gallery alone "
+        "(hdml_link_rerank: the Jaccard distance of the F-Graph link-score sets of query and gallery "
+        "item, plus the distance); hdml_link_rerank_together re-ranks all queries at once. Their "
+        "settings were chosen on the validation identities: "
+        f"{ranking_text(info['ranking_choices'])}. The baselines rank by distance, or by k-reciprocal "
+        "re-ranking of all queries at once (*_k_reciprocal, the reference's way: each query's "
+        "neighbourhoods hold the other queries) or of each query with the gallery alone "
+        "(*_k_reciprocal_per_query, as hdml sees a query).\n"
         f"- Training: both models fit {images['fit']} of the {images['train']} training images; the other "
         f"{images['validation']} (the validation split) choose each propagation's threshold and max_size. "
         "The held-out images choose nothing.\n"
@@ -141,4 +146,23 @@ def diagnostics_text(diagnostics: dict) -> str:
         f"(cosine {auc(d['cosine_within_focus_auc'])}), "
         f"{d['wrong_edges_link_score_ge_0.9']}/{d['wrong_edges']} wrong edges scored >= 0.9"
         for split, d in diagnostics.items()
+    )
+
+
+def ranking_text(choices: dict) -> str:
+    """The rankings chosen on the validation identities (`evaluate.choose_rankings`), in one line."""
+
+    def settings(values: dict) -> str:
+        return (f"k2 {values['k2']}, lambda {values['lambda_value']}, power {values['power']}, "
+                f"normalise {values['normalise']}")
+
+    validation = choices["validation"]
+    return (
+        f"default {choices['default']} (validation mAP / rank-1: graph rule "
+        f"{validation['graph']['mAP']:.3f} / {validation['graph']['rank1']:.3f}, link_rerank "
+        f"{validation['link_rerank']['mAP']:.3f} / {validation['link_rerank']['rank1']:.3f}, "
+        f"link_rerank_together {validation['link_rerank_together']['mAP']:.3f} / "
+        f"{validation['link_rerank_together']['rank1']:.3f}); link_rerank: "
+        f"{settings(choices['link_rerank'])}; link_rerank_together: "
+        f"{settings(choices['link_rerank_together'])}"
     )

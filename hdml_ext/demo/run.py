@@ -15,11 +15,12 @@ from torch import nn
 
 from ..engine.checkpoint import seed_everything
 from ..engine.models import new_model
+from ..engine.run_folder import write_settings
 from ..engine.settings import dump_settings
 from ..engine.trainer import Trainer
 from .config import DemoSettings, demo_settings
 from .evaluate import Clusterer, Embedded, distance_ranking, embed_splits, row, score_embeddings, score_hdml
-from .report import dataset_note, diagnostics_text, format_table, plot, readme
+from .report import dataset_note, diagnostics_text, format_table, plot, ranking_text, readme
 from .splits import DemoSplits, load_demo_splits
 
 
@@ -30,7 +31,7 @@ def run_demo(
     settings = settings or demo_settings()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "settings.yaml").write_text(dump_settings(settings), encoding="utf-8")
+    write_settings(out, dump_settings(settings))
     started = time.perf_counter()
     data = load_demo_splits(settings.data)
     log(
@@ -97,8 +98,10 @@ def evaluate_all(
     clusterer = Clusterer(data, settings)
     hdml_row, hdml_detail = score_hdml(hdml, emb["hdml"], data, clusterer)
     log(f"  hdml link edges: {diagnostics_text(hdml_detail['diagnostics'])}")
+    log(f"  hdml rankings chosen on validation: {ranking_text(hdml_detail['ranking_choices'])}")
     baselines: dict[str, dict] = {}
     details = {"hdml": hdml_detail}
+    baselines.update(hdml_detail["rows"])
     for name, source in (("hdml_embeddings_no_graph", "hdml"), ("node_only", "node_only")):
         rows, details[name] = score_embeddings(name, emb[source], data, clusterer)
         baselines.update(rows)
@@ -128,5 +131,6 @@ def _run_info(seconds: dict, data: DemoSplits, details: dict) -> dict:
         },
         "clustering_choices": {name: d["choice"] for name, d in details.items() if "choice" in d},
         "link_edge_diagnostics": details["hdml"]["diagnostics"],
+        "ranking_choices": details["hdml"]["ranking_choices"],
         "note": dataset_note(data),
     }  # fmt: skip

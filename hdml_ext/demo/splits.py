@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .._checks import require_fraction
+from .._checks import require_fraction, require_int
 from ..data import TensorSplit, load_embedded_splits
 from .config import DemoDataSettings
 
@@ -55,10 +55,11 @@ def every(split: TensorSplit, stride: int) -> TensorSplit:
     """Every `stride`-th image of `split` (quick runs only; stride 1: the split itself)."""
     if stride == 1:
         return split
-    return _take(split, np.arange(0, len(split), stride))
+    return take(split, np.arange(0, len(split), stride))
 
 
-def _take(split: TensorSplit, rows: np.ndarray) -> TensorSplit:
+def take(split: TensorSplit, rows: np.ndarray) -> TensorSplit:
+    """The rows `rows` (int64 positions) of `split`."""
     index = torch.from_numpy(rows)
     return TensorSplit(*(part[index] for part in (split.images, split.labels, split.camids, split.indices)))
 
@@ -76,9 +77,9 @@ def split_identities(train: TensorSplit, fraction: float, seed: int) -> tuple[Te
     num_val = min(max(1, round(fraction * identities.size)), identities.size - 2)
     val_ids = np.random.default_rng(seed + 1).permutation(identities)[:num_val]
     in_val = np.isin(labels, val_ids)
-    fit = _take(train, np.flatnonzero(~in_val))
+    fit = take(train, np.flatnonzero(~in_val))
     fit_labels = torch.from_numpy(np.unique(fit.labels.numpy(), return_inverse=True)[1].astype(np.int64))
-    return TensorSplit(fit.images, fit_labels, fit.camids, fit.indices), _take(train, np.flatnonzero(in_val))
+    return TensorSplit(fit.images, fit_labels, fit.camids, fit.indices), take(train, np.flatnonzero(in_val))
 
 
 def split_validation(train: TensorSplit, fraction: float, seed: int) -> tuple[TensorSplit, TensorSplit]:
@@ -94,4 +95,22 @@ def split_validation(train: TensorSplit, fraction: float, seed: int) -> tuple[Te
             raise ValueError(f"class {cls} has {members.size} training image(s); a validation split needs 2")
         val.append(members[: min(max(1, round(fraction * members.size)), members.size - 1)])
     val_rows = np.sort(np.concatenate(val))
-    return _take(train, np.setdiff1d(np.arange(labels.size), val_rows)), _take(train, val_rows)
+    return take(train, np.setdiff1d(np.arange(labels.size), val_rows)), take(train, val_rows)
+
+
+def query_gallery(split: TensorSplit, queries_per_identity: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """(query rows, gallery rows) int64 of a labelled split for Re-ID evaluation, as
+    digit-instances lays out its test identities: each identity gives its first view from each
+    of its first q cameras as queries, q = min(queries_per_identity, cameras - 1), so one camera
+    keeps all its views in the gallery and every query has a cross-camera match; identities
+    seen by one camera give no query. Rows keep the split's order."""
+    require_int("queries_per_identity", queries_per_identity, minimum=1)
+    labels, camids = split.labels.numpy(), split.camids.numpy()
+    is_query = np.zeros(labels.size, dtype=bool)
+    for identity in np.unique(labels):
+        views = np.flatnonzero(labels == identity)
+        cameras, first = np.unique(camids[views], return_index=True)
+        num_queries = min(queries_per_identity, cameras.size - 1)
+        is_query[views[np.sort(first)[:num_queries]]] = True
+    return np.flatnonzero(is_query), np.flatnonzero(~is_query)
+

@@ -8,6 +8,8 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
      "model_config": {...}, "model_state": {...},
      "input": {"height", "width", "mean", "std"} of the images it was trained on (image models
          trained by `hdml train`; absent otherwise),
+     "clustering": the validated clustering choice of `hdml calibrate` (absent otherwise;
+         hdml_ext.cluster.choice),
      # training checkpoints add:
      "train_config": {...}, "optimizer": {...}, "scheduler": {...}, "sampler": {...},
      "epoch": completed epochs, "step": completed steps, "rng": {...}}
@@ -30,7 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..nn import MODELS, model_from_config, model_name
+from ..nn import MODELS, model_name
+from .models import build_model
 
 FORMAT = "hdml-checkpoint"
 VERSION = 1
@@ -181,14 +184,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return record
 
 
-def build_model(record: dict) -> nn.Module:
-    """The model a checkpoint record describes, with its weights loaded (on the CPU)."""
-    model = model_from_config(record["model_class"], record["model_config"])
-    model.load_state_dict(record["model_state"])
-    return model
+def update_checkpoint(path: str | os.PathLike, **entries: Any) -> Path:
+    """Set top-level `entries` of the checkpoint at `path` (e.g. clustering=...) and write it
+    back atomically (`atomic_save`); the rest of the record is kept."""
+    record = read_checkpoint(path)
+    record.update(entries)
+    return atomic_save(record, path)
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model saved in a checkpoint (training checkpoint or final model file), in
-    eval mode on `device`."""
+    eval mode on `device` (`models.build_model`)."""
     return build_model(read_checkpoint(path)).to(device).eval()

@@ -67,11 +67,11 @@ def local_device(device: str | torch.device = "auto") -> torch.device:
 def resolve_backend(backend: str, device: torch.device) -> str:
     """ "auto" -> nccl for a CUDA device, gloo otherwise; "gloo"/"nccl" as given (nccl needs CUDA)."""
     if backend not in BACKENDS:
-        raise ValueError(f"train.backend should be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise ValueError(f"train.dist_backend should be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "auto":
         return "nccl" if device.type == "cuda" else "gloo"
     if backend == "nccl" and device.type != "cuda":
-        raise ValueError(f"train.backend='nccl' needs a CUDA device, the device is {device}; use gloo")
+        raise ValueError(f"train.dist_backend='nccl' needs a CUDA device, the device is {device}; use gloo")
     return backend
 
 

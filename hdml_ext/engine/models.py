@@ -1,4 +1,6 @@
-"""Models built from settings: the one place that turns `ModelSettings` into a model."""
+"""Building models: the one place in the engine that turns settings (`new_model`) or a
+checkpoint record (`build_model`) into a model. Both go through `hdml_ext.nn.model_from_config`,
+the registry's one constructor of a model class from its config dict."""
 
 from __future__ import annotations
 
@@ -6,7 +8,8 @@ import dataclasses
 
 from torch import nn
 
-from ..nn import MODELS
+from ..nn import model_from_config
+from ..nn.hdml import GRAPH_CONFIG_KEYS
 from .settings import ModelSettings
 
 
@@ -18,11 +21,16 @@ def new_model(settings: ModelSettings, *, num_classes: int, feature_dim: int | N
     the graph half's settings, and has no node head). Bad settings raise ValueError or
     TypeError naming the argument.
     """
+    fields = dataclasses.asdict(settings)
     if feature_dim is None:
-        return MODELS["HDML"](num_classes, **dataclasses.asdict(settings))
-    return MODELS["HDMLOnFeatures"](
-        feature_dim, k=settings.k, gcn_dims=settings.gcn_dims, attention=settings.attention,
-        edge_input=settings.edge_input, relative_input=settings.relative_input,
-        balanced_link_loss=settings.balanced_link_loss, cosine_prior=settings.cosine_prior,
-        overlap_prior=settings.overlap_prior,
-    )
+        return model_from_config("HDML", {"num_classes": num_classes, **fields})
+    graph_half = {key: fields[key] for key in GRAPH_CONFIG_KEYS}
+    return model_from_config("HDMLOnFeatures", {"in_dim": feature_dim, **graph_half})
+
+
+def build_model(record: dict) -> nn.Module:
+    """The model a checkpoint record describes (`checkpoint.read_checkpoint`: "model_class",
+    "model_config", "model_state"), with its weights loaded (on the CPU)."""
+    model = model_from_config(record["model_class"], record["model_config"])
+    model.load_state_dict(record["model_state"])
+    return model

@@ -1,6 +1,11 @@
-"""The files a training run writes to its folder (docs/training.md): checkpoint.pt (what
-`Trainer.fit(resume=...)` continues from), model.pt (config and weights only) and log.jsonl
-(one JSON step record a line, appended as the steps run)."""
+"""What a run folder holds, and the one place that names, writes and removes its files
+(docs/training.md, docs/cli.md "Run folders"): checkpoint.pt (what `Trainer.fit(resume=...)`
+continues from), model.pt (config and weights only), log.jsonl (one JSON step record a line,
+appended as the steps run), settings.yaml (the run's settings, written by `hdml train` and the
+demo) and TensorBoard event files.
+
+The command line's checks of a folder the user named (writable, refused when it holds a run)
+are `hdml_ext.cli.run_folder`'s; they call `RUN_FILES`, `write_settings` and `remove_run_files`."""
 
 from __future__ import annotations
 
@@ -12,11 +17,32 @@ from typing import Any
 
 from torch import nn
 
-from .checkpoint import atomic_save, model_record
+from .checkpoint import atomic_save, model_record, remove_stale_temporaries
+from .tensorboard_log import remove_event_files
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.pt"
 LOG_NAME = "log.jsonl"
+SETTINGS_NAME = "settings.yaml"
+
+#: What a run folder holds besides TensorBoard event files (docs/cli.md, "Run folders").
+RUN_FILES = (CHECKPOINT_NAME, MODEL_NAME, LOG_NAME, SETTINGS_NAME)
+
+
+def write_settings(folder: str | os.PathLike, settings_text: str) -> Path:
+    """Write `settings_text` (the run's settings as YAML) to folder/settings.yaml; returns its path."""
+    path = Path(folder) / SETTINGS_NAME
+    path.write_text(settings_text, encoding="utf-8")
+    return path
+
+
+def remove_run_files(folder: str | os.PathLike) -> None:
+    """Delete what a run wrote into `folder`: `RUN_FILES`, TensorBoard event files and the
+    temporaries of killed checkpoint writes (other files are left alone)."""
+    for name in RUN_FILES:
+        (Path(folder) / name).unlink(missing_ok=True)
+    remove_event_files(folder)
+    remove_stale_temporaries(folder)
 
 
 def append_record(path: str | os.PathLike, record: dict) -> None:

@@ -5,32 +5,41 @@ A run's settings are a `Settings` (sections data, model, train, eval, cluster); 
 the schema's defaults, merges a YAML/JSON file, then each "section.key=value" override (the
 value read as YAML: "2", "1e-3", "true", "[12, 16]", "null"), and returns the typed object.
 A bad key, type or range raises `SettingsError` naming the key, what was expected and the value.
-See docs/settings.md.
+A renamed key (`RENAMED`: train.backend is train.dist_backend) is read under its new name with
+a FutureWarning. See docs/settings.md.
 """
 
+import copy
 import dataclasses
 import inspect
 import math
 import os
 import re
-import types
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Optional, TypeVar, Union
 
 import yaml
 from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import OmegaConfBaseException
 
 from ..cluster.config import ClusterConfig
 from ..data.open import DataSettings
-from ..graph import DEFAULT_TARGET_RECALL, KNN_BACKENDS
+from ..graph import KNN_BACKENDS
 from ..nn import EDGE_INPUTS, HDML
+from ..reid.link_rerank import LinkRerankSettings
 from .distributed import BACKENDS as PROCESS_GROUP_BACKENDS
+from .settings_errors import describe_error
 
 AMP_MODES = ("none", "bf16", "fp16")
 
 Schema = TypeVar("Schema")
+
+#: Settings that were renamed: (section, old key) -> new key. Files and --set may still use the
+#: old key (read as the new one, with a FutureWarning); giving both with different values is
+#: an error.
+RENAMED = {("train", "backend"): "dist_backend"}
 
 
 class SettingsError(ValueError):
@@ -100,8 +109,10 @@ class TrainConfig:
         format (faster convolutions on recent GPUs and oneDNN CPUs; no effect on features).
     sync_bn: with several processes, BatchNorm layers become nn.SyncBatchNorm (statistics
         pooled across ranks; CUDA only). No effect in one process.
-    backend: torch.distributed backend under torchrun: "auto" (nccl on CUDA, gloo on the
-        CPU), "gloo" or "nccl".
+    dist_backend: the torch.distributed process-group backend under torchrun: "auto" (nccl on
+        CUDA, gloo on the CPU), "gloo" or "nccl" (called train.backend before; still read).
+    knn_backend: the kNN backend of every F-Graph rebuild (`hdml_ext.graph.KNN_BACKENDS`):
+        "exact" (the paper; O(N^2) pairs), or "auto", "ivf", "faiss-*" for large training sets.
     """
 
     epochs: int = 20
@@ -126,7 +137,8 @@ class TrainConfig:
     amp: Literal[AMP_MODES] = "none"  # type: ignore[valid-type]
     channels_last: bool = False
     sync_bn: bool = False
-    backend: Literal[PROCESS_GROUP_BACKENDS] = "auto"  # type: ignore[valid-type]
+    dist_backend: Literal[PROCESS_GROUP_BACKENDS] = "auto"  # type: ignore[valid-type]
+    knn_backend: Literal[KNN_BACKENDS] = "exact"  # type: ignore[valid-type]
 
     def __post_init__(self) -> None:
         check_types(self, "train")
@@ -144,32 +156,45 @@ class TrainConfig:
 
 @dataclass
 class EvalSettings:
-    """Re-ID inference: ranking (`hdml_ext.reid.ranking.RANKINGS`), the F-Graph k (None: the
+    """Re-ID inference: ranking (`hdml_ext.reid.RANKINGS`), the F-Graph k (None: the
     model's; `hdml evaluate` refuses another, the model was trained on its own), batch sizes,
-    device."""
+    device; link_*: the settings of the link_rerank rankings (`hdml_ext.reid.LinkRerankSettings`,
+    whose validated defaults they take: link_power, link_normalise, link_k2, link_lambda). The
+    default ranking is re-ranking with learned edges of each query alone, which beat the paper's
+    graph rule on the validation identities of every demo seed (docs/reid.md); "graph" is the
+    paper's rule."""
 
-    ranking: Literal["graph", "distance", "k_reciprocal", "k_reciprocal_per_query"] = "graph"
+    ranking: Literal["graph", "distance", "k_reciprocal", "k_reciprocal_per_query", "link_rerank",
+                     "link_rerank_together"] = "link_rerank"
     k: Optional[int] = None
     batch_size: int = 256
     embed_batch_size: int = 128
     max_rank: int = 50
     device: str = "auto"
+    link_power: float = LinkRerankSettings.power
+    link_normalise: bool = LinkRerankSettings.normalise
+    link_k2: int = LinkRerankSettings.k2
+    link_lambda: float = LinkRerankSettings.lambda_value
+
+    def link_rerank(self) -> LinkRerankSettings:
+        """The link_* fields as `LinkRerankSettings` (queries_together follows `ranking`)."""
+        return LinkRerankSettings(power=self.link_power, normalise=self.link_normalise, k2=self.link_k2,
+                                  lambda_value=self.link_lambda,
+                                  queries_together=self.ranking == "link_rerank_together")
 
 
 @dataclass
 class ClusterSettings(ClusterConfig):
-    """`ClusterConfig`, the device, and the kNN backend of the F-Graphs and the recall@k its
-    approximate indexes aim for (`build_fgraphs`'s backend and target_recall)."""
+    """The `cluster` section of a run's settings: every `ClusterConfig` field (declared there
+    only: k, threshold, max_size, step, max_iter, batch_size, backend, target_recall), and
+    method, the clustering over the link scores (`hdml_ext.cluster.choice.METHODS`: propagation,
+    or Infomap over the edges scoring >= threshold), and device. `cluster_config()` is the
+    `ClusterConfig` part. A model's stored clustering choice replaces method, threshold,
+    max_size, step and max_iter where they are not set explicitly (`hdml cluster`). The demo's
+    `DemoClusterSettings` extends this class."""
 
-    max_size: Optional[int] = ClusterConfig.max_size
-    batch_size: Optional[int] = ClusterConfig.batch_size
+    method: Literal["propagation", "infomap"] = "propagation"
     device: str = "auto"
-    backend: Literal[KNN_BACKENDS] = "auto"  # type: ignore[valid-type]
-    target_recall: float = DEFAULT_TARGET_RECALL
-
-    def cluster_config(self) -> ClusterConfig:
-        """The `ClusterConfig` part of these settings."""
-        return ClusterConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ClusterConfig)})
 
 
 @dataclass
@@ -224,7 +249,9 @@ RANGES: dict[str, list[tuple[str, Callable[[Any], bool], str]]] = {
     ],
     "eval": [
         ("k", lambda value: value is None or value >= 1, "an int >= 1 or null (the model's k)"),
-        *((key, *_at_least(1)) for key in ("batch_size", "embed_batch_size", "max_rank")),
+        *((key, *_at_least(1)) for key in ("batch_size", "embed_batch_size", "max_rank", "link_k2")),
+        ("link_power", lambda value: value > 0, "> 0"),
+        ("link_lambda", *_UNIT),
         ("device", *_DEVICE),
     ],
     "cluster": [
@@ -261,7 +288,7 @@ def check_types(values: object, section: str) -> None:
     try:
         OmegaConf.create({section: values}, flags={"convert": False})
     except OmegaConfBaseException as error:
-        raise ValueError(_describe(error, type(values), section, values)) from None
+        raise ValueError(describe_error(error, type(values), section, values)) from None
 
 
 def load_settings(
@@ -278,14 +305,36 @@ def load_settings(
         steps.append(("--config", _read_file(config_path)))
     steps += [("--set", _parse_override(item)) for item in overrides or []]
     for option, values in steps:
+        values = _renamed_keys(option, values)
         try:
             merged = OmegaConf.merge(merged, values)
             _check_sections(OmegaConf.to_object(merged))
         except OmegaConfBaseException as error:
-            raise SettingsError(option, _describe(error, schema)) from None
+            raise SettingsError(option, describe_error(error, schema)) from None
         except ValueError as error:
             raise SettingsError(option, str(error)) from None
     return OmegaConf.to_object(merged)
+
+
+def _renamed_keys(option: str, values: Any) -> Any:
+    """`values` (a mapping of sections) with each `RENAMED` key under its new name, warned
+    about; SettingsError naming `option` when the old and the new key disagree."""
+    used = [(section, old) for section, old in RENAMED
+            if OmegaConf.is_dict(values.get(section)) or isinstance(values.get(section), dict)
+            if old in values[section]]
+    if not used:
+        return values
+    values = OmegaConf.to_container(values) if OmegaConf.is_config(values) else copy.deepcopy(dict(values))
+    for section, old in used:
+        new, part = RENAMED[section, old], values[section]
+        value = part.pop(old)
+        if new in part and part[new] != value:
+            raise SettingsError(option, f"{section}.{old} is the old name of {section}.{new}; give one, "
+                                        f"got {section}.{old}={value!r} and {section}.{new}={part[new]!r}")
+        part[new] = value
+        warnings.warn(f"the setting {section}.{old} is now {section}.{new} (read as it); rename it",
+                      FutureWarning, stacklevel=3)
+    return values
 
 
 def _check_sections(settings: object) -> None:
@@ -304,7 +353,7 @@ def _typed(schema: type[Schema], values: dict, section: str) -> Schema:
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
     except OmegaConfBaseException as error:
-        raise ValueError(_describe(error, schema, section)) from None
+        raise ValueError(describe_error(error, schema, section)) from None
 
 
 def _read_file(path: Union[str, os.PathLike]) -> Any:
@@ -334,50 +383,3 @@ def _parse_override(item: str) -> Any:
 
 def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
-
-
-def _field_type(schema: type, path: list[str]) -> Any:
-    """The declared type of the field at `path` of the dataclass `schema` (None: no such field)."""
-    kind: Any = schema
-    for name in path:
-        fields = {f.name: f for f in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else {}
-        if name not in fields:
-            return None
-        kind = get_type_hints(kind)[name]
-    return kind
-
-
-def _expected(kind: Any) -> str:
-    """How an error message says what a value of type `kind` looks like."""
-    if get_origin(kind) in (Union, getattr(types, "UnionType", Union)):
-        options = [a for a in get_args(kind) if a is not type(None)]
-        return f"{_expected(options[0])} or null" if len(options) == 1 else "one of the types " + str(kind)
-    if get_origin(kind) is Literal:
-        return "one of " + ", ".join(str(a) for a in get_args(kind))
-    if get_origin(kind) is list:
-        return "a list like [1, 2]"
-    names = {bool: "true or false", int: "an int", float: "a number", str: "a string"}
-    return names.get(kind, f"a {getattr(kind, '__name__', kind)}")
-
-
-def _describe(error: OmegaConfBaseException, schema: type, section: str = "", source: object = None) -> str:
-    """One line for an OmegaConf error: the key, what was expected and the value that came
-    (`source`: the dataclass instance being checked, whose field holds the value)."""
-    full_key = str(error.full_key or error.key or "").removeprefix(f"{section}." if section else "")
-    path = [part for part in re.sub(r"\[\d+\]", "", full_key).split(".") if part]
-    key = f"{section}.{full_key}" if section else full_key
-    if isinstance(error, ConfigKeyError):
-        parent = _field_type(schema, path[:-1]) if len(path) > 1 else schema
-        known = ", ".join(f.name for f in dataclasses.fields(parent)) if parent is not None else ""
-        where = ".".join(part for part in [section, *path[:-1]] if part) or "sections"
-        return f"unknown setting {key!r}; known {where}: {known}"
-    kind = _field_type(schema, path)
-    if kind is not None and full_key.endswith("]"):
-        kind = get_args(kind)[0]
-    expected = _expected(kind) if kind is not None else "a valid value"
-    value = getattr(error, "value", None)
-    if source is not None and path:
-        value = getattr(source, path[0])
-        index = re.search(r"\[(\d+)\]$", full_key)
-        value = value[int(index.group(1))] if index else value
-    return f"{key} should be {expected}, got {value!r}"

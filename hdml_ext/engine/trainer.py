@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from .._checks import require_class_labels
 from ..data.rows import RowSource, iter_rows, source_length
 from ..data.sampler import FGraphBatch, FGraphSampler
 from ..data.streams import stream_generator
@@ -30,6 +31,7 @@ from .checkpoint import (
 )
 from .distributed import local_device, resolve_backend
 from .inference import embed_rows
+from .optimizer import build_optimizer
 from .run_folder import (
     CHECKPOINT_NAME,
     LOG_NAME,
@@ -40,22 +42,9 @@ from .run_folder import (
     truncate_log,
 )
 from .settings import TrainConfig
+from .tensorboard_log import TensorBoardLog
 
 __all__ = ["Trainer", "read_log"]
-
-#: Parameter name prefixes of the graph half of either model (RE-GCN and edge head).
-GRAPH_PREFIXES = ("regcn.", "edge_head.")
-
-
-def _param_groups(model: nn.Module, lr: float, graph_lr_mult: float) -> list[dict]:
-    """One SGD group at `lr`, or two when graph_lr_mult != 1: the graph half at lr * graph_lr_mult."""
-    if graph_lr_mult == 1.0:
-        return [{"params": list(model.parameters())}]
-    graph, rest = [], []
-    for name, param in model.named_parameters():
-        (graph if name.startswith(GRAPH_PREFIXES) else rest).append(param)
-    groups = [{"params": rest}] if rest else []
-    return [*groups, {"params": graph, "lr": lr * graph_lr_mult}]
 
 
 class Trainer:
@@ -66,7 +55,8 @@ class Trainer:
         model: a model of `hdml_ext.nn.MODELS`; its k is the F-Graphs' k.
         source: the training rows, [N, 3, H, W] images or [N, D] features as a tensor, or a
             map-style data set of images (see `hdml_ext.data.rows.RowSource`).
-        labels: [N] int64 identity of each row (0..C-1 for HDML's node head).
+        labels: [N] integer identity of each row, in [0, num_classes) for HDML's node head
+            (>= 0 for a model without it); checked here, ValueError naming the first bad row.
         config: `TrainConfig` (paper defaults when None).
         out_dir: where checkpoint.pt, model.pt and log.jsonl go (None: nothing is written).
         on_step: called with each step's log record after the step (e.g. for custom logging),
@@ -100,10 +90,7 @@ class Trainer:
         self._check_device_options()
         self.source = source
         n = source_length(source)
-        if labels.dim() != 1 or labels.shape[0] != n:
-            raise ValueError(
-                f"labels should be [N] = [{n}] to match the training rows, got {tuple(labels.shape)}"
-            )
+        require_class_labels("labels", labels, n, getattr(model, "num_classes", None))
         if n < self.world_size:
             raise ValueError(f"{n} training rows cannot be shared among {self.world_size} processes")
         # Feature rows are their own embeddings: they never change, so neither do the F-Graphs.
@@ -127,20 +114,14 @@ class Trainer:
             focus_per_identity=self.config.focus_per_identity,
             seed=self.config.seed,
             drop_last=self.config.drop_last,
+            backend=self.config.knn_backend,
             max_positive_share=self.config.max_positive_share,
         )
-        self.optimizer = torch.optim.SGD(
-            _param_groups(self.model, self.config.lr, self.config.graph_lr_mult),
-            lr=self.config.lr,
-            momentum=self.config.momentum,
-            weight_decay=self.config.weight_decay,
-        )
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, list(self.config.milestones), gamma=self.config.gamma
-        )
+        self.optimizer, self.scheduler = build_optimizer(self.model, self.config)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.config.amp == "fp16")
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.on_step = on_step
+        self.events = TensorBoardLog(self.out_dir) if self.out_dir is not None else None  # rank 0 writes
         self.epoch = 0  # completed epochs
         self.step = 0  # completed steps
         self.written: list[Path] = []  # files the last `fit` wrote
@@ -158,10 +139,10 @@ class Trainer:
                 f"device is {self.device}; leave it false on the CPU"
             )
         if self.world_size > 1:
-            backend = resolve_backend(config.backend, self.device)
+            backend = resolve_backend(config.dist_backend, self.device)
             if backend != torch.distributed.get_backend():
                 raise ValueError(
-                    f"train.backend resolves to {backend!r}, but the process group runs "
+                    f"train.dist_backend resolves to {backend!r}, but the process group runs "
                     f"{torch.distributed.get_backend()!r}"
                 )
 
@@ -358,6 +339,7 @@ class Trainer:
             records.append(record)
             if self.out_dir is not None and self._main:
                 append_record(self.out_dir / LOG_NAME, record)
+                self.events.write_step(record)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", link=f"{link:.4f}")
             if self.on_step is not None:

@@ -8,13 +8,12 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from .feature_blocks import FeatureBlocks
 from .fgraphs import FILE_FORMAT, FGraphs, read_npz
-from .rows import FeatureRows
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +22,7 @@ FINGERPRINT_ROWS = 1024
 _SEED = 1234
 
 
-def fingerprint(rows: FeatureRows) -> str:
+def fingerprint(rows: FeatureBlocks) -> str:
     """A JSON string naming the features: shape [N, D], dtype, and the SHA-256 of a seeded
     sample of up to `FINGERPRINT_ROWS` rows. Data of another shape or dtype, or differing in
     any sampled row, give another fingerprint (a change confined to unsampled rows does not)."""
@@ -71,8 +70,9 @@ def load_cache(path: str | os.PathLike, features_fingerprint: str, k: int) -> FG
         logger.info("build_fgraphs: cache %s holds k=%d columns, k=%d are needed; rebuilding it",
                     path, graphs.k, k)
         return None
-    graphs = replace(graphs.with_k(k), reason=f"loaded from cache {path} (computed by {graphs.backend}: "
-                                               f"{graphs.reason})")
+    reason = f"loaded from cache {path} (computed by {graphs.backend}: {graphs.reason})"
+    graphs = graphs.with_k(k)
+    graphs.reason = reason
     logger.info("build_fgraphs: %s", graphs.reason)
     return graphs
 

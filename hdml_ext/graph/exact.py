@@ -11,7 +11,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import ops
-from .rows import DEFAULT_BLOCK_SIZE, FeatureRows, Features
+from .feature_blocks import DEFAULT_BLOCK_SIZE, FeatureBlocks, Features
 
 #: What every backend returns: (knn_dist float32 [N, k], knn_idx int64 [N, k]) on the CPU, and
 #: the index settings it used.
@@ -39,7 +39,9 @@ def drop_self(dist: np.ndarray, idx: np.ndarray, ids: np.ndarray) -> tuple[np.nd
     return dist[~mask].reshape(rows, cols - 1), idx[~mask].reshape(rows, cols - 1)
 
 
-def exact_tables(rows: FeatureRows, k: int, block_size: int, progress: bool, target_recall: float) -> Tables:
+def exact_tables(
+    rows: FeatureBlocks, k: int, block_size: int, progress: bool, target_recall: float
+) -> Tables:
     """Backend "exact": `Tables` with no params (recall 1, so any `target_recall` is met)."""
     if not rows.is_memmap:
         dist, idx = ops.knn(rows.whole(), k)
@@ -66,7 +68,7 @@ def exact_tables(rows: FeatureRows, k: int, block_size: int, progress: bool, tar
 
 
 def exact_knn_rows(
-    features: Features | FeatureRows,
+    features: Features | FeatureBlocks,
     ids: np.ndarray,
     k: int,
     *,
@@ -79,7 +81,7 @@ def exact_knn_rows(
     Returns (dist [M, k] float32 Euclidean, idx [M, k] int64), nearest first, ties to the
     smaller index. Used to measure recall and to repair short approximate rows.
     """
-    rows = features if isinstance(features, FeatureRows) else FeatureRows(features)
+    rows = features if isinstance(features, FeatureBlocks) else FeatureBlocks(features)
     ids = np.asarray(ids, dtype=np.int64)
     order = np.argsort(ids, kind="stable")
     queries = rows.rows(ids[order])
@@ -97,7 +99,7 @@ def exact_knn_rows(
     return out_d, out_i
 
 
-def repair_short_rows(rows: FeatureRows, out_d: np.ndarray, out_i: np.ndarray, k: int,
+def repair_short_rows(rows: FeatureBlocks, out_d: np.ndarray, out_i: np.ndarray, k: int,
                       block_size: int = DEFAULT_BLOCK_SIZE) -> int:
     """Recompute exactly, in place, the rows of an approximate backend's tables [N, k] with
     missing (-1) neighbours; returns how many there were."""
@@ -106,3 +108,11 @@ def repair_short_rows(rows: FeatureRows, out_d: np.ndarray, out_i: np.ndarray, k
         ids = short[start : start + _REPAIR_CHUNK]
         out_d[ids], out_i[ids] = exact_knn_rows(rows, ids, k, block_size=block_size)
     return int(short.size)
+
+
+def exact_knn(features: Tensor, k: int, *, queries: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """`hdml_ext.ops.knn` for callers outside graph/ that need the distances in the features'
+    own dtype (k-reciprocal re-ranking compares them with its own): (dist [M, k] Euclidean,
+    ascending, idx int64 [M, k]) on the features' device; queries None: each row's nearest
+    other rows."""
+    return ops.knn(features, k, queries=queries)

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .. import ops
 from .exact import Tables, drop_self, merge_topk, repair_short_rows
-from .rows import FeatureRows
+from .feature_blocks import FeatureBlocks
 
 #: Recall@k on the sample that tuned indexes aim for unless told otherwise (`target_recall`).
 DEFAULT_TARGET_RECALL = 0.95
@@ -57,7 +57,7 @@ class SampleTruth:
     to be fed every block.
     """
 
-    def __init__(self, rows: FeatureRows, k: int, truth: np.ndarray | None = None) -> None:
+    def __init__(self, rows: FeatureBlocks, k: int, truth: np.ndarray | None = None) -> None:
         self.k = k
         self.ids = sample_ids(rows.num_rows)
         self.queries = rows.rows(self.ids).float().cpu().numpy()
@@ -90,7 +90,7 @@ def _finish(sq: np.ndarray, idx: np.ndarray, ids: np.ndarray) -> tuple[np.ndarra
     return np.sqrt(np.maximum(dist, 0.0)), idx
 
 
-def _search_all(rows: FeatureRows, k: int, block_size: int, progress: bool, search: object, desc: str):
+def _search_all(rows: FeatureBlocks, k: int, block_size: int, progress: bool, search: object, desc: str):
     """Run `search(x_block, start) -> (sq_dist, idx)` over all row blocks and `_finish` them."""
     out_d = np.empty((rows.num_rows, k), dtype=np.float32)
     out_i = np.empty((rows.num_rows, k), dtype=np.int64)
@@ -102,7 +102,7 @@ def _search_all(rows: FeatureRows, k: int, block_size: int, progress: bool, sear
 
 
 def faiss_flat_tables(
-    rows: FeatureRows, k: int, block_size: int, progress: bool, target_recall: float
+    rows: FeatureBlocks, k: int, block_size: int, progress: bool, target_recall: float
 ) -> Tables:
     """Backend "faiss-flat" (`faiss.IndexFlatL2`; exact, so `target_recall` is met): as `exact_tables`."""
     faiss = faiss_module()
@@ -128,7 +128,7 @@ class IVFIndex:
     the sample's search took (as the full search runs it: probe, then `_finish`).
     """
 
-    def __init__(self, rows: FeatureRows, k: int, block_size: int, sample: SampleTruth) -> None:
+    def __init__(self, rows: FeatureBlocks, k: int, block_size: int, sample: SampleTruth) -> None:
         self.faiss = faiss_module()
         self.rows, self.k, self.block_size, self.sample = rows, k, block_size, sample
         n, dim = rows.num_rows, rows.dim
@@ -223,7 +223,7 @@ class IVFIndex:
 
 
 def faiss_ivf_tables(
-    rows: FeatureRows, k: int, block_size: int, progress: bool, target_recall: float
+    rows: FeatureBlocks, k: int, block_size: int, progress: bool, target_recall: float
 ) -> Tables:
     """Backend "faiss-ivf" (`faiss.IndexIVFFlat`, nprobe tuned for `target_recall`): as
     `exact_tables`, with `IVFIndex.tables`'s params."""
@@ -239,7 +239,7 @@ def faiss_ivf_tables(
 
 
 def faiss_hnsw_tables(
-    rows: FeatureRows, k: int, block_size: int, progress: bool, target_recall: float
+    rows: FeatureBlocks, k: int, block_size: int, progress: bool, target_recall: float
 ) -> Tables:
     """Backend "faiss-hnsw" (`faiss.IndexHNSWFlat`, efSearch tuned for `target_recall`): as
     `exact_tables`, params {M, efConstruction, efSearch, sample_recall, sample_size, repaired_rows}."""

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .. import ops
 from .exact import Tables, exact_knn_rows, repair_short_rows
 from .faiss_backends import IVF_KMEANS_ITER, IVF_TRAIN_PER_LIST, SEED, faiss_module
-from .rows import FeatureRows
+from .feature_blocks import FeatureBlocks
 
 #: Rows per inverted list: each list is one GEMM operand; smaller lists scan fewer rows for the
 #: same recall, larger ones make the GEMMs and the centroid search cheaper.
@@ -59,7 +59,7 @@ class IVFJoin:
     mean share of all rows that a sampled row's nprobe lists hold, by list_share).
     """
 
-    def __init__(self, rows: FeatureRows, k: int, truth: np.ndarray | None = None) -> None:
+    def __init__(self, rows: FeatureBlocks, k: int, truth: np.ndarray | None = None) -> None:
         self.rows, self.k = rows, k
         self.sample = ivf_sample_ids(rows.num_rows)
         self.truth = exact_knn_rows(rows, self.sample, k)[1] if truth is None else truth
@@ -147,7 +147,7 @@ def _seconds_since(started: float, x: Tensor) -> float:
     return time.perf_counter() - started
 
 
-def ivf_tables(rows: FeatureRows, k: int, block_size: int, progress: bool, target_recall: float) -> Tables:
+def ivf_tables(rows: FeatureBlocks, k: int, block_size: int, progress: bool, target_recall: float) -> Tables:
     """Backend "ivf" (module doc): `Tables` with `IVFJoin.tables`'s params. Holds all rows in
     memory (a memmap is read whole); CUDA rows are searched on their GPU (the k-means on the CPU)."""
     with tqdm(total=2, desc="ivf: exact neighbours of the recall sample", disable=not progress,

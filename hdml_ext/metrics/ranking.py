@@ -12,11 +12,12 @@ import numpy as np
 
 from .._checks import as_array, as_float_array, as_int_vector, require_int, same_length
 
-__all__ = ["rank_metrics", "rank_metrics_from_blocks", "rank_metrics_from_order"]
+__all__ = ["BLOCK_ENTRIES", "rank_metrics", "rank_metrics_from_blocks", "rank_metrics_from_order"]
 
-# Queries are processed in blocks so that the [block, G] temporaries stay near this many entries
-# (about 16 MB per int64 temporary): Market-1501's 3,368 x 15,913 never exists at once.
-_BLOCK_ENTRIES = 1 << 21
+#: Entries of a [block, G] temporary per block of queries (about 16 MB of float32, 32 MB of
+#: int64): Market-1501's 3,368 x 15,913 never exists at once. The one block size of the
+#: package's query-by-gallery work (these metrics, `hdml_ext.reid`'s rankings and re-ranking).
+BLOCK_ENTRIES = 1 << 22
 
 
 class _Ids(NamedTuple):
@@ -55,7 +56,7 @@ def _require_non_empty(name: str, shape: tuple[int, ...]) -> None:
 
 
 def _blocks(num_queries: int, num_gallery: int) -> Iterator[slice]:
-    step = max(1, _BLOCK_ENTRIES // max(num_gallery, 1))
+    step = max(1, BLOCK_ENTRIES // max(num_gallery, 1))
     for start in range(0, num_queries, step):
         yield slice(start, min(start + step, num_queries))
 

@@ -2,10 +2,11 @@
 two models answering one interface: the whole multi-task model (`HDML`) and its graph half on
 given features (`HDMLOnFeatures`), listed by name in `MODELS`."""
 
+from .base import EDGE_INPUTS, FGraphLinkModel, HDMLOutput
 from .hanet import BACKBONES, HANet
 from .hdml import HDML, HDMLOnFeatures
 from .heads import EdgeHead, NodeHead
-from .link import EDGE_INPUTS, FGraphLinkModel, HDMLOutput, link_loss
+from .loss import link_loss
 from .nfa import NFA
 from .nfe import NFE
 from .regcn import REGCN, NodeChannelAttention, REGCNLayer

@@ -8,10 +8,12 @@ from collections.abc import Iterable, Mapping
 from typing import Callable
 
 import torch
+import torch.hub
 import torchvision.models as tvm
 from torch import Tensor, nn
 
-from .._checks import require_float, require_images
+from .._checks import require_images
+from ..ops.nfa_gate import require_gate_bounds
 from .nfa import NFA
 from .nfe import NFE
 
@@ -31,6 +33,36 @@ BACKBONES: dict[str, Callable[..., tvm.ResNet]] = {
 
 #: The NFE width (the paper's FC_1 of 512 neurons, eq. 9).
 NFE_DIM = 512
+
+#: The `weights` value that starts the backbone from torchvision's ImageNet weights.
+IMAGENET = "imagenet"
+
+
+class PretrainedWeightsError(ValueError):
+    """torchvision's ImageNet weights could not be fetched (no network and no cached copy)."""
+
+
+def imagenet_state_dict(name: str, *, progress: bool = False) -> Mapping[str, Tensor]:
+    """torchvision's ImageNet-1k state dict of backbone `name` (its IMAGENET1K_V1 weights, the
+    original recipe the Re-ID literature starts from), read from torch.hub's cache
+    (`torch.hub.get_dir()`/checkpoints) or downloaded there on first use.
+
+    Raises PretrainedWeightsError, one line saying how to give a local file instead, when the
+    file cannot be had (no network, a failed download or hash check).
+    """
+    entry = tvm.get_model_weights(name)["IMAGENET1K_V1"]
+    try:
+        return torch.hub.load_state_dict_from_url(entry.url, map_location="cpu", progress=progress,
+                                                  check_hash=True)
+    except Exception as error:
+        reason = " ".join(f"{type(error).__name__}: {error}".split())
+        file_name = os.path.basename(entry.url)
+        raise PretrainedWeightsError(
+            f"model.weights={IMAGENET}: could not fetch torchvision's ImageNet weights of {name} from "
+            f"{entry.url} ({reason}); download that file where there is network and give it with "
+            f"--set model.weights=/path/to/{file_name} (or copy it into "
+            f"{os.path.join(torch.hub.get_dir(), 'checkpoints')})"
+        ) from None
 
 
 def check_nfe_stages(nfe_stages: object) -> tuple[int, ...]:
@@ -56,6 +88,7 @@ class ResNetTrunk(nn.Module):
         if not 1 <= depth <= 4:
             raise ValueError(f"depth should be in [1, 4], got {depth}")
         resnet = BACKBONES[name](weights=None)
+        self.name = name
         self.depth = depth
         self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
         for i in range(1, depth + 1):
@@ -77,17 +110,22 @@ class ResNetTrunk(nn.Module):
         return self.maxpool(self.relu(self.bn1(self.conv1(images))))
 
     def load_weights(self, path: str | os.PathLike) -> None:
-        """Load a torchvision ResNet state dict from the local file `path` (nothing is downloaded).
+        """Load a torchvision ResNet state dict from the local file `path`, or torchvision's
+        ImageNet weights of this backbone when `path` is "imagenet" (`imagenet_state_dict`:
+        torch.hub's cache, else a download).
 
         Keys of the classifier (fc.*) and of stages beyond `depth` are ignored, a "module." prefix
         (DataParallel) is stripped; every other key must match this backbone's names and shapes,
         else ValueError says which.
         """
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"weights should be the path of a local state-dict file, "
-                                    f"no file at {path!r}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        if path == IMAGENET:
+            state = imagenet_state_dict(self.name)
+        elif not os.path.isfile(path):
+            raise FileNotFoundError(f"weights should be {IMAGENET!r} or the path of a local state-dict "
+                                    f"file, no file at {path!r}")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
             state = state["state_dict"]
         if not isinstance(state, Mapping):
@@ -125,7 +163,8 @@ class HANet(nn.Module):
         backbone: a torchvision ResNet name, one of `BACKBONES`.
         use_nfa: False drops the four NFA blocks (the paper's Table II ablation).
         nfe_stages: the stages (from 1..4) whose NFE outputs are concatenated; (2, 3, 4) in the paper.
-        weights: None (random init) or the path of a local torchvision state dict for the backbone.
+        weights: None (random init), "imagenet" (torchvision's ImageNet weights, downloaded once
+            into torch.hub's cache) or the path of a local torchvision state dict for the backbone.
         lo, hi: the NFA gate's floor and saturation threshold.
 
     Shapes:
@@ -139,9 +178,7 @@ class HANet(nn.Module):
         if not isinstance(backbone, str) or backbone not in BACKBONES:
             raise ValueError(f"backbone should be one of {', '.join(BACKBONES)}, got {backbone!r}")
         self.nfe_stages = check_nfe_stages(nfe_stages)
-        lo, hi = require_float("lo", lo), require_float("hi", hi)
-        if not 0.0 <= lo < hi <= 1.0:
-            raise ValueError(f"lo and hi should satisfy 0 <= lo < hi <= 1, got lo={lo}, hi={hi}")
+        lo, hi = require_gate_bounds(lo, hi)
         self.backbone_name = backbone
         self.use_nfa = bool(use_nfa)
         self.backbone = ResNetTrunk(backbone, depth=self.nfe_stages[-1])

@@ -30,12 +30,13 @@ from .._checks import (
     require_nodes,
     require_tensor,
 )
+from .base import FGraphLinkModel, HDMLOutput, config_from
 from .hanet import HANet
 from .heads import NodeHead
-from .link import FGraphLinkModel, HDMLOutput, config_from
 
-_GRAPH_KEYS = ("k", "gcn_dims", "attention", "edge_input", "relative_input", "balanced_link_loss",
-               "cosine_prior", "overlap_prior")
+#: The graph half's config keys: what `HDMLOnFeatures` takes besides in_dim, and `HDML` with its own.
+GRAPH_CONFIG_KEYS = ("k", "gcn_dims", "attention", "edge_input", "relative_input", "balanced_link_loss",
+                     "cosine_prior", "overlap_prior")
 
 
 class HDML(FGraphLinkModel):
@@ -61,7 +62,7 @@ class HDML(FGraphLinkModel):
 
     input_kind: ClassVar[str] = "images"
     _CONFIG_KEYS = ("num_classes", "backbone", "use_nfa", "nfe_stages", "node_weight", "link_weight",
-                    "lo", "hi", *_GRAPH_KEYS)
+                    "lo", "hi", *GRAPH_CONFIG_KEYS)
 
     def __init__(self, num_classes: int, *, backbone: str = "resnet50", k: int = 50, use_nfa: bool = True,
                  nfe_stages: Iterable[int] = (2, 3, 4), gcn_dims: Iterable[int] = (1536, 1536, 512, 256),
@@ -106,7 +107,8 @@ class HDML(FGraphLinkModel):
 
     def forward(self, images: Tensor, nodes: Tensor, adj: Tensor) -> HDMLOutput:
         """images [U, 3, H, W]; nodes int64 [B, k+1], rows of `images`, each graph's focus first;
-        adj [B, k+1, k+1] bool/float. Returns `HDMLOutput`."""
+        adj [B, k+1, k+1] bool/float, directed as `FGraphs.batch` gives it (a symmetric one
+        raises with overlap_prior: `FGraphLinkModel`). Returns `HDMLOutput`."""
         require_images(images)
         require_nodes(nodes, images.shape[0], self.k, images.device)
         require_graph_adjacency(adj, nodes.shape[0], self.k, images.device)
@@ -144,7 +146,7 @@ class HDMLOnFeatures(FGraphLinkModel):
     """
 
     input_kind: ClassVar[str] = "features"
-    _CONFIG_KEYS = ("in_dim", *_GRAPH_KEYS)
+    _CONFIG_KEYS = ("in_dim", *GRAPH_CONFIG_KEYS)
 
     def __init__(self, in_dim: int, *, k: int = 50, gcn_dims: Iterable[int] = (1536, 1536, 512, 256),
                  attention: bool = True, edge_input: str = "node", relative_input: bool = False,
@@ -179,7 +181,9 @@ class HDMLOnFeatures(FGraphLinkModel):
 
     def forward(self, rows: Tensor, nodes: Tensor, adj: Tensor) -> HDMLOutput:
         """rows [U, in_dim] features; nodes int64 [B, k+1], rows of `rows`, each graph's focus
-        first; adj [B, k+1, k+1] bool/float. Returns `HDMLOutput` with node_logits None."""
+        first; adj [B, k+1, k+1] bool/float, directed as `FGraphs.batch` gives it (a symmetric
+        one raises with overlap_prior: `FGraphLinkModel`). Returns `HDMLOutput` with node_logits
+        None."""
         self.embed(rows)
         require_nodes(nodes, rows.shape[0], self.k, rows.device)
         require_graph_adjacency(adj, nodes.shape[0], self.k, rows.device)

@@ -17,7 +17,7 @@ from ..ops import ScoringWeights, fgraph_scores
 from .regcn import NodeChannelAttention
 
 if TYPE_CHECKING:
-    from .link import FGraphLinkModel
+    from .base import FGraphLinkModel
 
 #: Table dtypes scored by the fused kernel. float64 tables keep the module path, whose scores
 #: `link_scores` reproduces bit for bit (the kernel would round differently); the kernel itself

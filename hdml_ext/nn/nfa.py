@@ -5,7 +5,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .. import ops
-from .._checks import require_float, require_int
+from .._checks import require_int
+from ..ops.nfa_gate import require_gate_bounds
 
 
 class NFA(nn.Module):
@@ -27,10 +28,7 @@ class NFA(nn.Module):
     def __init__(self, channels: int, lo: float = 0.3, hi: float = 0.9) -> None:
         super().__init__()
         self.channels = require_int("channels", channels, minimum=1)
-        self.lo = require_float("lo", lo)
-        self.hi = require_float("hi", hi)
-        if not 0.0 <= self.lo < self.hi <= 1.0:
-            raise ValueError(f"lo and hi should satisfy 0 <= lo < hi <= 1, got lo={lo}, hi={hi}")
+        self.lo, self.hi = require_gate_bounds(lo, hi)
         self.bn = nn.BatchNorm1d(channels)
         self.fc = nn.Linear(channels, channels)
 

@@ -10,6 +10,15 @@ from torch import Tensor
 from .._checks import require_float, require_floating, require_same_device, require_tensor
 
 
+def require_gate_bounds(lo: object, hi: object) -> tuple[float, float]:
+    """Check the gate's floor and saturation threshold, 0 <= lo < hi <= 1, and return them as
+    floats (the one check of `nfa_gate`, `hdml_ext.nn.NFA` and `hdml_ext.nn.HANet`)."""
+    lo, hi = require_float("lo", lo), require_float("hi", hi)
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(f"lo and hi should satisfy 0 <= lo < hi <= 1, got lo={lo}, hi={hi}")
+    return lo, hi
+
+
 def nfa_gate(x: Tensor, logits: Tensor, lo: float = 0.3, hi: float = 0.9) -> Tensor:
     """Scale each channel of `x` by the clamped sigmoid of its logit.
 
@@ -35,15 +44,12 @@ def nfa_gate(x: Tensor, logits: Tensor, lo: float = 0.3, hi: float = 0.9) -> Ten
     require_floating("x", x)
     require_floating("logits", logits)
     require_same_device("logits", logits, "x", x)
-    lo = require_float("lo", lo)
-    hi = require_float("hi", hi)
+    lo, hi = require_gate_bounds(lo, hi)
     if x.dim() < 2:
         raise ValueError(f"x should be [B, C, *spatial] (at least 2-D), got shape {tuple(x.shape)}")
     if tuple(logits.shape) != tuple(x.shape[:2]):
         raise ValueError(f"logits should have shape [B, C] = {tuple(x.shape[:2])} to match x, "
                          f"got {tuple(logits.shape)}")
-    if not 0.0 <= lo < hi <= 1.0:
-        raise ValueError(f"lo and hi should satisfy 0 <= lo < hi <= 1, got lo={lo}, hi={hi}")
     return torch.ops.hdml.nfa_gate.default(x, logits, lo, hi)
 
 
@@ -94,3 +100,36 @@ def _backward(ctx: Any, grad_y: Tensor) -> tuple:
 
 
 torch.library.register_autograd("hdml::nfa_gate", _backward, setup_context=_setup_context)
+
+
+def onnx_translation() -> dict:
+    """The ONNX translation of `hdml::nfa_gate`, for torch.onnx's dynamo exporter:
+    `torch.onnx.export(..., dynamo=True, custom_translation_table=onnx_translation())`.
+
+    The gate is written in standard ONNX ops (opset 18), the same arithmetic as the kernels:
+    g = Sigmoid(logits) in float32 (float64 for float64 x), g' = Where(g < lo, lo, Where(g > hi,
+    1, g)), y = x * g' with g' unsqueezed over x's spatial axes, rounded to x's dtype. The
+    exported graph therefore holds Sigmoid, Less, Greater and two Where per gate; ONNX Runtime
+    and every other ONNX consumer run it without a custom-op library. Needs `onnxscript`
+    (the `export` extra); raises ImportError naming it otherwise.
+    """
+    try:
+        from onnxscript import ir
+        from onnxscript import opset18 as op
+    except ImportError as error:
+        raise ImportError("ONNX export needs the onnxscript package: "
+                          "pip install 'hdml_ext[export]'") from error
+
+    def nfa_gate_onnx(x: Any, logits: Any, lo: float, hi: float) -> Any:
+        acc_type = ir.DataType.DOUBLE if x.dtype == ir.DataType.DOUBLE else ir.DataType.FLOAT
+        g = op.Sigmoid(op.Cast(logits, to=acc_type))
+        lo_value, hi_value, one = op.CastLike(lo, g), op.CastLike(hi, g), op.CastLike(1.0, g)
+        gate = op.Where(op.Less(g, lo_value), lo_value, op.Where(op.Greater(g, hi_value), one, g))
+        spatial_axes = list(range(2, len(x.shape)))
+        if spatial_axes:
+            gate = op.Unsqueeze(gate, op.Constant(value_ints=spatial_axes))
+        if x.dtype == acc_type:
+            return op.Mul(x, gate)
+        return op.Cast(op.Mul(op.Cast(x, to=acc_type), gate), to=x.dtype)
+
+    return {torch.ops.hdml.nfa_gate.default: nfa_gate_onnx}

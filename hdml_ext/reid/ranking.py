@@ -17,22 +17,15 @@ ranking (the no-graph baseline); both are scored with the Market-1501 protocol o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .. import metrics
 from .._checks import require_int, require_query_gallery
 from ..graph import query_fgraphs
-from .rerank import k_reciprocal_order
-
-#: What `evaluate_reid` ranks by (`EvalSettings.ranking`).
-RANKINGS = ("graph", "distance", "k_reciprocal", "k_reciprocal_per_query")
-
-#: Entries of a [block, G] temporary per query block (about 16 MB of float32 / 32 MB of int64).
-BLOCK_ENTRIES = 1 << 22
+from ..metrics.ranking import BLOCK_ENTRIES
 
 
 def _block_rows(num_gallery: int, block: int | None) -> int:
@@ -120,65 +113,3 @@ def graph_order(
         by_score = torch.sort(-scores[start:stop].to(gallery.device), dim=1, stable=True).indices
         order[:, : nbr.shape[1]] = nbr.gather(1, by_score)
         yield slice(start, stop), order
-
-
-def evaluate_orders(
-    orders: Iterable[tuple[slice, Tensor]],
-    q_pids: object,
-    g_pids: object,
-    q_camids: object,
-    g_camids: object,
-    *,
-    max_rank: int = 50,
-) -> dict:
-    """mAP and CMC (Market-1501 protocol, `hdml_ext.metrics.rank_metrics_from_blocks`) of a
-    ranking given block by block, as `distance_order` and `graph_order` yield it.
-
-    Returns {"mAP", "rank1", "rank5", "rank10": float, "cmc": float64 ndarray [max_rank],
-    "num_valid_queries": int}.
-    """
-    result = metrics.rank_metrics_from_blocks(
-        ((rows, order.cpu().numpy()) for rows, order in orders),
-        q_pids, g_pids, q_camids, g_camids, max_rank=max_rank,
-    )
-    for r in (1, 5, 10):
-        result[f"rank{r}"] = float(result["cmc"][min(r, max_rank) - 1])
-    return result
-
-
-def evaluate_reid(
-    model: nn.Module,
-    query: Tensor,
-    gallery: Tensor,
-    q_pids: object,
-    g_pids: object,
-    q_camids: object,
-    g_camids: object,
-    *,
-    k: int | None = None,
-    ranking: str = "graph",
-    batch_size: int = 256,
-    max_rank: int = 50,
-    progress: bool = False,
-) -> dict:
-    """Re-ID metrics of a trained model from query and gallery embeddings.
-
-    query [Q, D], gallery [G, D]: embeddings (`hdml_ext.engine.embed_rows` of the images, on
-    the model's device). ranking: "graph" (link scores on the query F-Graphs, then distance),
-    "distance" (plain Euclidean distance, no graph), "k_reciprocal" (k-reciprocal re-ranking of
-    the same embeddings, all queries at once, `hdml_ext.reid.rerank`) or
-    "k_reciprocal_per_query" (each query re-ranked with the gallery alone, as graph ranking sees
-    it). k: F-Graph size, the model's own k by default. Returns `evaluate_orders`' dict.
-    """
-    pids = (q_pids, g_pids, q_camids, g_camids)
-    if ranking == "distance":
-        return evaluate_orders(distance_order(query, gallery), *pids, max_rank=max_rank)
-    if ranking in ("k_reciprocal", "k_reciprocal_per_query"):
-        together = ranking == "k_reciprocal"
-        orders = k_reciprocal_order(query, gallery, queries_together=together, progress=progress)
-        return evaluate_orders(orders, *pids, max_rank=max_rank)
-    if ranking != "graph":
-        raise ValueError(f"ranking should be one of {', '.join(map(repr, RANKINGS))}, got {ranking!r}")
-    k = int(model.to_config()["k"]) if k is None else k
-    neighbours, scores = query_link_scores(model, query, gallery, k, batch_size=batch_size, progress=progress)
-    return evaluate_orders(graph_order(query, gallery, neighbours, scores), *pids, max_rank=max_rank)

@@ -45,13 +45,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .._checks import require_int, require_query_gallery
-from ..graph import build_fgraphs
-from ..ops import knn
+from ..graph import build_fgraphs, exact_knn
+from .jaccard import BLOCK_ENTRIES, min_sums, query_blocks
 
 __all__ = ["k_reciprocal_distances", "k_reciprocal_order"]
-
-#: Entries of the per-block temporaries (the [block, G] distances and the Jaccard join).
-BLOCK_ENTRIES = 1 << 22
 
 #: The paper's k-reciprocal settings (Zhong et al. 2017): k1, k2 and lambda.
 K1, K2, LAMBDA_VALUE = 20, 6, 0.3
@@ -171,36 +168,6 @@ def _encode_ranked(num_query: int, rank: np.ndarray, row_max: np.ndarray, k1: in
     return _Encoding(row_max, v[:num_query].tocsr(), v[num_query:].tocsc())
 
 
-def _min_sums(query_v: sp.csr_matrix, gallery_v: sp.csc_matrix) -> np.ndarray:
-    """[B, G] float64: sum_j min(query_v[b, j], gallery_v[g, j]), joining on the columns j."""
-    entries = query_v.tocoo()
-    starts = gallery_v.indptr[entries.col]
-    counts = gallery_v.indptr[entries.col + 1] - starts
-    offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-    position = np.repeat(starts, counts) + offsets
-    num_gallery = gallery_v.shape[0]
-    key = np.repeat(entries.row.astype(np.int64), counts) * num_gallery + gallery_v.indices[position]
-    mins = np.minimum(np.repeat(entries.data, counts), gallery_v.data[position])
-    return np.bincount(key, weights=mins, minlength=query_v.shape[0] * num_gallery).reshape(-1, num_gallery)
-
-
-def _query_blocks(encoding: _Encoding, num_gallery: int, block: int | None) -> Iterator[slice]:
-    """Blocks of queries whose [block, G] distances and Jaccard join stay near BLOCK_ENTRIES."""
-    num_query = encoding.query_v.shape[0]
-    if block is not None:
-        yield from (slice(start, min(start + block, num_query)) for start in range(0, num_query, block))
-        return
-    column_counts = np.diff(encoding.gallery_v.indptr)
-    cost = (encoding.query_v != 0).astype(np.int64) @ column_counts + num_gallery
-    start, total = 0, 0
-    for q in range(num_query):
-        if q > start and total + cost[q] > BLOCK_ENTRIES:
-            yield slice(start, q)
-            start, total = q, 0
-        total += int(cost[q])
-    yield slice(start, num_query)
-
-
 def k_reciprocal_distances(
     query: Tensor,
     gallery: Tensor,
@@ -263,8 +230,8 @@ def _distance_blocks(
 ) -> Iterator[tuple[slice, Tensor]]:
     query, gallery = query.detach(), gallery.detach()
     encoding = _encode(torch.cat([query, gallery]), query.shape[0], k1, k2)
-    for rows in _query_blocks(encoding, gallery.shape[0], block):
-        shared = _min_sums(encoding.query_v[rows], encoding.gallery_v)
+    for rows in query_blocks(encoding.query_v, encoding.gallery_v, block):
+        shared = min_sums(encoding.query_v[rows], encoding.gallery_v)
         jaccard = 1.0 - shared / (2.0 - shared)
         original = torch.cdist(query[rows], gallery).square_()
         original = original.double().cpu().numpy() / encoding.row_max[rows, None]
@@ -292,7 +259,7 @@ def _gallery_table(gallery: Tensor, width: int) -> _GalleryTable:
     if searched == 0:
         dist, idx = np.empty((num_gallery, 0)), np.empty((num_gallery, 0), dtype=np.int64)
     else:
-        found = knn(gallery, searched)
+        found = exact_knn(gallery, searched)
         dist, idx = found[0].double().cpu().numpy(), found[1].cpu().numpy()
     return _GalleryTable(dist, idx, _row_max_squared(gallery), width)
 
@@ -376,7 +343,7 @@ def _one_query_at_a_time(
             q = start + offset
             rank, row_max = _rank_with_query(table, distances)
             encoding = _encode_ranked(1, rank, row_max, k1, k2, partial(pairs.squared, query[q : q + 1]))
-            shared = _min_sums(encoding.query_v, encoding.gallery_v)
+            shared = min_sums(encoding.query_v, encoding.gallery_v)
             jaccard = 1.0 - shared / (2.0 - shared)
             original = distances * distances / encoding.row_max[0]
             yield slice(q, q + 1), torch.from_numpy((1.0 - lambda_value) * jaccard + lambda_value * original)

@@ -1,5 +1,6 @@
-"""The graph half both models share (paper III-D): RE-GCN over each F-Graph, then the edge head
-on its non-focus nodes, with the focus-aware options the paper lacks, and the link loss L2."""
+"""The graph half both models share (paper III-D), `FGraphLinkModel`: RE-GCN over each F-Graph,
+then the edge head on its non-focus nodes, with the focus-aware options the paper lacks (the
+edge inputs here; the priors in `priors`, the link loss L2 in `loss`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from torch.nn import functional
 from .._checks import require_graph_adjacency, require_graph_batch, require_int, require_labels, require_nodes
 from .heads import EdgeHead
 from .link_inference import fused_link_scores
+from .loss import link_loss
+from .priors import COSINE_PRIOR_INIT, OVERLAP_PRIOR_INIT, neighbour_overlap, require_directed
 from .regcn import REGCN, gather_rows
 
 #: What the edge head reads for node i of an F-Graph whose focus is f: "node" (the paper, h_i),
@@ -20,16 +23,6 @@ from .regcn import REGCN, gather_rows
 #: "relative_cosine" ([h_i - h_f, cos(z_i, z_f)], width d + 1: the cosine similarity of the two
 #: nodes' RE-GCN inputs, which the GCN's features no longer carry, beside the relative feature).
 EDGE_INPUTS = ("node", "relative", "pair", "relative_cosine")
-
-#: The cosine prior's starting (scale, bias): S_f starts as sigmoid(10 cos - 5) plus what the
-#: untrained edge head adds, an even chance at cosine 0.5.
-COSINE_PRIOR_INIT = (10.0, -5.0)
-
-#: The overlap prior's starting weight c: the logit gains c * o_i, o_i the share of node i's k
-#: nearest neighbours inside its focus's F-Graph. Unlearned, cos + 0.5 o_i separated held-out
-#: edges best of the mixtures tried (benchmarks/bench_context.py); beside the cosine prior's
-#: scale 10 that is c = 5.
-OVERLAP_PRIOR_INIT = 5.0
 
 #: `FGraphLinkModel.link_scores_of_nodes` projects the whole table once when the projection fits
 #: in this many bytes, and graph batch by graph batch otherwise.
@@ -49,24 +42,6 @@ class HDMLOutput(NamedTuple):
     embeddings: Tensor
     node_logits: Tensor | None
     link_logits: Tensor
-
-
-def link_loss(link_logits: Tensor, same: Tensor, balanced: bool = False) -> Tensor:
-    """L2 (eq. 15): cross entropy of [B, k, 2] logits against bool [B, k] "same identity" targets.
-
-    balanced=False: the mean over all B * k edges (the paper). balanced=True: the mean over
-    the positive edges and the mean over the negative ones, averaged, so both classes weigh
-    the same in the batch (a class absent from the batch is left out of the average).
-    """
-    per_edge = functional.cross_entropy(link_logits.reshape(-1, 2).float(), same.reshape(-1).long(),
-                                        reduction="none" if balanced else "mean")
-    if not balanced:
-        return per_edge
-    positive = same.reshape(-1).to(per_edge.dtype)
-    masks = torch.stack([1.0 - positive, positive])
-    counts = masks.sum(dim=1)
-    class_means = (masks * per_edge).sum(dim=1) / counts.clamp(min=1.0)
-    return class_means.sum() / (counts > 0).sum()
 
 
 def edge_inputs(h: Tensor, edge_input: str, z: Tensor | None = None) -> Tensor:
@@ -92,16 +67,6 @@ def undirected(adj: Tensor) -> Tensor:
     adjacency [B, n, n]) or max(A, A^T) (float). Unchanged for a symmetric adjacency."""
     transposed = adj.transpose(1, 2)
     return adj | transposed if adj.dtype == torch.bool else torch.maximum(adj, transposed)
-
-
-def neighbour_overlap(adj: Tensor) -> Tensor:
-    """o [B, k] float32: for the non-focus nodes i = 1..k of F-Graphs with adjacency [B, k+1,
-    k+1], the share of row i's entries set, divided by k. With the directed adjacency that
-    `FGraphs.batch` gives (row i: node i's k nearest neighbours, those inside the graph), this
-    is the share of i's neighbours that are the focus or its neighbours: the shared-neighbour
-    count that k-reciprocal methods build on. With a symmetric adjacency it is i's degree / k."""
-    k = adj.shape[1] - 1
-    return adj[:, 1:].to(torch.float32).sum(dim=-1) / k
 
 
 def config_from(cls: type, config: Mapping[str, Any], allowed: Iterable[str]) -> dict[str, Any]:
@@ -131,8 +96,11 @@ class FGraphLinkModel(nn.Module):
             focus's F-Graph. It reads the directed adjacency (`FGraphs.batch`); the RE-GCN's
             symmetric normalisation of the undirected graph hides that count.
 
-    Every call takes the F-Graphs' adjacency directed or symmetric; the RE-GCN always runs on
-    `undirected(adj)`, so both give the paper's graph convolution.
+    Every call takes the F-Graphs' directed adjacency (`FGraphs.batch`) and runs the RE-GCN on
+    `undirected(adj)`, the paper's graph convolution. Without the overlap prior a symmetric
+    adjacency gives the same results; with it, a batch whose every graph is symmetric (and not
+    complete) raises ValueError (`require_directed`): it is what `FGraphs.adjacency()`'s default
+    gives, and the prior would silently read node degrees.
     """
 
     k: int
@@ -181,8 +149,12 @@ class FGraphLinkModel(nn.Module):
         return None
 
     def _overlap_if_read(self, adj: Tensor) -> Tensor | None:
-        """`neighbour_overlap(adj)` when the overlap prior reads it, else None."""
-        return neighbour_overlap(adj) if self.overlap_prior is not None else None
+        """`neighbour_overlap(adj)` when the overlap prior reads it (adj checked by
+        `require_directed`), else None."""
+        if self.overlap_prior is None:
+            return None
+        require_directed(adj)
+        return neighbour_overlap(adj)
 
     def _edge_logits(self, h: Tensor, z: Tensor | None, overlap: Tensor | None = None) -> Tensor:
         """Edge logits [B, k, 2] of F-Graphs whose final RE-GCN features are h [B, k+1, d] (focus

@@ -16,7 +16,7 @@ Features = Union[Tensor, np.ndarray]
 DEFAULT_BLOCK_SIZE = 65536
 
 
-class FeatureRows:
+class FeatureBlocks:
     """Row blocks of [N, D] features, each checked finite; a tensor is read detached (neighbour
     search is not differentiable).
 
