@@ -38,6 +38,12 @@ def module_path() -> Iterator[None]:
         _FUSED_ENABLED.reset(token)
 
 
+def kernel_built() -> bool:
+    """Whether the loaded hdml_ext._C carries fgraph_scores (an extension built before it was
+    added keeps the module path until it is rebuilt)."""
+    return hasattr(torch.ops.hdml, "fgraph_scores")
+
+
 def folded_attention(attention: NodeChannelAttention) -> tuple[Tensor, Tensor] | None:
     """The attention's FC with its eval-mode BatchNorm folded in: (W [d, d], b [d]) with
     FC(BN(z)) = z W^T + b, or None when the BatchNorm keeps no running statistics (it would
@@ -84,16 +90,18 @@ def scoring_weights(model: FGraphLinkModel, dtype: torch.dtype) -> ScoringWeight
 def fused_link_scores(model: FGraphLinkModel, table: Tensor, batches: Iterable[tuple[Tensor, Tensor]],
                       max_projected_bytes: int) -> Iterator[Tensor] | None:
     """`model.link_scores_of_nodes(table, batches)` by the fused kernel, or None where it does not
-    apply: table off the CPU or not float32, the model training, grad mode on, autocast
-    on, a part the kernel does not run (`scoring_weights`), or inside `module_path()`.
+    apply: an extension built without the kernel, table off the CPU or not float32, the model
+    training, grad mode on, autocast on, a part the kernel does not run (`scoring_weights`), or
+    inside `module_path()`.
 
     With the first projection of all rows within `max_projected_bytes` it is computed once
     ([N, 2 * gcn_dims[0]]); otherwise each batch projects the distinct rows its graphs hold.
     Yields float32 [B, k] per batch, as the module path does.
     """
     require_tensor("table", table)
-    if (not _FUSED_ENABLED.get() or table.device.type != "cpu" or table.dtype not in FUSED_DTYPES
-            or model.training or torch.is_grad_enabled() or torch.is_autocast_enabled("cpu")):
+    if (not _FUSED_ENABLED.get() or not kernel_built() or table.device.type != "cpu"
+            or table.dtype not in FUSED_DTYPES or model.training or torch.is_grad_enabled()
+            or torch.is_autocast_enabled("cpu")):
         return None
     weights = scoring_weights(model, table.dtype)
     if weights is None:
