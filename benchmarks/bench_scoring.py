@@ -1,24 +1,37 @@
-"""How many F-Graphs per second does `hdml cluster` score, graph by graph or by shared projection?
+"""How close does `hdml cluster`'s F-Graph scoring run to the machine's fp32 GEMM bound?
 
-    python benchmarks/bench_scoring.py                      # N = 100,000, 5 fresh processes
-    python benchmarks/bench_scoring.py --nodes 2000 --processes 2 --out /tmp/scoring   # smoke run
+    python benchmarks/bench_scoring.py                        # N = 50,000, 5 fresh processes
+    python benchmarks/bench_scoring.py --nodes 1000000 --paths link_edges --passes 1
+    python benchmarks/bench_scoring.py --device cuda --nodes 200000 --batch-size 4096
+    python benchmarks/bench_scoring.py --nodes 3000 --processes 2 --passes 1 --out /tmp/scoring  # smoke run
 
-The setting of issue 11: N x 64 float32 features (N / 50 Gaussian identities, centres N(0, 1),
-noise 0.5), every node's F-Graph of k = 20 exact neighbours, an HDMLOnFeatures(64, k=20,
-gcn_dims=(256, 128)) model (attention on, as the paper's RE-GCN; random weights: the work does
-not depend on their values). Two paths score all N F-Graphs, batch_size at a time:
+The setting of issues 11 and 25: N x 64 float32 features (N / 50 Gaussian identities, centres
+N(0, 1), noise 0.5), every node's F-Graph of k = 20 neighbours (exact below 200,000 rows, else
+`build_fgraphs`' "auto" index), an HDMLOnFeatures(64, k=20, gcn_dims=(256, 128)) model
+(attention on, the paper's edge head; random weights and BatchNorm statistics: the work does not
+depend on their values). Each pass times, in this order and in one process:
 
-old  graph by graph, as `link_edges` did before: gather each batch's k+1 node rows, then
-     `link_scores` projects every graph member through the first RE-GCN layer.
-new  `link_edges` as it is: `link_scores_of_nodes` projects the N rows once and each graph
-     gathers its members' projections.
+link_edges  as `hdml cluster` runs it: the shared first projection of the N rows, then batch
+            by batch `FGraphs.batch` and, on the CPU, the fused `fgraph_scores` kernel (on CUDA
+            the torch modules); scores copied into the [N, k] table on the CPU.
+module      the same `link_edges` inside `link_inference.module_path()`: RE-GCN and edge head
+            as torch modules on each batch (the CPU path before the fused kernel).
+bound       the fp32 GEMM bound: torch.mm into preallocated outputs on the GEMM shapes scoring
+            runs, at `--bound-batch` graphs per GEMM with all the process's threads: per graph
+            n = k + 1 rows through each later RE-GCN projection [d_{l-1} -> 2 d_l] and each
+            attention FC [d_l -> d_l], k rows through the edge head's first FC, and per row of
+            the table the first projection [D -> 2 d_0]. (The head's [h -> 2] output is left
+            out: it is a dot product, not a GEMM.) Its graphs/s is the rate scoring would reach
+            if it did nothing but these GEMMs at torch's rate.
 
-Both include building each batch's node sets and adjacency (`FGraphs.batch`) and copying the
-scores to the CPU, as `link_edges` does. The features and kNN tables are made once (untimed)
-and every measurement runs in a fresh child process, which times both paths (the order
-alternating between processes) after a one-batch warm-up of each, `--passes` full passes per
-path, the median kept; the table gives min / median / max graphs/s over the processes and the
-median of the per-process new/old ratios. Writes scoring_<device>.md and .json to --out.
+Every pass runs each path over all N F-Graphs (after a one-batch warm-up) and the bound over
+`--bound-graphs` graphs; the process reports each path's graphs/s and link_edges' fraction of
+the bound as medians over its passes. The table gives min / median / max over the fresh
+processes. Writes scoring_<device>_<N>.md and .json to --out.
+
+On a CPU shared with other work the bound, whose GEMMs use all threads together, drops when one
+thread is descheduled while link_edges' threads work on tiles of their own: measure on an
+otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -40,12 +53,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import machine
 
-PATHS = ("old", "new")
+PATHS = ("link_edges", "module")
 PER_IDENTITY = 50
+CHILD_OPTIONS = ("batch-size", "bound-batch", "passes", "threads", "paths", "bound-graphs", "device")
+EXACT_BELOW = 200_000
 
 
 def write_inputs(folder: Path, num_nodes: int, dim: int, k: int, seed: int = 0) -> None:
-    """features.npy [num_nodes, dim] float32 and fgraphs.npz (exact kNN tables, k columns)."""
+    """features.npy [num_nodes, dim] float32 and fgraphs.npz (k neighbours per row)."""
     from hdml_ext.graph import build_fgraphs
 
     rng = np.random.default_rng(seed)
@@ -53,26 +68,77 @@ def write_inputs(folder: Path, num_nodes: int, dim: int, k: int, seed: int = 0) 
     labels = rng.integers(0, centres.shape[0], num_nodes)
     features = centres[labels] + 0.5 * rng.standard_normal((num_nodes, dim), dtype=np.float32)
     np.save(folder / "features.npy", features)
-    build_fgraphs(torch.from_numpy(features), k, backend="exact").save(folder / "fgraphs.npz")
+    backend = "exact" if num_nodes < EXACT_BELOW else "auto"
+    build_fgraphs(torch.from_numpy(features), k, backend=backend).save(folder / "fgraphs.npz")
 
 
-def score_graph_by_graph(model: torch.nn.Module, embeddings: torch.Tensor, graphs, batch_size: int,
-                         stop: int | None = None) -> torch.Tensor:
-    """The old `link_edges` loop: S [N, k] of the first `stop` (None: all N) nodes' F-Graphs."""
-    stop = embeddings.shape[0] if stop is None else stop
-    scores = torch.empty(stop, graphs.k)
-    for start in range(0, stop, batch_size):
-        focus = torch.arange(start, min(start + batch_size, stop), device=embeddings.device)
-        nodes, adj = graphs.batch(focus)
-        scores[start : start + focus.numel()] = model.link_scores(embeddings[nodes], adj).float().cpu()
-    return scores
+def make_model(dim: int, k: int, gcn_dims: tuple[int, ...]) -> torch.nn.Module:
+    """The benchmark's model in eval mode, with random BatchNorm statistics."""
+    from hdml_ext.nn import HDMLOnFeatures
+
+    torch.manual_seed(0)
+    model = HDMLOnFeatures(dim, k=k, gcn_dims=gcn_dims)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.normal_(0.0, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def gemm_shapes(model: torch.nn.Module) -> list[tuple[int, torch.Tensor]]:
+    """(rows per F-Graph, weight [out, in]) of every GEMM scoring runs per graph after the
+    shared first projection: later RE-GCN projections, attention FCs, the head's first FC."""
+    n, k = model.k + 1, model.k
+    shapes: list[tuple[int, torch.Tensor]] = []
+    for index, layer in enumerate(model.regcn.layers):
+        if index > 0:
+            shapes.append((n, layer.weight))
+        if layer.attention is not None:
+            shapes.append((n, layer.attention.fc.weight))
+    shapes.append((k, model.edge_head.fc1.weight))
+    return shapes
+
+
+class GemmBound:
+    """Times torch.mm on scoring's GEMM shapes at `graphs` F-Graphs per GEMM, into outputs
+    allocated once; the first projection at `graphs` rows per GEMM, counted once per row."""
+
+    def __init__(self, model: torch.nn.Module, graphs: int, device: torch.device) -> None:
+        with torch.no_grad():
+            first = model.regcn.layers[0].weight.detach()
+            self.graphs = graphs
+            self.device = device
+            self.operands = [(torch.randn(rows * graphs, w.shape[1], device=device), w.detach().t(),
+                              torch.empty(rows * graphs, w.shape[0], device=device))
+                             for rows, w in gemm_shapes(model)]
+            self.operands.append((torch.randn(graphs, first.shape[1], device=device), first.t(),
+                                  torch.empty(graphs, first.shape[0], device=device)))
+            macs = sum(a.shape[0] * a.shape[1] * b.shape[1] for a, b, _ in self.operands)
+            self.macs_per_graph = macs / graphs
+
+    def graphs_per_second(self, total_graphs: int) -> float:
+        """Graphs/s of the GEMMs of `total_graphs` F-Graphs (rounded up to whole GEMM batches)."""
+        repeats = max(1, -(-total_graphs // self.graphs))
+        synchronize(self.device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            for a, b, out in self.operands:
+                torch.mm(a, b, out=out)
+        synchronize(self.device)
+        return repeats * self.graphs / (time.perf_counter() - start)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def child(args: argparse.Namespace) -> dict:
-    """One fresh process: time both paths over all N F-Graphs; graphs/s per path."""
+    """One fresh process: per pass, each path over all N F-Graphs, then the GEMM bound."""
     from hdml_ext.cluster import link_edges
+    from hdml_ext.cluster.scoring import scoring_batch_size
     from hdml_ext.graph import FGraphs
-    from hdml_ext.nn import HDMLOnFeatures
+    from hdml_ext.nn.link_inference import module_path
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,113 +147,165 @@ def child(args: argparse.Namespace) -> dict:
     embeddings = torch.from_numpy(np.load(folder / "features.npy")).to(device)
     graphs = FGraphs.load(folder / "fgraphs.npz").to(device)
     num_nodes, k = graphs.num_nodes, graphs.k
-    torch.manual_seed(0)
-    model = HDMLOnFeatures(embeddings.shape[1], k=k, gcn_dims=tuple(args.gcn_dims)).to(device).eval()
-    with torch.no_grad():  # warm-up: one batch of each path
-        score_graph_by_graph(model, embeddings, graphs, args.batch_size, stop=args.batch_size)
-        first = graphs.batch(torch.arange(min(args.batch_size, num_nodes), device=device))
-        list(model.link_scores_of_nodes(embeddings, [first]))
+    model = make_model(embeddings.shape[1], k, tuple(args.gcn_dims)).to(device)
+    bound = GemmBound(model, args.bound_batch, device)
+    batch_size = args.batch_size or scoring_batch_size(model, device, k)
+    paths = args.paths.split(",")
 
-    def run(path: str) -> tuple[float, torch.Tensor]:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+    def score(path: str) -> tuple[float, torch.Tensor]:
+        synchronize(device)
         start = time.perf_counter()
-        if path == "old":
-            with torch.no_grad():
-                scores = score_graph_by_graph(model, embeddings, graphs, args.batch_size)
+        if path == "link_edges":
+            _, _, flat = link_edges(model, embeddings, k, batch_size=batch_size, knn_idx=graphs)
         else:
-            _, _, flat = link_edges(model, embeddings, k, batch_size=args.batch_size, knn_idx=graphs)
-            scores = flat.view(-1, k)
-        return time.perf_counter() - start, scores
+            with module_path():
+                _, _, flat = link_edges(model, embeddings, k, batch_size=batch_size, knn_idx=graphs)
+        return num_nodes / (time.perf_counter() - start), flat
 
-    order = PATHS if args.order == "old,new" else PATHS[::-1]
-    seconds: dict[str, list[float]] = {path: [] for path in PATHS}
+    first = [graphs.batch(torch.arange(min(num_nodes, batch_size), device=device))]
+    with torch.no_grad():  # warm-up: thread pools, workspaces, the GEMM libraries' first calls
+        list(model.link_scores_of_nodes(embeddings, first))
+        with module_path():
+            list(model.link_scores_of_nodes(embeddings, first))
+    bound.graphs_per_second(args.bound_batch)
+    rates: dict[str, list[float]] = {path: [] for path in paths}
+    bounds: list[float] = []
     scores: dict[str, torch.Tensor] = {}
     for _ in range(args.passes):
-        for path in order:
-            elapsed, scores[path] = run(path)
-            seconds[path].append(elapsed)
-    torch.testing.assert_close(scores["new"], scores["old"], rtol=1e-4, atol=1e-5)
-    return {path: num_nodes / statistics.median(seconds[path]) for path in PATHS}
-
-
-def summary(rates: list[dict], args: argparse.Namespace) -> dict:
-    ratios = [r["new"] / r["old"] for r in rates]
-    out = {"nodes": args.nodes, "dim": args.dim, "k": args.k, "gcn_dims": list(args.gcn_dims),
-           "batch_size": args.batch_size, "device": args.device, "processes": len(rates),
-           "passes": args.passes, "per_process": rates, "speedup_median": statistics.median(ratios)}
-    for path in PATHS:
-        values = [r[path] for r in rates]
-        out[path] = {"min": min(values), "median": statistics.median(values), "max": max(values)}
+        for path in paths:
+            rate, scores[path] = score(path)
+            rates[path].append(rate)
+        bounds.append(bound.graphs_per_second(args.bound_graphs))
+    if len(scores) == 2:
+        torch.testing.assert_close(scores["link_edges"], scores["module"], rtol=0, atol=1e-5)
+    out = {path: statistics.median(values) for path, values in rates.items()}
+    out["bound"] = statistics.median(bounds)
+    out["macs_per_graph"] = bound.macs_per_graph
+    out["batch_size"] = batch_size
+    if "link_edges" in rates:
+        out["fraction"] = statistics.median(r / b for r, b in zip(rates["link_edges"], bounds))
     return out
 
 
+def summary(per_process: list[dict], args: argparse.Namespace) -> dict:
+    out = {"nodes": args.nodes, "dim": args.dim, "k": args.k, "gcn_dims": list(args.gcn_dims),
+           "batch_size": per_process[0]["batch_size"], "bound_batch": args.bound_batch, "device": args.device,
+           "processes": len(per_process),
+           "passes": args.passes,
+           "threads": torch.get_num_threads(), "bf16": bf16_note(), "per_process": per_process,
+           "macs_per_graph": per_process[0]["macs_per_graph"]}
+    for key in (*args.paths.split(","), "bound", "fraction"):
+        values = [p[key] for p in per_process if key in p]
+        if values:
+            out[key] = {"min": min(values), "median": statistics.median(values), "max": max(values)}
+    return out
+
+
+def bf16_note() -> str:
+    """Whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16): the reduced-precision
+    path of issue 25 is only worth writing where it does."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        flags = next(line for line in lines if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return "unknown (no /proc/cpuinfo)"
+    native = [flag for flag in ("avx512_bf16", "amx_bf16") if f" {flag}" in flags]
+    return f"native ({', '.join(native)})" if native else "none (no avx512_bf16 or amx_bf16): fp32 only"
+
+
 def markdown(result: dict, where: str) -> str:
-    projection_mib = result["nodes"] * 2 * result["gcn_dims"][0] * 4 / 2**20
     lines = [
-        f"F-Graph scoring, HDMLOnFeatures({result['dim']}, k={result['k']}, gcn_dims="
-        f"{tuple(result['gcn_dims'])}), N = {result['nodes']:,}, batch_size {result['batch_size']}, "
-        f"{result['device']}; {result['processes']} fresh processes x {result['passes']} passes. "
-        f"Measured on {where}.",
+        f"F-Graph scoring, HDMLOnFeatures({result['dim']}, k={result['k']}, "
+        f"gcn_dims={tuple(result['gcn_dims'])}), N = {result['nodes']:,}, batch_size {result['batch_size']} "
+        f"(bound: {result['bound_batch']} graphs per GEMM), "
+        f"{result['device']}, {result['threads']} CPU threads; "
+        f"{result['processes']} fresh processes x {result['passes']} passes. Measured on {where}.",
         "",
-        "| path | graphs/s min | median | max |",
+        "| | graphs/s min | median | max |",
         "|---|---:|---:|---:|",
     ]
-    names = {"old": "graph by graph (`link_scores`)",
-             "new": f"shared projection (`link_scores_of_nodes`, holds {projection_mib:.0f} MiB)"}
-    for path in PATHS:
-        r = result[path]
-        lines.append(f"| {names[path]} | {r['min']:,.0f} | {r['median']:,.0f} | {r['max']:,.0f} |")
-    lines += ["", f"new / old, median of the per-process ratios: {result['speedup_median']:.2f}x"]
+    names = {"link_edges": "`link_edges` (CPU: the fused `fgraph_scores` kernel)",
+             "module": "torch modules (`link_inference.module_path()`)",
+             "bound": f"fp32 GEMM bound ({result['macs_per_graph'] / 1e6:.2f}M multiply-adds per graph)"}
+    for key, name in names.items():
+        if key in result:
+            r = result[key]
+            lines.append(f"| {name} | {r['min']:,.0f} | {r['median']:,.0f} | {r['max']:,.0f} |")
+    if "fraction" in result:
+        r = result["fraction"]
+        lines += ["", f"link_edges / bound per process: min {r['min']:.2f}, median {r['median']:.2f}, "
+                      f"max {r['max']:.2f}"]
+    if "link_edges" in result and "module" in result:
+        ratios = [p["link_edges"] / p["module"] for p in result["per_process"]]
+        lines.append(f"link_edges / module, median of the per-process ratios: "
+                     f"{statistics.median(ratios):.2f}x")
+    lines.append(f"bf16 on this CPU: {result['bf16']}")
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nodes", type=int, default=100_000, help="N, F-Graphs scored (default: 100000)")
+    parser.add_argument("--nodes", type=int, default=50_000, help="N, F-Graphs scored (default: 50000)")
     parser.add_argument("--dim", type=int, default=64, help="feature width (default: 64)")
     parser.add_argument("--k", type=int, default=20, help="neighbours per F-Graph (default: 20)")
     parser.add_argument("--gcn-dims", type=int, nargs="+", default=[256, 128], help="RE-GCN widths")
-    parser.add_argument("--batch-size", type=int, default=256, help="F-Graphs per batch (default: 256)")
+    parser.add_argument("--batch-size", type=int, default=0,
+                        help="F-Graphs per link_edges batch (default: link_edges' own, scoring_batch_size)")
+    parser.add_argument("--bound-batch", type=int, default=256,
+                        help="F-Graphs per GEMM of the bound (default: 256, hdml cluster's former batch)")
+    parser.add_argument("--paths", default="link_edges,module", help="comma-separated: link_edges, module")
     parser.add_argument("--processes", type=int, default=5, help="fresh processes (default: 5)")
-    parser.add_argument("--passes", type=int, default=3, help="timed passes per path and process")
+    parser.add_argument("--passes", type=int, default=3, help="timed passes per process (default: 3)")
+    parser.add_argument("--bound-graphs", type=int, default=8192, help="F-Graphs per bound measurement")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to run")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"),
-                        help="folder for scoring_<device>.md and .json")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="where to run (default: cpu)")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "scoring"),
+                        help="folder for scoring_<device>_<N>.md and .json")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--order", default="old,new", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.child is None:
+        if args.nodes <= args.k or args.processes < 1 or args.passes < 1 or args.batch_size < 0 \
+                or args.bound_batch < 1:
+            parser.error("need --nodes > --k, at least one process, pass and graph per bound GEMM, "
+                         "and --batch-size >= 0")
+        unknown = set(args.paths.split(",")) - set(PATHS)
+        if args.device == "cuda" and not torch.cuda.is_available():
+            parser.error("--device cuda: no CUDA GPU is present")
+        if unknown:
+            parser.error(f"--paths takes {', '.join(PATHS)}, got {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
     if args.child:
         print(json.dumps(child(args)), flush=True)
-        return
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA GPU is present")
-    if args.nodes <= args.k or args.processes < 1 or args.passes < 1:
-        parser.error("need --nodes > --k and at least one process and pass")
+        return {}
     if args.threads:
-        torch.set_num_threads(args.threads)  # the children's count, for `machine()`'s line
+        torch.set_num_threads(args.threads)  # the children's count, for the table's line
     with tempfile.TemporaryDirectory(prefix="bench_scoring_") as folder:
         write_inputs(Path(folder), args.nodes, args.dim, args.k)
-        rates = []
+        per_process = []
         for index in range(args.processes):
-            order = ",".join(PATHS if index % 2 == 0 else PATHS[::-1])
-            command = [sys.executable, __file__, "--child", folder, "--order", order,
+            command = [sys.executable, __file__, "--child", folder, "--gcn-dims", *map(str, args.gcn_dims),
                        *(f"--{name}={getattr(args, name.replace('-', '_'))}"
-                         for name in ("batch-size", "passes", "threads", "device")),
-                       "--gcn-dims", *map(str, args.gcn_dims)]
+                         for name in CHILD_OPTIONS)]
             done = subprocess.run(command, check=True, capture_output=True, text=True)
-            rates.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(f"process {index + 1}: old {rates[-1]['old']:,.0f} graphs/s, new {rates[-1]['new']:,.0f} "
-                  f"graphs/s ({order})", flush=True)
-    result = summary(rates, args)
+            per_process.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            row = per_process[-1]
+            rates = ", ".join(f"{key} {row[key]:,.0f}" for key in (*args.paths.split(","), "bound"))
+            fraction = f", link_edges / bound {row['fraction']:.2f}" if "fraction" in row else ""
+            print(f"process {index + 1}: graphs/s {rates}{fraction}", flush=True)
+    result = summary(per_process, args)
     text = markdown(result, machine())
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"scoring_{args.device}.md").write_text(text)
-    (out / f"scoring_{args.device}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"scoring_{args.device}_{args.nodes}.md").write_text(text)
+    (out / f"scoring_{args.device}_{args.nodes}.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 if __name__ == "__main__":

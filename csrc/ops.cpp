@@ -29,4 +29,11 @@ TORCH_LIBRARY(hdml, m) {
   m.def("gcn_aggregate(Tensor adj, Tensor z) -> Tensor");
   // grad_z = (D^-1/2 A D^-1/2)^T grad_out (adj is structure and gets no gradient).
   m.def("gcn_aggregate_backward(Tensor grad_out, Tensor adj) -> Tensor");
+
+  // Link scores S_f [B, k] of F-Graphs at inference: the RE-GCN stack after the first layer's
+  // shared projection (projected [N, 2 * d0]), then the edge head (see fgraph_scores.h).
+  m.def(
+      "fgraph_scores(Tensor projected, Tensor nodes, Tensor adj, Tensor[] weights, Tensor[] biases, "
+      "Tensor[] attention, Tensor[] head, Tensor? table, str edge_input, bool relative_input, "
+      "float[] cosine_prior, float? overlap_prior, int graphs_per_tile) -> Tensor");
 }

@@ -32,7 +32,8 @@ class ClusterConfig:
         max_size_candidates").
     step: how much the threshold rises per round.
     max_iter: rounds of splitting.
-    batch_size: F-Graphs scored per forward pass (bounds memory).
+    batch_size: F-Graphs scored per batch (bounds memory), or None to size it for the device
+        (`scoring.scoring_batch_size`: 2048 on the CPU, from the free memory on a GPU).
     backend: the kNN backend of the F-Graphs when they are built here (`hdml_ext.graph.KNN_BACKENDS`;
         "auto" picks exact or an approximate index from the sizes and device).
     target_recall: the recall@k approximate indexes aim for (`build_fgraphs`'s target_recall).
@@ -43,7 +44,7 @@ class ClusterConfig:
     max_size: int | None = propagation.MAX_SIZE
     step: float = propagation.STEP
     max_iter: int = propagation.MAX_ITER
-    batch_size: int = 256
+    batch_size: int | None = None
     backend: Literal[KNN_BACKENDS] = "auto"  # type: ignore[valid-type]
     target_recall: float = DEFAULT_TARGET_RECALL
 

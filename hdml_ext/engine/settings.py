@@ -260,7 +260,8 @@ RANGES: dict[str, list[tuple[str, Callable[[Any], bool], str]]] = {
         ("step", lambda value: 0 < value <= 1, "a number in (0, 1]"),
         ("max_size", lambda value: value is None or value >= 1, "an int >= 1 or null"),
         ("target_recall", lambda value: 0 < value <= 1, "a number in (0, 1]"),
-        *((key, *_at_least(1)) for key in ("max_iter", "batch_size")),
+        ("max_iter", *_at_least(1)),
+        ("batch_size", lambda value: value is None or value >= 1, "an int >= 1 or null (for the device)"),
         ("device", *_DEVICE),
     ],
 }

@@ -13,6 +13,7 @@ from torch.nn import functional
 
 from .._checks import require_graph_adjacency, require_graph_batch, require_int, require_labels, require_nodes
 from .heads import EdgeHead
+from .link_inference import fused_link_scores
 from .loss import link_loss
 from .priors import COSINE_PRIOR_INIT, OVERLAP_PRIOR_INIT, neighbour_overlap, require_directed
 from .regcn import REGCN, gather_rows
@@ -206,6 +207,9 @@ class FGraphLinkModel(nn.Module):
         graphs' nodes instead, as `link_scores` does: the same scores, less memory, slower.
         """
         require_int("max_projected_bytes", max_projected_bytes, minimum=0)
+        fused = fused_link_scores(self, table, batches, max_projected_bytes)
+        if fused is not None:
+            return fused
         width = 2 * self.regcn.dims[0]
         if table.shape[0] * width * table.element_size() > max_projected_bytes:
             return (self.link_scores(gather_rows(table, nodes), adj) for nodes, adj in batches)

@@ -104,3 +104,44 @@ def gcn_aggregate(adj: Tensor, z: Tensor) -> Tensor:
     deg = a.sum(dim=-1)
     inv_sqrt = torch.where(deg > 0, deg.clamp_min(torch.finfo(z.dtype).tiny).rsqrt(), torch.zeros_like(deg))
     return inv_sqrt[..., None] * torch.bmm(a, inv_sqrt[..., None] * z)
+
+
+def fgraph_scores(projected: Tensor, nodes: Tensor, adj: Tensor, weights, *,
+                  table: Tensor | None = None) -> Tensor:
+    """S_f of F-Graphs by plain torch ops, step by step: `hdml_ext.ops.fgraph_scores`'s
+    arguments (weights: an `ops.fgraph_scores.ScoringWeights`) and result [B, k]."""
+    und = adj | adj.transpose(1, 2) if adj.dtype == torch.bool else torch.maximum(adj, adj.transpose(1, 2))
+    p = projected[nodes]
+    x = None
+    for layer, bias in enumerate(weights.biases):
+        if layer > 0:
+            p = x @ weights.weights[layer - 1].T
+        if layer == 0 and weights.relative_input:
+            p = p - p[:, :1]
+        own, nbr = p.split(bias.shape[0], dim=-1)
+        x = torch.relu(own + gcn_aggregate(und, nbr) + bias)
+        if weights.attention:
+            fc_weight, fc_bias = weights.attention[2 * layer], weights.attention[2 * layer + 1]
+            x = x * torch.sigmoid(torch.relu(x @ fc_weight.T + fc_bias))
+    h_nodes, h_focus = x[:, 1:], x[:, :1]
+    cosine = None
+    if weights.edge_input == "relative_cosine" or weights.cosine_prior is not None:
+        unit = torch.nn.functional.normalize(table[nodes], dim=-1)
+        cosine = (unit[:, 1:] * unit[:, :1]).sum(-1)
+    if weights.edge_input == "node":
+        e = h_nodes
+    elif weights.edge_input == "relative":
+        e = h_nodes - h_focus
+    elif weights.edge_input == "pair":
+        e = torch.cat([h_nodes, h_focus.expand_as(h_nodes), (h_nodes - h_focus).abs()], dim=-1)
+    else:
+        e = torch.cat([h_nodes - h_focus, cosine[..., None]], dim=-1)
+    w1, b1, slope, w2, b2 = weights.head
+    hidden = e @ w1.T + b1
+    logit = torch.where(hidden > 0, hidden, slope * hidden) @ w2 + b2
+    if weights.cosine_prior is not None:
+        logit = logit + weights.cosine_prior[0] * cosine + weights.cosine_prior[1]
+    if weights.overlap_prior is not None:
+        k = nodes.shape[1] - 1
+        logit = logit + weights.overlap_prior * adj[:, 1:].to(logit.dtype).sum(-1) / k
+    return torch.sigmoid(logit)

@@ -1,0 +1,40 @@
+"""benchmarks/bench_scoring.py: the GEMM shapes of its bound, one child process's measurements
+and the table it writes (tiny N, in this process)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_scoring
+
+
+def test_bound_gemm_shapes():
+    """Per graph of n = k + 1 = 6 nodes at gcn_dims (16, 8): layer 0's attention FC, layer 1's
+    projection and attention FC, the head's first FC on k rows; the first projection per row."""
+    model = bench_scoring.make_model(8, 5, (16, 8))
+    shapes = [(rows, tuple(weight.shape)) for rows, weight in bench_scoring.gemm_shapes(model)]
+    assert shapes == [(6, (16, 16)), (6, (16, 16)), (6, (8, 8)), (5, (8, 8))]
+    bound = bench_scoring.GemmBound(model, 4, torch.device("cpu"))
+    assert bound.macs_per_graph == 6 * 16 * 16 + 6 * 16 * 16 + 6 * 8 * 8 + 5 * 8 * 8 + 8 * 32
+    assert bound.graphs_per_second(8) > 0
+
+
+def test_child_and_table(tmp_path: Path):
+    bench_scoring.write_inputs(tmp_path, 300, 8, 5)
+    args = bench_scoring.parse_args(["--child", str(tmp_path), "--gcn-dims", "16", "8", "--batch-size", "64",
+                                     "--passes", "1", "--bound-graphs", "32", "--bound-batch", "16"])
+    row = bench_scoring.child(args)  # also checks that both paths give the same scores
+    assert row["batch_size"] == 64
+    assert row["fraction"] == pytest.approx(row["link_edges"] / row["bound"])
+    parent = bench_scoring.parse_args(["--nodes", "300", "--dim", "8", "--k", "5", "--gcn-dims", "16", "8"])
+    result = bench_scoring.summary([row, {**row, "link_edges": 2 * row["link_edges"]}], parent)
+    assert result["link_edges"]["max"] == 2 * result["link_edges"]["min"]
+    text = bench_scoring.markdown(result, "here")
+    assert "| `link_edges` (CPU: the fused `fgraph_scores` kernel) |" in text
+    assert "link_edges / bound per process: min" in text and "bf16 on this CPU:" in text
