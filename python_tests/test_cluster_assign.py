@@ -87,3 +87,14 @@ def test_rejects_bad_inputs():
         assign_to_clusters(model, old, old, truth, k=2)
     with pytest.raises(ValueError, match="k should be at most G - 1 = 2"):
         assign_to_clusters(model, old, old[:3], truth[:3])
+
+
+def test_batch_size_none_is_sized_for_the_device():
+    """cluster.batch_size defaults to None (sized for the device); assigning takes it as it is."""
+    centres = np.eye(4) * 5
+    old, old_truth = _blobs(0, 6, centres)
+    new, _ = _blobs(1, 2, centres)
+    model = _model()
+    sized = assign_to_clusters(model, new, old, old_truth, threshold=0.5, batch_size=None)
+    fixed = assign_to_clusters(model, new, old, old_truth, threshold=0.5, batch_size=3)
+    assert np.array_equal(sized.labels, fixed.labels)

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from .._checks import require_dim, require_float, require_int, require_tensor
 from ..graph import DEFAULT_TARGET_RECALL, build_fgraphs, query_fgraphs, require_k
 from . import propagation
+from .scoring import scoring_batch_size
 
 __all__ = ["Assignment", "assign_to_clusters", "vote"]
 
@@ -91,7 +92,7 @@ def assign_to_clusters(
     old_knn: Tensor | None = None,
     backend: str = "exact",
     target_recall: float = DEFAULT_TARGET_RECALL,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     progress: bool = False,
 ) -> Assignment:
     """Each row of `new` into the cluster of its linked neighbours among `old` (module doc).
@@ -102,7 +103,7 @@ def assign_to_clusters(
     (None: the model's k, which it must equal). old_knn: the old rows' int64 [G, >= k] kNN
     table, nearest first, self excluded (None: built once, by `hdml_ext.graph.build_fgraphs` with
     `backend` and `target_recall`; "exact", the default, computes it exactly). batch_size:
-    F-Graphs scored per pass.
+    F-Graphs scored per pass (None: sized for the device, `hdml_ext.cluster.scoring_batch_size`).
     """
     for name, rows in (("new", new), ("old", old)):
         require_tensor(name, rows)
@@ -116,8 +117,10 @@ def assign_to_clusters(
     if labels.size and labels.min() < 0:
         raise ValueError(f"old_labels should be cluster ids >= 0, got {labels.min()}")
     threshold = require_float("threshold", threshold)
-    require_int("batch_size", batch_size, minimum=1)
     k = model.k if k is None else require_int("k", k, minimum=1)
+    if batch_size is None:
+        batch_size = scoring_batch_size(model, new.device, k)
+    require_int("batch_size", batch_size, minimum=1)
     if k != model.k:
         raise ValueError(f"k = {k} differs from the model's k = {model.k} (its F-Graphs' size)")
     require_k(k, old.shape[0], nodes="G")
