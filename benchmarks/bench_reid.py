@@ -33,7 +33,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
 from hdml_ext.demo import demo_settings
@@ -45,9 +44,10 @@ from hdml_ext.demo.evaluate import (
     graph_ranking,
     k_reciprocal_ranking,
     link_ranking,
+    validation_reid,
 )
 from hdml_ext.demo.run import train_model
-from hdml_ext.demo.splits import DemoSplits, load_demo_splits, query_gallery, take
+from hdml_ext.demo.splits import DemoSplits, load_demo_splits
 from hdml_ext.engine import load_model
 from hdml_ext.reid import LinkRerankSettings, choose_link_rerank
 from hdml_ext.reid.selection import SEARCH_SPACE
@@ -71,13 +71,9 @@ def distance_weights_choice(model: nn.Module, emb: Embedded, data: DemoSplits) -
     """The inductive candidate with distance-kernel weights (`weights="distance"`, over
     SEARCH_SPACE's normalise, k2 and lambda_value) best on the validation identities: the same
     sets and Jaccard as link_rerank, without the link head's scores (a hypothesis test)."""
-    query_rows, gallery_rows = query_gallery(data.val)
-    query, gallery = take(data.val, query_rows), take(data.val, gallery_rows)
     space = {**SEARCH_SPACE, "weights": ("distance",), "power": (1.0,)}
-    settings, _, _ = choose_link_rerank(
-        model, emb.val[torch.from_numpy(query_rows)], emb.val[torch.from_numpy(gallery_rows)],
-        query.labels, gallery.labels, query.camids, gallery.camids, space=space,
-    )
+    query, gallery, pids = validation_reid(emb, data)
+    settings, _, _ = choose_link_rerank(model, query, gallery, *pids, space=space)
     return settings
 
 

@@ -79,16 +79,22 @@ def graph_ranking(model: nn.Module, emb: Embedded, data: DemoSplits, k: int) -> 
     return reid_row(graph_order(emb.query, emb.gallery, neighbours, scores), data)
 
 
+def validation_reid(emb: Embedded, data: DemoSplits) -> tuple[Tensor, Tensor, tuple]:
+    """The validation identities laid out as Re-ID query and gallery (`query_gallery`): (query
+    embeddings [Q, D], gallery embeddings [G, D], (q_pids, g_pids, q_camids, g_camids))."""
+    query_rows, gallery_rows = query_gallery(data.val)
+    query, gallery = take(data.val, query_rows), take(data.val, gallery_rows)
+    pids = (query.labels, gallery.labels, query.camids, gallery.camids)
+    return emb.val[torch.from_numpy(query_rows)], emb.val[torch.from_numpy(gallery_rows)], pids
+
+
 def choose_rankings(model: nn.Module, emb: Embedded, data: DemoSplits, k: int) -> dict:
     """HDML's rankings chosen on the validation identities (laid out as query and gallery by
     `query_gallery`): re-ranking with learned edges of each query alone and of all queries
     together (`hdml_ext.reid.choose_link_rerank` over its SEARCH_SPACE), and the default: the
     paper's graph rule or inductive re-ranking with learned edges, whichever scores higher
     there. Returns {"default", "link_rerank", "link_rerank_together", "validation"}."""
-    query_rows, gallery_rows = query_gallery(data.val)
-    query, gallery = take(data.val, query_rows), take(data.val, gallery_rows)
-    pids = (query.labels, gallery.labels, query.camids, gallery.camids)
-    val_query, val_gallery = emb.val[torch.from_numpy(query_rows)], emb.val[torch.from_numpy(gallery_rows)]
+    val_query, val_gallery, pids = validation_reid(emb, data)
     neighbours, scores = query_link_scores(model, val_query, val_gallery, k)
     graph = evaluate_orders(graph_order(val_query, val_gallery, neighbours, scores), *pids)
     validation = {"graph": {"mAP": float(graph["mAP"]), "rank1": float(graph["rank1"])}}
@@ -99,7 +105,7 @@ def choose_rankings(model: nn.Module, emb: Embedded, data: DemoSplits, k: int) -
         chosen[name], validation[name] = settings, metrics
     better = selection_score(validation["link_rerank"]) > selection_score(validation["graph"])
     return {"default": "link_rerank" if better else "graph", **chosen, "validation": validation,
-            "validation_images": {"query": int(query_rows.size), "gallery": int(gallery_rows.size)}}
+            "validation_images": {"query": int(val_query.shape[0]), "gallery": int(val_gallery.shape[0])}}
 
 
 def link_ranking(model: nn.Module, emb: Embedded, data: DemoSplits, settings: LinkRerankSettings) -> dict:

@@ -251,9 +251,7 @@ def rerank_blocks(scored: LinkScoredSets, settings: LinkRerankSettings, *, block
                   progress: bool = False) -> Iterator[tuple[slice, Tensor]]:  # fmt: skip
     """Re-ranked distances (module docstring) of scored sets, a block of queries at a time:
     (rows, dist float64 [len(rows), G] on the CPU, lower = more similar)."""
-    if settings.k2 > scored.query_graphs.neighbours.shape[1] + 1:
-        raise ValueError(f"k2 should be at most k + 1 = {scored.query_graphs.neighbours.shape[1] + 1} (the "
-                         f"rows of an F-Graph), got k2={settings.k2}")
+    _require_k2(settings.k2, scored.query_graphs.neighbours.shape[1])
     if block is not None:
         require_int("block", block, minimum=1)
     query_v, gallery_v = encodings(scored, settings)
@@ -269,6 +267,12 @@ def rerank_blocks(scored: LinkScoredSets, settings: LinkRerankSettings, *, block
             bar.update(rows.stop - rows.start)
             value = settings.lambda_value
             yield rows, torch.from_numpy((1.0 - value) * jaccard + value * original)
+
+
+def _require_k2(k2: int, k: int) -> None:
+    """k2 averages at most the k + 1 rows of an F-Graph."""
+    if k2 > k + 1:
+        raise ValueError(f"k2 should be at most k + 1 = {k + 1} (the rows of an F-Graph), got k2={k2}")
 
 
 def _check(query: Tensor, gallery: Tensor, k: int, model_k: int) -> None:
@@ -303,9 +307,7 @@ def link_rerank_distances(
     `rerank_blocks` do the same in two steps, so that several settings share one scoring.
     """
     settings = settings or LinkRerankSettings()
-    if settings.k2 > int(model.to_config()["k"]) + 1:
-        raise ValueError(f"k2 should be at most k + 1 = {int(model.to_config()['k']) + 1} (the rows of an "
-                         f"F-Graph), got k2={settings.k2}")
+    _require_k2(settings.k2, int(model.to_config()["k"]))
     scored = score_query_gallery(model, query, gallery, k=k, queries_together=settings.queries_together,
                                  batch_size=batch_size, progress=progress)
     return rerank_blocks(scored, settings, block=block, progress=progress)
