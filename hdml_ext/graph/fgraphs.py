@@ -40,7 +40,7 @@ def require_knn_table(knn_idx: Tensor, name: str = "knn_idx") -> None:
     """Raise ValueError naming the first bad row unless every row i of the int64 [N, k] table
     holds k distinct ids of other rows: ids in [0, N), none equal to i, none twice.
 
-    Vectorised over blocks of `_CHECK_ROWS` rows on the host (a CUDA table is copied): 0.65 s
+    Vectorised over blocks of `_CHECK_ROWS` rows on the host (a CUDA table is copied): 0.28-0.33 s
     for N = 1M, k = 50 on one core here (int32 row sorts when N < 2^31).
     """
     num_nodes = knn_idx.shape[0]
