@@ -3,6 +3,8 @@
     python benchmarks/bench_ablation.py [--seeds 0 1] [--only paper,relative,...] [--quick]
                                         [--size 16] [--lr 0.04] [--device cpu|cuda]
                                         [--out benchmarks/results/ablation]
+    python benchmarks/bench_ablation.py --tables [--seeds 0 1 2] [--only demo,k20,...]
+                                        [--out benchmarks/results/ablation_tables]
 
 Every configuration changes the paper's HDML as the demo builds it (`hdml_ext.demo`:
 resnet18 HA-Net, RE-GCN 256-128, k = 10, the demo's image size and learning rate unless --size
@@ -18,6 +20,11 @@ test identities by `hdml_ext.demo.evaluate`, as the demo scores it:
   re-ranking;
 - propagation over link scores: NMI, pairwise F, BCubed F; beside it, cosine propagation of the
   same embeddings; thresholds and max_size chosen on the validation identities.
+
+With --tables it runs the paper's Tables II-IV instead (TABLE_CONFIGS): each configuration
+changes the demo's own model and recipe (`hdml_ext.demo.demo_settings`, unchanged: 300
+identities, 4 epochs, the cosine and overlap priors), and the table adds the paper's graph rule
+(graph-rule mAP / R1) beside HDML's validated default ranking (mAP / R1).
 
 The default configuration is the one with the best mean validation score (the clustering
 selection score of link propagation on the validation identities); the test split chooses
@@ -45,7 +52,7 @@ from hdml_ext.demo.evaluate import (
     score_hdml,
 )
 from hdml_ext.demo.run import train_model
-from hdml_ext.demo.splits import DemoSplits, load_demo_splits
+from hdml_ext.demo.splits import DemoSplits, load_demo_splits, query_gallery
 
 #: name -> (model settings changed from the demo's, with training settings under "train", what
 #: it tests). "paper" is the paper's head.
@@ -88,6 +95,20 @@ CONFIGS: dict[str, tuple[dict, str]] = {
     ),
 }
 
+#: The paper's Tables II-IV at the demo's recipe (`--tables`): name -> (model settings changed
+#: from the demo's, what it tests). The paper's variant II-3 (no NFE at all) has no counterpart:
+#: HA-Net's embedding is the concatenation of its NFE outputs.
+TABLE_CONFIGS: dict[str, tuple[dict, str]] = {
+    "demo": ({}, "the demo's model: RE-GCN, NFA on, NFE on stages 2-4 (II-6), k = 10 (III), 2 layers (IV)"),
+    "gcn": ({"attention": False}, "II-1: GCN layers (Eq. 12) instead of RE-GCN"),
+    "no_nfa": ({"use_nfa": False}, "II-2: NFA off"),
+    "nfe_4": ({"nfe_stages": [4]}, "II-4: NFE on the last stage only"),
+    "nfe_3_4": ({"nfe_stages": [3, 4]}, "II-5: NFE on the last two stages"),
+    **{f"k{k}": ({"k": k}, f"III: k = {k}") for k in (20, 30, 40, 50)},
+    "l3": ({"gcn_dims": [256, 256, 128]}, "IV: 3 RE-GCN layers (256, 256, 128)"),
+    "l4": ({"gcn_dims": [256, 256, 256, 128]}, "IV: 4 RE-GCN layers (256, 256, 256, 128)"),
+}
+
 #: The paper's link options, the base every configuration changes (the demo defaults to the
 #: configuration this benchmark chose).
 PAPER_MODEL = {"edge_input": "node", "relative_input": False, "balanced_link_loss": False,
@@ -99,6 +120,14 @@ COLUMNS = (
     ("rank1", "graph R1"), ("mINP", "graph mINP"),
     ("nmi", "NMI"), ("cosine_nmi", "cosine NMI"), ("pairwise_f", "pair F"), ("bcubed_f", "BCubed F"),
     ("cosine_bcubed_f", "cosine BCubed F"), ("val_score", "val score"),
+)  # fmt: skip
+
+#: The columns of `--tables`: the paper's tables report mAP and rank-1 of its graph rule.
+TABLE_COLUMNS = (
+    ("graph_rule_mAP", "graph-rule mAP"), ("graph_rule_rank1", "graph-rule R1"),
+    ("mAP", "mAP"), ("rank1", "R1"), ("distance_mAP", "distance mAP"), ("link_auc", "link AUC"),
+    ("nmi", "NMI"), ("pairwise_f", "pair F"), ("bcubed_f", "BCubed F"), ("val_score", "val score"),
+    ("train_seconds", "train s"),
 )  # fmt: skip
 
 
@@ -134,14 +163,31 @@ def base_settings(args: argparse.Namespace) -> DemoSettings:
     )
 
 
-def run_one(name: str, seed: int, settings: DemoSettings, data: DemoSplits) -> dict:
-    """Train configuration `name` with `seed`; every COLUMNS figure of it."""
-    changes, _ = CONFIGS[name]
+def tables_settings(args: argparse.Namespace) -> DemoSettings:
+    """`--tables`' base: the demo's settings unchanged (its --quick ones with --quick), on
+    --device."""
+    settings = demo_settings(quick=args.quick)
+    return replace(settings, train=replace(settings.train, device=args.device))
+
+
+def largest_k(data: DemoSplits) -> int:
+    """The largest k every evaluation of `data` allows: each F-Graph holds k nodes besides its
+    focus, in the smallest set that is searched (the validation identities' Re-ID gallery, the
+    validation rows, the test gallery)."""
+    _, val_gallery = query_gallery(data.val)
+    return min(len(val_gallery), len(data.val), len(data.gallery)) - 1
+
+
+def run_one(name: str, seed: int, settings: DemoSettings, data: DemoSplits,
+            configs: dict[str, tuple[dict, str]] = CONFIGS) -> dict:  # fmt: skip
+    """Train configuration `name` of `configs` with `seed`; every COLUMNS and TABLE_COLUMNS
+    figure of it."""
+    changes, _ = configs[name]
     model_changes = {key: value for key, value in changes.items() if key != "train"}
     train = replace(settings.train, seed=seed, progress=False, **changes.get("train", {}))
-    run_settings = replace(settings, train=train)
+    run_settings = replace(settings, model=replace(settings.model, **model_changes), train=train)
     started = time.perf_counter()
-    model, _, train_seconds = train_model(name, run_settings, data, None, lambda _: None, **model_changes)
+    model, _, train_seconds = train_model(name, run_settings, data, None, lambda _: None)
     model = model.cpu()
     emb = embed_splits(model, data)
     clusterer = Clusterer(data, run_settings)
@@ -151,6 +197,9 @@ def run_one(name: str, seed: int, settings: DemoSettings, data: DemoSplits) -> d
     return {
         "config": name, "seed": seed, "size": settings.data.height, "lr": settings.train.lr,
         "epochs": settings.train.epochs, **{key: hdml[key] for key in hdml},
+        "graph_rule_mAP": detail["rows"]["hdml_graph_rule"]["mAP"],
+        "graph_rule_rank1": detail["rows"]["hdml_graph_rule"]["rank1"],
+        "ranking": detail["ranking_choices"]["default"],
         "distance_mAP": distance_ranking(emb, data)["mAP"],
         "k_reciprocal_mAP": k_reciprocal_ranking(emb, data)["mAP"],
         "cosine_nmi": cosine["nmi"], "cosine_bcubed_f": cosine["bcubed_f"],
@@ -162,29 +211,34 @@ def run_one(name: str, seed: int, settings: DemoSettings, data: DemoSplits) -> d
     }  # fmt: skip
 
 
-def summarise(rows: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
+Summary = dict[str, dict[str, tuple[float, float]]]
+
+
+def summarise(rows: list[dict], configs: dict[str, tuple[dict, str]] = CONFIGS,
+              columns: tuple[tuple[str, str], ...] = COLUMNS) -> Summary:  # fmt: skip
     """config -> column -> (mean, spread) over seeds; spread = (max - min) / 2. Configurations in
-    CONFIGS' order, then any others in the order of their rows."""
-    table: dict[str, dict[str, tuple[float, float]]] = {}
+    `configs`' order, then any others in the order of their rows."""
+    table: Summary = {}
     names = list(dict.fromkeys(row["config"] for row in rows))
-    known = list(CONFIGS)
+    known = list(configs)
     for name in sorted(names, key=lambda n: known.index(n) if n in known else len(known) + names.index(n)):
         runs = [row for row in rows if row["config"] == name]
         table[name] = {}
-        for key, _ in COLUMNS:
+        for key, _ in columns:
             values = np.array([run[key] for run in runs], dtype=np.float64)
             table[name][key] = (float(values.mean()), float(values.max() - values.min()) / 2)
     return table
 
 
-def markdown(table: dict, chosen: str, seeds: list[int]) -> str:
-    head = "| configuration | " + " | ".join(label for _, label in COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+def markdown(table: dict, chosen: str, seeds: list[int], configs: dict[str, tuple[dict, str]] = CONFIGS,
+             columns: tuple[tuple[str, str], ...] = COLUMNS) -> str:  # fmt: skip
+    head = "| configuration | " + " | ".join(label for _, label in columns) + " |"
+    lines = [head, "|" + "---|" * (len(columns) + 1)]
     for name, values in table.items():
         mark = " (chosen on validation)" if name == chosen else ""
-        cells = " | ".join(f"{values[key][0]:.3f} ± {values[key][1]:.3f}" for key, _ in COLUMNS)
+        cells = " | ".join(f"{values[key][0]:.3f} ± {values[key][1]:.3f}" for key, _ in columns)
         lines.append(f"| {name}{mark} | {cells} |")
-    notes = [f"- {name}: {what}" for name, (_, what) in CONFIGS.items() if name in table]
+    notes = [f"- {name}: {what}" for name, (_, what) in configs.items() if name in table]
     return "\n".join([
         f"Mean ± half-range over seeds {seeds}; graph = the model's link scores, distance / "
         "k-recip. / cosine = the same model's embeddings without the graph.", "", *lines, "", *notes,
@@ -222,51 +276,91 @@ def plot(table: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_tables(table: dict, path: Path) -> None:
+    """Tables II-IV as bars: graph-rule mAP, HDML's default-ranking mAP and NMI per configuration,
+    with the half-range over seeds as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(table)
+    panels = (("graph_rule_mAP", "graph-rule mAP (the paper's tables)"), ("mAP", "mAP, validated ranking"),
+              ("nmi", "NMI, link propagation"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(15, 4), sharey=True)
+    for ax, (key, title) in zip(axes, panels):
+        means = [table[n][key][0] for n in names]
+        ax.barh(names, means, xerr=[table[n][key][1] for n in names], color="C0")
+        ax.set_xlim(min(means) - 0.05, max(means) + 0.03)
+        ax.set_title(title)
+    axes[0].invert_yaxis()
+    fig.suptitle("digit-instances, unseen test identities: the paper's Tables II-IV at the demo's recipe")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds (default 0 1)")
-    parser.add_argument("--only", help=f"comma-separated configurations (default all: {', '.join(CONFIGS)})")
+    parser.add_argument("--tables", action="store_true",
+                        help="the paper's Tables II-IV at the demo's recipe (TABLE_CONFIGS) instead of the "
+                             "edge-head ablation; --max-identities, --epochs, --size, --lr and "
+                             "--identities-per-batch do not apply")
+    parser.add_argument("--only", help="comma-separated configurations (default all: "
+                                       f"{', '.join(CONFIGS)}; with --tables {', '.join(TABLE_CONFIGS)})")
     add_base_arguments(parser)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation"), help="output folder")
+    parser.add_argument("--out", type=Path, help="output folder (benchmarks/results/ablation, with --tables "
+                                                 "benchmarks/results/ablation_tables)")
     parser.add_argument("--rows", type=Path, nargs="+", metavar="FILE",
                         help="no training: tabulate rows.json files of earlier runs (e.g. one per seed)")
     args = parser.parse_args(argv)
-    names = list(CONFIGS) if args.only is None else args.only.split(",")
-    unknown = [name for name in names if name not in CONFIGS]
+    configs = TABLE_CONFIGS if args.tables else CONFIGS
+    out = args.out or Path("benchmarks/results") / ("ablation_tables" if args.tables else "ablation")
+    names = list(configs) if args.only is None else args.only.split(",")
+    unknown = [name for name in names if name not in configs]
     if unknown:
         parser.error(f"--only: unknown configuration(s) {', '.join(unknown)}; "
-                     f"choose from {', '.join(CONFIGS)}")
-    args.out.mkdir(parents=True, exist_ok=True)
+                     f"choose from {', '.join(configs)}")
+    out.mkdir(parents=True, exist_ok=True)
     if args.rows:
         rows = [row for path in args.rows for row in json.loads(path.read_text(encoding="utf-8"))]
-        return report(rows, args.out)
-    settings = base_settings(args)
+        return report(rows, out, args.tables)
+    settings = tables_settings(args) if args.tables else base_settings(args)
     data = load_demo_splits(settings.data)
+    most_k = largest_k(data)
+    too_large = [name for name in names if configs[name][0].get("k", settings.model.k) > most_k]
+    if too_large:
+        print(f"skipping {', '.join(too_large)}: k above {most_k}, the most these data allow", flush=True)
+        names = [name for name in names if name not in too_large]
     print(f"digit-instances: {len(data.fit)} fit, {len(data.val)} validation, {len(data.query)} query, "
           f"{len(data.gallery)} gallery images; {len(names)} configurations x {len(args.seeds)} seeds",
           flush=True)  # fmt: skip
     rows = []
     for seed in args.seeds:
         for name in names:
-            rows.append(run_one(name, seed, settings, data))
+            rows.append(run_one(name, seed, settings, data, configs))
             row = rows[-1]
             print(f"{name:18s} seed {seed}: link AUC {row['link_auc']:.3f} (cosine {row['cosine_auc']:.3f}), "
-                  f"graph mAP {row['mAP']:.3f} (distance {row['distance_mAP']:.3f}, k-recip. "
-                  f"{row['k_reciprocal_mAP']:.3f}), NMI {row['nmi']:.3f} (cosine {row['cosine_nmi']:.3f}), "
-                  f"val {row['val_score']:.3f}, {row['seconds']:.0f} s", flush=True)
-            (args.out / "rows.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
-    return report(rows, args.out)
+                  f"mAP {row['mAP']:.3f} (graph rule {row['graph_rule_mAP']:.3f}, distance "
+                  f"{row['distance_mAP']:.3f}, k-recip. {row['k_reciprocal_mAP']:.3f}), NMI {row['nmi']:.3f} "
+                  f"(cosine {row['cosine_nmi']:.3f}), val {row['val_score']:.3f}, {row['seconds']:.0f} s",
+                  flush=True)  # fmt: skip
+            (out / "rows.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    return report(rows, out, args.tables)
 
 
-def report(rows: list[dict], out: Path) -> int:
-    """table.md and ablation.png of `rows` in `out`; prints the table and the chosen configuration."""
-    table = summarise(rows)
+def report(rows: list[dict], out: Path, tables: bool = False) -> int:
+    """table.md and ablation.png of `rows` in `out` (the Tables II-IV layout with `tables`); prints
+    the table and the configuration chosen on validation."""
+    configs, columns = (TABLE_CONFIGS, TABLE_COLUMNS) if tables else (CONFIGS, COLUMNS)
+    table = summarise(rows, configs, columns)
     chosen = max(table, key=lambda name: table[name]["val_score"][0])
-    text = markdown(table, chosen, sorted({row["seed"] for row in rows}))
+    text = markdown(table, chosen, sorted({row["seed"] for row in rows}), configs, columns)
     (out / "table.md").write_text(text, encoding="utf-8")
-    plot(table, out / "ablation.png")
+    (plot_tables if tables else plot)(table, out / "ablation.png")
     print(text)
     print(f"chosen on the validation identities: {chosen}; wrote {out}/table.md and ablation.png")
     return 0
