@@ -67,8 +67,7 @@ constexpr int kRefineThreads = 128;
 constexpr int kNormThreads = 256;
 static_assert(kNormThreads % 32 == 0, "row_norms_kernel works in whole warps");
 
-// Default bounds of the buffers (elements): tile products, selection pairs, probe pairs; the
-// gather buffer holds tile_elements / D rows.
+// Default bound of the tile buffer (products); tile_bounds derives the others from it.
 constexpr int64_t kIvfTileElements = int64_t{1} << 26;
 
 struct TileBounds {
@@ -78,7 +77,9 @@ struct TileBounds {
   int64_t pair_entries;   // probe pairs of a row batch
 };
 
-// All bounds from one tile size (the default, or HDML_KNN_IVF_CUDA_TILE in tests).
+// All bounds from one tile size (the default, or HDML_KNN_IVF_CUDA_TILE in tests): the gather
+// buffer holds as many values as the tile, the selections and the probe pairs half as many
+// entries each.
 inline TileBounds tile_bounds(int64_t tile_elements, int64_t d) {
   return {tile_elements, std::max<int64_t>(1, tile_elements / d), tile_elements / 2, tile_elements / 2};
 }
