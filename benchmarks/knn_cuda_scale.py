@@ -1,7 +1,7 @@
 """Exact kNN on a CUDA GPU at scale: `hdml_ext.ops.knn` against a hand-written torch search.
 
     python benchmarks/knn_cuda_scale.py [--sizes 1e5,1e6] [--dim 64] [--k 20] [--faiss-nprobe 32]
-                                         [--target-recall 0.95] [--out results/knn_cuda]
+                                         [--target-recall 0.95] [--join-nprobe 30] [--out results/knn_cuda]
 
 The data are the issue's clustered features: 20,000 Gaussian identities (centres N(0, 1),
 noise 0.5) per million rows, float32. Each size runs the all-kNN self-join (every row's k
@@ -14,6 +14,11 @@ nearest other rows) three ways, in one process on one GPU:
   the centroid search and `ops.knn_ivf` on the GPU) at `--target-recall`, with its recall@k
   against ours and its own step times (the first size's time includes importing faiss, which
   the warm-up does not run); 0 skips it;
+- join: `ops.knn_ivf` alone, by its two CUDA kernels on the same lists (nlist as the ivf backend
+  picks, homes and probes the `--join-nprobe` nearest of nlist random rows taken as centres):
+  the row kernel (HDML_KNN_IVF_CUDA=rows) and the tiled join (the default), each in probed
+  pairs per second (every row against every other row of its probed lists), and whether their
+  neighbours agree; 0 skips it;
 - faiss-cpu: IVF-Flat (nlist = 4 sqrt(N), trained on 50,000 rows) on this machine's CPU cores
   at `--faiss-nprobe`, with its recall@k against ours.
 
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -33,6 +39,7 @@ import torch
 
 import hdml_ext.ops as ops
 from hdml_ext.graph import build_fgraphs
+from hdml_ext.graph.ivf import ivf_nlist
 
 QUERY_BLOCK = 2048
 
@@ -74,6 +81,37 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return hits / truth.size
 
 
+def random_lists(x: torch.Tensor, nprobe: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """(list_ptr, list_ids, probe, pairs) for `ops.knn_ivf`: ivf_nlist(N) random rows as centres,
+    each row's home its nearest and its probes the nprobe nearest; pairs = probed pairs less self."""
+    nlist = ivf_nlist(x.shape[0])
+    generator = torch.Generator().manual_seed(0)
+    centres = x[torch.randperm(x.shape[0], generator=generator)[:nlist].to(x.device)]
+    probe = ops.knn(centres, min(nprobe, nlist), queries=x)[1]
+    sizes = torch.bincount(probe[:, 0], minlength=nlist)
+    list_ptr = torch.zeros(nlist + 1, dtype=torch.int64, device=x.device)
+    list_ptr[1:] = sizes.cumsum(0)
+    list_ids = torch.argsort(probe[:, 0], stable=True)
+    return list_ptr, list_ids, probe, int(sizes[probe].sum()) - x.shape[0]
+
+
+def join_rates(x: torch.Tensor, k: int, nprobe: int) -> dict:
+    """Seconds and probed pairs per second of `ops.knn_ivf` by the row kernel and the tiled join."""
+    list_ptr, list_ids, probe, pairs = random_lists(x, nprobe)
+    row = {"join_nprobe": probe.shape[1], "join_pairs": pairs}
+    found = {}
+    for kernel in ("rows", "tiles"):
+        os.environ["HDML_KNN_IVF_CUDA"] = kernel
+        try:
+            (_, found[kernel]), seconds = timed(ops.knn_ivf, x, list_ptr, list_ids, probe, k)
+        finally:
+            del os.environ["HDML_KNN_IVF_CUDA"]
+        row.update({f"join_{kernel}_s": seconds, f"join_{kernel}_pairs_per_s": pairs / seconds})
+    row["join_same_idx"] = bool(torch.equal(found["rows"], found["tiles"]))
+    row["join_speedup_tiles_vs_rows"] = row["join_rows_s"] / row["join_tiles_s"]
+    return row
+
+
 def faiss_ivf(x: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, float]:
     import faiss
 
@@ -101,6 +139,8 @@ def main() -> None:
     parser.add_argument("--faiss-nprobe", type=int, default=32, help="faiss IVF nprobe (32); 0: skip faiss")
     parser.add_argument("--target-recall", type=float, default=0.95,
                         help="the ivf backend's target recall@k (0.95); 0: skip it")
+    parser.add_argument("--join-nprobe", type=int, default=30,
+                        help="probes per row of the ops.knn_ivf kernel comparison (30); 0: skip it")
     parser.add_argument("--out", type=Path, default=Path("results/knn_cuda"), help="output folder")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -109,6 +149,8 @@ def main() -> None:
     warm = torch.from_numpy(clustered(4096, args.dim)).cuda()
     ops.knn(warm, args.k)
     torch_knn(warm, args.k)
+    if args.join_nprobe:
+        join_rates(warm, args.k, args.join_nprobe)
     rows = []
     for size in (int(float(s)) for s in args.sizes.split(",")):
         x_host = clustered(size, args.dim)
@@ -132,6 +174,8 @@ def main() -> None:
             graphs, ivf_s = timed(build_fgraphs, x, args.k, backend="ivf", target_recall=args.target_recall)
             row.update(ivf_s=ivf_s, ivf_recall=recall(graphs.knn_idx.numpy()[sample], ours_np[sample]),
                        ivf_params=graphs.params, speedup_ivf_vs_ours=ours_s / ivf_s)
+        if args.join_nprobe:
+            row.update(join_rates(x, args.k, args.join_nprobe))
         if args.faiss_nprobe:
             import faiss
 
@@ -158,6 +202,13 @@ def main() -> None:
             f"{r.get('ivf_recall', float('nan')):.3f} | {r.get('faiss_s', float('nan')):.1f} | "
             f"{r.get('faiss_recall', float('nan')):.3f} |"
         )
+    if args.join_nprobe:
+        lines += ["", "| N | nprobe | probed pairs | row kernel (s) | pairs/s | tiled join (s) | pairs/s | "
+                  "speed-up | same neighbours |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['n']:,} | {r['join_nprobe']} | {r['join_pairs']:.3g} | {r['join_rows_s']:.3f} | "
+                  f"{r['join_rows_pairs_per_s']:.3g} | {r['join_tiles_s']:.3f} | "
+                  f"{r['join_tiles_pairs_per_s']:.3g} | "
+                  f"{r['join_speedup_tiles_vs_rows']:.1f}x | {r['join_same_idx']} |" for r in rows]
     text = f"GPU: {rows[0]['gpu']}; D = {args.dim}, k = {args.k}\n\n" + "\n".join(lines) + "\n"
     (args.out / "table.md").write_text(text, encoding="utf-8")
     print(text)

@@ -214,6 +214,149 @@ def test_torch_compile_fullgraph():
     torch.testing.assert_close(compiled(x), mean_neighbour_distance(x))
 
 
+# The CUDA kernel against the CPU kernel: identical indices and distances. Its tiled join
+# (csrc/knn_ivf/knn_ivf_cuda_tiles.cuh) runs by default; HDML_KNN_IVF_CUDA=rows selects the row
+# kernel for every row, and HDML_KNN_IVF_CUDA_TILE=<elements> shrinks the join's buffers so that
+# small inputs take many row batches, gathers and chunks of one list.
+ON_CUDA = DEVICES[1:]  # the CUDA case only: skips, saying why, where no GPU is present
+TILE_SIZES = [None, "4096", "300"]
+
+
+def assert_cuda_matches_cpu_kernel(x, list_ptr, list_ids, probe, k):
+    cpu_dist, cpu_idx = ops.knn_ivf(x.cpu(), list_ptr.cpu(), list_ids.cpu(), probe.cpu(), k)
+    dist, idx = ops.knn_ivf(x.cuda(), list_ptr.cuda(), list_ids.cuda(), probe.cuda(), k)
+    assert dist.is_cuda and dist.dtype == x.dtype and idx.dtype == torch.int64
+    assert torch.equal(idx.cpu(), cpu_idx)
+    assert torch.equal(dist.cpu(), cpu_dist)
+
+
+def uneven_lists(sizes: list[int], nprobe: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """(list_ptr, list_ids, probe) for lists of the given sizes (rows dealt at random), each row
+    probing nprobe distinct random lists: rows of one list probe different sets, and a row's
+    own list only by chance."""
+    generator = torch.Generator().manual_seed(seed)
+    n = sum(sizes)
+    list_ptr = torch.zeros(len(sizes) + 1, dtype=torch.int64)
+    list_ptr[1:] = torch.tensor(sizes).cumsum(0)
+    list_ids = torch.randperm(n, generator=generator)
+    probe = torch.rand(n, len(sizes), generator=generator).argsort(dim=1)[:, :nprobe].contiguous()
+    return list_ptr, list_ids, probe
+
+
+def set_cuda_kernel(monkeypatch, kernel: str, tile: str | None) -> None:
+    monkeypatch.setenv("HDML_KNN_IVF_CUDA", kernel)
+    if tile is None:
+        monkeypatch.delenv("HDML_KNN_IVF_CUDA_TILE", raising=False)
+    else:
+        monkeypatch.setenv("HDML_KNN_IVF_CUDA_TILE", tile)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_uneven_lists_match_reference(device):
+    # The lists the CUDA comparisons below use, small enough for the reference.
+    torch.manual_seed(10)
+    x = torch.randn(120, 6, device=device)
+    lists = [t.to(device) for t in uneven_lists([0, 1, 70, 0, 9, 40], 3, seed=10)]
+    dist, idx = ops.knn_ivf(x, *lists, 12)
+    assert_matches_reference(x, *lists, 12, dist, idx)
+
+
+@pytest.mark.parametrize("device", ON_CUDA)
+@pytest.mark.parametrize("tile", TILE_SIZES)
+@pytest.mark.parametrize("kernel", ["tiles", "rows"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_cuda_matches_cpu_kernel_on_uneven_lists(device, monkeypatch, kernel, tile, dtype):
+    # Empty lists, single rows, one list of 1,500 (more than one tile of 4,096 or 300 products
+    # with the rows that probe it), rows of one list probing different sets.
+    set_cuda_kernel(monkeypatch, kernel, tile)
+    torch.manual_seed(11)
+    sizes = [0, 1, 40, 1500, 0, 7, 260, 3, 0, 189]
+    n = sum(sizes)
+    x = torch.randn(len(sizes), 24)[torch.randint(0, len(sizes), (n,))] + torch.randn(n, 24)
+    assert_cuda_matches_cpu_kernel(x.to(dtype), *uneven_lists(sizes, 4, seed=12), 17)
+
+
+@pytest.mark.parametrize("device", ON_CUDA)
+@pytest.mark.parametrize("tile", TILE_SIZES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_matches_cpu_kernel_on_ivf_lists(device, monkeypatch, tile, dtype):
+    # Lists as the "ivf" backend builds them: many home lists in one row batch (default tile)
+    # or in many (small tiles), each row probing its nearest lists.
+    set_cuda_kernel(monkeypatch, "tiles", tile)
+    torch.manual_seed(13)
+    centres = torch.randn(30, 16) * 3
+    x = (centres[torch.randint(0, 30, (2500,))] + torch.randn(2500, 16)).to(dtype)
+    assert_cuda_matches_cpu_kernel(x, *make_lists(x, 25, 5, seed=14), 20)
+
+
+@pytest.mark.parametrize("device", ON_CUDA)
+def test_cuda_list_bigger_than_the_default_tile(device, monkeypatch):
+    # 8,200 rows in one list probed by all of them: 8,200^2 > 2^26 products, so the default
+    # tile takes that list in several chunks of rows.
+    set_cuda_kernel(monkeypatch, "tiles", None)
+    torch.manual_seed(15)
+    x = torch.randn(8300, 4)
+    list_ptr = torch.tensor([0, 8200, 8300])
+    probe = torch.zeros(8300, 1, dtype=torch.int64)
+    probe[8200:] = 1
+    assert_cuda_matches_cpu_kernel(x, list_ptr, torch.randperm(8300), probe, 6)
+
+
+@pytest.mark.parametrize("device", ON_CUDA)
+@pytest.mark.parametrize("tile", [None, "300"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_cuda_exact_ties_and_duplicates_match_cpu_kernel(device, monkeypatch, tile, dtype):
+    # Small integers (exact in every dtype): many equal distances and duplicate rows; ties go to
+    # the smaller index in both kernels.
+    set_cuda_kernel(monkeypatch, "tiles", tile)
+    generator = torch.Generator().manual_seed(16)
+    x = torch.randint(0, 4, (900, 3), generator=generator).to(dtype)
+    assert_cuda_matches_cpu_kernel(x, *uneven_lists([300, 0, 250, 350], 2, seed=17), 25)
+
+
+@pytest.mark.parametrize("device", ON_CUDA)
+@pytest.mark.parametrize("tile", [None, "4096"])
+@pytest.mark.parametrize("k", [1000, 1024])
+def test_cuda_k_near_the_maximum_matches_cpu_kernel(device, monkeypatch, tile, k):
+    # k + margin beyond the selection's 1,024 candidates: the tiles keep 1,024; rows of the small
+    # list see fewer than k rows and end in -1 / inf.
+    set_cuda_kernel(monkeypatch, "tiles", tile)
+    torch.manual_seed(18)
+    x = torch.randn(1300, 8)
+    list_ptr = torch.tensor([0, 1100, 1300])
+    list_ids = torch.randperm(1300)
+    both = torch.tensor([[0, 1]] * 1300)
+    small = torch.ones(1300, 1, dtype=torch.int64)
+    assert_cuda_matches_cpu_kernel(x, list_ptr, list_ids, both, k)
+    assert_cuda_matches_cpu_kernel(x, list_ptr, list_ids, small, k)
+
+
+@pytest.mark.parametrize("device", ON_CUDA)
+@pytest.mark.parametrize("tile", [None, "4096"])
+def test_cuda_failed_certificates_fall_back_to_the_row_kernel(device, monkeypatch, tile):
+    # 40 copies of each of 30 points, k = 5: every row's k-th distance (0) ties with copies the
+    # selection dropped (it keeps k + 8), so no certificate holds and the row kernel searches
+    # every row; every seventh row moved by 2^-10, far below the expansion's rounding at
+    # magnitudes near 100, makes near-duplicates that no certificate can order either.
+    set_cuda_kernel(monkeypatch, "tiles", tile)
+    torch.manual_seed(19)
+    points = torch.randn(30, 12) * 100
+    x = points.repeat(40, 1)
+    x[::7, 0] += 2.0**-10
+    assert_cuda_matches_cpu_kernel(x, *uneven_lists([400, 500, 300], 2, seed=20), 5)
+
+
+@pytest.mark.parametrize("device", ON_CUDA)
+@pytest.mark.parametrize(("name", "value"), [("HDML_KNN_IVF_CUDA", "fast"), ("HDML_KNN_IVF_CUDA_TILE", "0"),
+                                             ("HDML_KNN_IVF_CUDA_TILE", "12x")])
+def test_cuda_bad_switch_values_name_the_variable(device, monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    x = torch.randn(30, 3, device=device)
+    lists = [t.to(device) for t in make_lists(x, 3, 2)]
+    with pytest.raises(RuntimeError, match=name):
+        ops.knn_ivf(x, *lists, 4)
+
+
 @pytest.mark.parametrize(("change", "error", "message"), [
     (lambda a: {**a, "x": a["x"].int()}, TypeError, "x should be a floating-point tensor"),
     (lambda a: {**a, "x": a["x"][0]}, ValueError, "x should be 2-D"),
