@@ -6,10 +6,10 @@
 #
 #   bash benchmarks/device_check.sh            # carry .whl (omegaconf, faiss-cpu wheels) along
 #
-# Stages, most important first: build, cuda tests (pytest -m cuda), knn_cuda_scale (exact ops.knn
-# and the "ivf" backend at N = 1e6), bench_cluster's whole pipeline at 1e6 on the GPU,
-# bench_scoring on the GPU, bench_model's paper-sized training step, and the ablation's overlap
-# prior row trained on the GPU.
+# Stages, most important first: build, cuda tests (pytest -m cuda), knn_cuda_scale (exact ops.knn,
+# the "ivf" backend at N = 1e6, ops.knn_ivf's row kernel against the tiled join), bench_cluster's
+# whole pipeline at 1e6 on the GPU, bench_scoring on the GPU, bench_model's paper-sized training
+# step, and the ablation's overlap prior row trained on the GPU.
 set -u
 LOG=results/device
 OUT=${OUT:-$LOG}
@@ -44,13 +44,13 @@ stage build "${BUILD_LIMIT:-200}" python3 setup.py build_ext --inplace
 python3 -c "import hdml_ext, torch; print('CUDA kernels:', torch._C._dispatch_has_kernel_for_dispatch_key('hdml::knn_ivf', 'CUDA'))"
 stage cuda_tests "${TEST_LIMIT:-130}" python3 -m pytest python_tests -m cuda -q --maxfail=40 -n 8 -p no:cacheprovider \
   --durations=15
-stage knn_scale "${KNN_LIMIT:-80}" python3 benchmarks/knn_cuda_scale.py --sizes 1e6 --faiss-nprobe 0 --out "$LOG/knn_cuda"
+stage knn_scale "${KNN_LIMIT:-100}" python3 benchmarks/knn_cuda_scale.py --sizes 1e6 --faiss-nprobe 0 --out "$LOG/knn_cuda"
 stage cluster "${CLUSTER_LIMIT:-90}" python3 benchmarks/bench_cluster.py --sizes 1e6 --device cuda --backend ivf \
   --alternatives "" --stage-limit 60 --out "$LOG/cluster"
 stage scoring "${SCORING_LIMIT:-40}" python3 benchmarks/bench_scoring.py --device cuda --nodes 200000 \
   --batch-size 4096 --processes 2 --passes 2 --out "$LOG/scoring"
 stage model "${MODEL_LIMIT:-35}" python3 benchmarks/bench_model.py --device cuda --only step --out "$LOG/model"
-stage ablation "${ABLATION_LIMIT:-60}" python3 benchmarks/bench_ablation.py --device cuda \
+stage ablation "${ABLATION_LIMIT:-40}" python3 benchmarks/bench_ablation.py --device cuda \
   --only paper+cosine_prior,paper+cosine_prior+overlap_prior --seeds 0 --size 16 --max-identities 400 \
   --epochs 6 --out "$LOG/ablation"
 cat "$LOG/stages.txt"
