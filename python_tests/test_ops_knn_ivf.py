@@ -227,7 +227,9 @@ def assert_cuda_matches_cpu_kernel(x, list_ptr, list_ids, probe, k):
     dist, idx = ops.knn_ivf(x.cuda(), list_ptr.cuda(), list_ids.cuda(), probe.cuda(), k)
     assert dist.is_cuda and dist.dtype == x.dtype and idx.dtype == torch.int64
     assert torch.equal(idx.cpu(), cpu_idx)
-    assert torch.equal(dist.cpu(), cpu_dist)
+    # Both refine in double in the same summation order; the dtype's tolerance still allows for a
+    # CPU kernel that takes another path than the AVX2 one whose order the CUDA kernels copy.
+    torch.testing.assert_close(dist.cpu(), cpu_dist)
 
 
 def uneven_lists(sizes: list[int], nprobe: int, seed: int) -> tuple[torch.Tensor, ...]:
