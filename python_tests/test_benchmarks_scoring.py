@@ -38,3 +38,13 @@ def test_child_and_table(tmp_path: Path):
     text = bench_scoring.markdown(result, "here")
     assert "| `link_edges` (CPU: the fused `fgraph_scores` kernel) |" in text
     assert "link_edges / bound per process: min" in text and "bf16 on this CPU:" in text
+
+
+def test_bound_repeats_reach_the_child_and_the_table():
+    parent = bench_scoring.parse_args(["--nodes", "300", "--bound-repeats", "5", "--bound-graphs", "64"])
+    assert "bound-repeats" in bench_scoring.CHILD_OPTIONS  # the children measure as the parent says
+    row = {"link_edges": 10.0, "bound": 20.0, "fraction": 0.5, "macs_per_graph": 1.0, "batch_size": 8}
+    text = bench_scoring.markdown(bench_scoring.summary([row], parent), "here")
+    assert "the median of 5 measurements of 64 graphs after each pass" in text
+    with pytest.raises(SystemExit):
+        bench_scoring.parse_args(["--bound-repeats", "0"])
