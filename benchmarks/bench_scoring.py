@@ -28,7 +28,8 @@ Every pass runs each path over all N F-Graphs (after a one-batch warm-up), then 
 bound `--bound-repeats` times over `--bound-graphs` graphs each and keeps their median (one short
 measurement on a shared virtual machine swung by +-17% between processes while scoring's own
 rate, over a minute, moved by +-6%); the process reports each path's graphs/s and link_edges'
-fraction of the bound as medians over its passes. The table gives min / median / max over the fresh
+fraction of the bound as medians over its passes (each pass's figures are in the JSON file, under
+per_process[i]["passes"]). The table gives min / median / max over the fresh
 processes. Writes scoring_<device>_<N>.md and .json to --out.
 
 On a CPU shared with other work the bound, whose GEMMs use all threads together, drops when one
@@ -186,6 +187,8 @@ def child(args: argparse.Namespace) -> dict:
     out["bound"] = statistics.median(bounds)
     out["macs_per_graph"] = bound.macs_per_graph
     out["batch_size"] = batch_size
+    out["passes"] = [{**{path: rates[path][index] for path in paths}, "bound": bound_rate}
+                     for index, bound_rate in enumerate(bounds)]
     if "link_edges" in rates:
         out["fraction"] = statistics.median(r / b for r, b in zip(rates["link_edges"], bounds))
     return out
