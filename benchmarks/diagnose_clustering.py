@@ -60,9 +60,9 @@ def best_nmi(candidates: list[np.ndarray], labels: np.ndarray) -> dict:
     return max(scored, key=lambda metrics: metrics["nmi"])
 
 
-def ceilings(view: bench.View) -> dict[str, dict]:
-    """{"hdml", "aro"}: the metrics of each search space's best-NMI point on `view`."""
-    edges = bench._edges(view, "hdml")
+def ceilings(view: bench.View, edges: tuple) -> dict[str, dict]:
+    """{"hdml", "aro"}: the metrics of each search space's best-NMI point on `view`, whose HDML
+    edges are `edges`."""
     scores = np.asarray(edges[2])
     configs = [replace(bench.PROPAGATION, max_size=max_size) for max_size in bench.MAX_SIZES]
     hdml = [propagate(edges, view.size, config, float(np.quantile(scores, q)))
@@ -74,31 +74,34 @@ def ceilings(view: bench.View) -> dict[str, dict]:
     return {"hdml": best_nmi(hdml, view.labels), "aro": best_nmi(aro, view.labels)}
 
 
-def transfers(val: bench.View, test: bench.View) -> dict[str, dict]:
-    """{"absolute", "quantile"}: propagation's metrics on `test` at the validated threshold."""
+def validation_choice(val: bench.View) -> dict:
+    """What the validation identities choose, once per model: propagation's threshold and
+    max_size, the validation edge scores, and the threshold of ARO over link-ordered lists."""
     val_edges = bench._edges(val, "hdml")
     threshold, max_size, _ = choose_clustering(val_edges, val.labels, bench.PROPAGATION,
                                                list(bench.MAX_SIZES))  # fmt: skip
-    edges = bench._edges(test, "hdml")
-    config = replace(bench.PROPAGATION, max_size=max_size)
-    carried = carried_threshold(np.asarray(val_edges[2]), threshold, np.asarray(edges[2]))
-    return {name: clustering_metrics(test.labels, propagate(edges, test.size, config, value))
-            for name, value in (("absolute", threshold), ("quantile", carried))}  # fmt: skip
-
-
-def link_ordered_lists(view: bench.View) -> np.ndarray:
-    """[N, k] each row's F-Graph neighbours (the model's k), by descending link score."""
-    _, dst, score = (np.asarray(part) for part in bench._edges(view, "hdml"))
-    neighbours, scores = dst.reshape(view.size, -1), score.reshape(view.size, -1)
-    return np.take_along_axis(neighbours, np.argsort(-scores, axis=1, kind="stable"), axis=1)
-
-
-def link_aro(val: bench.View, test: bench.View) -> dict:
-    """ARO over link-ordered lists on `test`, at the threshold with the best validation score."""
-    val_lists = link_ordered_lists(val)
-    threshold = max(bench.ARO_THRESHOLDS, key=lambda value: selection_score(
+    val_lists = ordered_by_score(val_edges, val.size)
+    aro_threshold = max(bench.ARO_THRESHOLDS, key=lambda value: selection_score(
         clustering_metrics(val.labels, aro_cluster(val_lists, float(value)))))
-    return clustering_metrics(test.labels, aro_cluster(link_ordered_lists(test), float(threshold)))
+    return {"threshold": threshold, "max_size": max_size, "scores": np.asarray(val_edges[2]),
+            "aro_threshold": float(aro_threshold)}
+
+
+def transfers(choice: dict, test: bench.View, edges: tuple) -> dict[str, dict]:
+    """{"absolute", "quantile"}: propagation's metrics on `test` (HDML edges `edges`) at the
+    validated threshold of `choice` (`validation_choice`)."""
+    config = replace(bench.PROPAGATION, max_size=choice["max_size"])
+    carried = carried_threshold(choice["scores"], choice["threshold"], np.asarray(edges[2]))
+    return {name: clustering_metrics(test.labels, propagate(edges, test.size, config, value))
+            for name, value in (("absolute", choice["threshold"]), ("quantile", carried))}  # fmt: skip
+
+
+def ordered_by_score(edges: tuple, size: int) -> np.ndarray:
+    """[N, k] each row's F-Graph neighbours from link_edges' row-major (src, dst, score), by
+    descending score."""
+    _, dst, score = (np.asarray(part) for part in edges)
+    neighbours, scores = dst.reshape(size, -1), score.reshape(size, -1)
+    return np.take_along_axis(neighbours, np.argsort(-scores, axis=1, kind="stable"), axis=1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,13 +126,16 @@ def main(argv: list[str] | None = None) -> int:
         emb = embed_splits(model, data)
         k = int(model.to_config()["k"])
         val = bench._view(emb.val, emb.val, data.val.labels.numpy(), (model, model), k)
+        choice = validation_choice(val)
         for share, rows_of in zip(args.sizes, subsets):
             test_emb = emb.test[rows_of]
             test = bench._view(test_emb, test_emb, data.test_labels[rows_of], (model, model), k)
-            found = {f"ceiling, {name}": m for name, m in ceilings(test).items()}
+            edges = bench._edges(test, "hdml")
+            found = {f"ceiling, {name}": m for name, m in ceilings(test, edges).items()}
             found.update({f"propagation, threshold carried as {name}": m
-                          for name, m in transfers(val, test).items()})  # fmt: skip
-            found["ARO over link-ordered F-Graph lists"] = link_aro(val, test)
+                          for name, m in transfers(choice, test, edges).items()})  # fmt: skip
+            found["ARO over link-ordered F-Graph lists"] = clustering_metrics(
+                test.labels, aro_cluster(ordered_by_score(edges, test.size), choice["aro_threshold"]))
             for name, metrics in found.items():
                 rows.setdefault((share, name), []).append([metrics[key] for key in FIGURES])
             print(f"seed {seed} share {share}: " + "; ".join(

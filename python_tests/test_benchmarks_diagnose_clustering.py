@@ -29,13 +29,8 @@ def test_best_nmi_takes_the_highest_nmi_labelling():
     assert best["nmi"] == pytest.approx(1.0) and best["num_clusters"] == 2
 
 
-def test_link_ordered_lists_sort_each_rows_neighbours_by_link_score(monkeypatch):
-    import torch
-
-    rows = torch.zeros(3, 2)
-    view = diagnose.bench.View(rows, rows.numpy(), rows, np.zeros(3), None, None, 2)
+def test_ordered_by_score_sorts_each_rows_neighbours_by_link_score():
     src = np.repeat(np.arange(3), 2)
     dst = np.array([1, 2, 0, 2, 0, 1])
     score = np.array([0.1, 0.9, 0.5, 0.4, 0.3, 0.8])
-    monkeypatch.setattr(diagnose.bench, "_edges", lambda v, source: (src, dst, score))
-    assert diagnose.link_ordered_lists(view).tolist() == [[2, 1], [0, 2], [1, 0]]
+    assert diagnose.ordered_by_score((src, dst, score), 3).tolist() == [[2, 1], [0, 2], [1, 0]]
