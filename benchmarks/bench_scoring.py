@@ -24,13 +24,17 @@ bound       the fp32 GEMM bound: torch.mm into preallocated outputs on the GEMM 
             out: it is a dot product, not a GEMM.) Its graphs/s is the rate scoring would reach
             if it did nothing but these GEMMs at torch's rate.
 
-Every pass runs each path over all N F-Graphs (after a one-batch warm-up), then measures the
-bound `--bound-repeats` times over `--bound-graphs` graphs each and keeps their median (one short
-measurement on a shared virtual machine swung by +-17% between processes while scoring's own
-rate, over a minute, moved by +-6%); the process reports each path's graphs/s and link_edges'
-fraction of the bound as medians over its passes (each pass's figures are in the JSON file, under
-per_process[i]["passes"]). The table gives min / median / max over the fresh
-processes. Writes scoring_<device>_<N>.md and .json to --out.
+The bound is measured beside scoring, not after it: during each link_edges pass the bound's
+GEMMs (`--bound-batch` graphs a set) run between every two scoring batches, timed apart from
+scoring, so both rates are taken over the same minutes. (Measured after each pass instead, the
+bound ranged 14.8-21.6K graphs/s over 20 passes at 50K rows, within processes too: a virtual
+machine's arithmetic rate drifts from minute to minute, docs/performance.md.) Each gap runs two
+sets: the first finds its operands pushed out of cache by scoring, and the second, warm, is the
+bound; the first is reported beside it (a lower bound would flatter the fraction).
+Every pass runs each path over all N F-Graphs (after a one-batch warm-up); the process reports
+each path's graphs/s, the bound and link_edges' fraction of it as medians over its passes (each
+pass's figures are in the JSON file, under per_process[i]["passes"]). The table gives min /
+median / max over the fresh processes. Writes scoring_<device>_<N>.md and .json to --out.
 
 On a CPU shared with other work the bound, whose GEMMs use all threads together, drops when one
 thread is descheduled while link_edges' threads work on tiles of their own: measure on an
@@ -46,6 +50,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +64,7 @@ from common import machine
 
 PATHS = ("link_edges", "module")
 PER_IDENTITY = 50
-CHILD_OPTIONS = ("batch-size", "bound-batch", "passes", "threads", "paths", "bound-graphs", "bound-repeats",
-                 "device")
+CHILD_OPTIONS = ("batch-size", "bound-batch", "passes", "threads", "paths", "device")
 EXACT_BELOW = 200_000
 
 
@@ -120,16 +125,50 @@ class GemmBound:
             macs = sum(a.shape[0] * a.shape[1] * b.shape[1] for a, b, _ in self.operands)
             self.macs_per_graph = macs / graphs
 
-    def graphs_per_second(self, total_graphs: int) -> float:
-        """Graphs/s of the GEMMs of `total_graphs` F-Graphs (rounded up to whole GEMM batches)."""
-        repeats = max(1, -(-total_graphs // self.graphs))
+    def seconds(self) -> float:
+        """Seconds of one set of the GEMMs (`self.graphs` F-Graphs)."""
         synchronize(self.device)
         start = time.perf_counter()
-        for _ in range(repeats):
-            for a, b, out in self.operands:
-                torch.mm(a, b, out=out)
+        for a, b, out in self.operands:
+            torch.mm(a, b, out=out)
         synchronize(self.device)
-        return repeats * self.graphs / (time.perf_counter() - start)
+        return time.perf_counter() - start
+
+
+class BoundBetweenBatches:
+    """Runs `bound`'s GEMMs between every two batches that `model` scores inside the `around`
+    block, timed apart from scoring: two sets per gap, the first of which meets operands that
+    scoring has pushed out of cache (`cold_seconds`) and the second warm ones (`seconds`, the
+    bound)."""
+
+    def __init__(self, bound: GemmBound) -> None:
+        self.bound = bound
+        self.sets = 0
+        self.seconds = 0.0
+        self.cold_seconds = 0.0
+
+    @contextmanager
+    def around(self, model: torch.nn.Module) -> Iterator[None]:
+        original = model.link_scores_of_nodes
+
+        def scores_then_bound(table: torch.Tensor, batches: Iterable,
+                              **options: object) -> Iterator[torch.Tensor]:
+            for index, scored in enumerate(original(table, batches, **options)):
+                if index:
+                    self.cold_seconds += self.bound.seconds()
+                    self.seconds += self.bound.seconds()
+                    self.sets += 1
+                yield scored
+
+        model.link_scores_of_nodes = scores_then_bound
+        try:
+            yield
+        finally:
+            del model.link_scores_of_nodes
+
+    def graphs_per_second(self, cold: bool = False) -> float:
+        """The bound's graphs/s over the gaps so far: of the warm sets, or of the cold ones."""
+        return self.sets * self.bound.graphs / (self.cold_seconds if cold else self.seconds)
 
 
 def synchronize(device: torch.device) -> None:
@@ -138,7 +177,8 @@ def synchronize(device: torch.device) -> None:
 
 
 def child(args: argparse.Namespace) -> dict:
-    """One fresh process: per pass, each path over all N F-Graphs, then the GEMM bound."""
+    """One fresh process: per pass, each path over all N F-Graphs, link_edges with the GEMM bound
+    between its batches (`BoundBetweenBatches`)."""
     from hdml_ext.cluster import link_edges
     from hdml_ext.cluster.scoring import scoring_batch_size
     from hdml_ext.graph import FGraphs
@@ -156,53 +196,59 @@ def child(args: argparse.Namespace) -> dict:
     batch_size = args.batch_size or scoring_batch_size(model, device, k)
     paths = args.paths.split(",")
 
-    def score(path: str) -> tuple[float, torch.Tensor]:
+    def score(path: str) -> tuple[float, torch.Tensor, BoundBetweenBatches]:
+        """(graphs/s, scores, the bound's sets run between its batches) of one pass."""
+        beside = BoundBetweenBatches(bound)
         synchronize(device)
         start = time.perf_counter()
         if path == "link_edges":
-            _, _, flat = link_edges(model, embeddings, k, batch_size=batch_size, knn_idx=graphs)
+            with beside.around(model):
+                _, _, flat = link_edges(model, embeddings, k, batch_size=batch_size, knn_idx=graphs)
         else:
             with module_path():
                 _, _, flat = link_edges(model, embeddings, k, batch_size=batch_size, knn_idx=graphs)
-        return num_nodes / (time.perf_counter() - start), flat
+        seconds = time.perf_counter() - start - beside.seconds - beside.cold_seconds
+        return num_nodes / seconds, flat, beside
 
     first = [graphs.batch(torch.arange(min(num_nodes, batch_size), device=device))]
     with torch.no_grad():  # warm-up: thread pools, workspaces, the GEMM libraries' first calls
         list(model.link_scores_of_nodes(embeddings, first))
         with module_path():
             list(model.link_scores_of_nodes(embeddings, first))
-    bound.graphs_per_second(args.bound_batch)
+    bound.seconds()
     rates: dict[str, list[float]] = {path: [] for path in paths}
-    bounds: list[float] = []
+    bound_rows: list[dict[str, float]] = []
     scores: dict[str, torch.Tensor] = {}
     for _ in range(args.passes):
         for path in paths:
-            rate, scores[path] = score(path)
+            rate, scores[path], beside = score(path)
             rates[path].append(rate)
-        bounds.append(statistics.median(bound.graphs_per_second(args.bound_graphs)
-                                        for _ in range(args.bound_repeats)))
+            if beside.sets:
+                bound_rows.append({"bound": beside.graphs_per_second(),
+                                   "bound_cold": beside.graphs_per_second(cold=True)})
     if len(scores) == 2:
         torch.testing.assert_close(scores["link_edges"], scores["module"], rtol=0, atol=1e-5)
-    out = {path: statistics.median(values) for path, values in rates.items()}
-    out["bound"] = statistics.median(bounds)
+    out: dict = {path: statistics.median(values) for path, values in rates.items()}
     out["macs_per_graph"] = bound.macs_per_graph
     out["batch_size"] = batch_size
-    out["passes"] = [{**{path: rates[path][index] for path in paths}, "bound": bound_rate}
-                     for index, bound_rate in enumerate(bounds)]
-    if "link_edges" in rates:
-        out["fraction"] = statistics.median(r / b for r, b in zip(rates["link_edges"], bounds))
+    out["passes"] = [{path: rates[path][index] for path in paths} for index in range(args.passes)]
+    if bound_rows:
+        for row, bound_row in zip(out["passes"], bound_rows):
+            row.update(bound_row)
+        for key in ("bound", "bound_cold"):
+            out[key] = statistics.median(row[key] for row in bound_rows)
+        out["fraction"] = statistics.median(row["link_edges"] / row["bound"] for row in out["passes"])
     return out
 
 
 def summary(per_process: list[dict], args: argparse.Namespace) -> dict:
     out = {"nodes": args.nodes, "dim": args.dim, "k": args.k, "gcn_dims": list(args.gcn_dims),
            "batch_size": per_process[0]["batch_size"], "bound_batch": args.bound_batch, "device": args.device,
-           "bound_graphs": args.bound_graphs, "bound_repeats": args.bound_repeats,
            "processes": len(per_process),
            "passes": args.passes,
            "threads": torch.get_num_threads(), "bf16": bf16_note(), "per_process": per_process,
            "macs_per_graph": per_process[0]["macs_per_graph"]}
-    for key in (*args.paths.split(","), "bound", "fraction"):
+    for key in (*args.paths.split(","), "bound", "bound_cold", "fraction"):
         values = [p[key] for p in per_process if key in p]
         if values:
             out[key] = {"min": min(values), "median": statistics.median(values), "max": max(values)}
@@ -225,8 +271,7 @@ def markdown(result: dict, where: str) -> str:
     lines = [
         f"F-Graph scoring, HDMLOnFeatures({result['dim']}, k={result['k']}, "
         f"gcn_dims={tuple(result['gcn_dims'])}), N = {result['nodes']:,}, batch_size {result['batch_size']} "
-        f"(bound: {result['bound_batch']} graphs per GEMM, the median of {result['bound_repeats']} "
-        f"measurements of {result['bound_graphs']:,} graphs after each pass), "
+        f"(bound: {result['bound_batch']} graphs per GEMM, one set between every two scoring batches), "
         f"{result['device']}, {result['threads']} CPU threads; "
         f"{result['processes']} fresh processes x {result['passes']} passes. Measured on {where}.",
         "",
@@ -235,7 +280,8 @@ def markdown(result: dict, where: str) -> str:
     ]
     names = {"link_edges": "`link_edges` (CPU: the fused `fgraph_scores` kernel)",
              "module": "torch modules (`link_inference.module_path()`)",
-             "bound": f"fp32 GEMM bound ({result['macs_per_graph'] / 1e6:.2f}M multiply-adds per graph)"}
+             "bound": f"fp32 GEMM bound ({result['macs_per_graph'] / 1e6:.2f}M multiply-adds per graph)",
+             "bound_cold": "the bound's first set in each gap, on operands out of cache"}
     for key, name in names.items():
         if key in result:
             r = result[key]
@@ -262,14 +308,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=0,
                         help="F-Graphs per link_edges batch (default: link_edges' own, scoring_batch_size)")
     parser.add_argument("--bound-batch", type=int, default=256,
-                        help="F-Graphs per GEMM of the bound (default: 256, hdml cluster's former batch)")
+                        help="F-Graphs per GEMM of the bound, one set of its GEMMs between every two "
+                             "scoring batches (default: 256, hdml cluster's former batch)")
     parser.add_argument("--paths", default="link_edges,module", help="comma-separated: link_edges, module")
     parser.add_argument("--processes", type=int, default=5, help="fresh processes (default: 5)")
     parser.add_argument("--passes", type=int, default=3, help="timed passes per process (default: 3)")
-    parser.add_argument("--bound-graphs", type=int, default=32768,
-                        help="F-Graphs per bound measurement (default: 32768)")
-    parser.add_argument("--bound-repeats", type=int, default=3,
-                        help="bound measurements after each pass, of which the median counts (default: 3)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="where to run (default: cpu)")
@@ -279,8 +322,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.child is None:
         if args.nodes <= args.k or args.processes < 1 or args.passes < 1 or args.batch_size < 0 \
-                or args.bound_batch < 1 or args.bound_repeats < 1:
-            parser.error("need --nodes > --k, at least one process, pass, bound measurement and graph "
+                or args.bound_batch < 1:
+            parser.error("need --nodes > --k, at least one process, pass and graph "
                          "per bound GEMM, and --batch-size >= 0")
         unknown = set(args.paths.split(",")) - set(PATHS)
         if args.device == "cuda" and not torch.cuda.is_available():
