@@ -267,6 +267,17 @@ def bf16_note() -> str:
     return f"native ({', '.join(native)})" if native else "none (no avx512_bf16 or amx_bf16): fp32 only"
 
 
+NO_BOUND = ("no bound: it runs between link_edges' batches, and this run had no such gap "
+            "(link_edges not in --paths, or all N F-Graphs in one batch)")
+
+
+def process_line(row: dict) -> str:
+    """One process's graphs/s per path and the bound, and link_edges' fraction of it."""
+    rates = ", ".join(f"{key} {row[key]:,.0f}" for key in (*PATHS, "bound") if key in row)
+    fraction = f", link_edges / bound {row['fraction']:.2f}" if "fraction" in row else f"; {NO_BOUND}"
+    return f"graphs/s {rates}{fraction}"
+
+
 def markdown(result: dict, where: str) -> str:
     lines = [
         f"F-Graph scoring, HDMLOnFeatures({result['dim']}, k={result['k']}, "
@@ -290,6 +301,8 @@ def markdown(result: dict, where: str) -> str:
         r = result["fraction"]
         lines += ["", f"link_edges / bound per process: min {r['min']:.2f}, median {r['median']:.2f}, "
                       f"max {r['max']:.2f}"]
+    else:
+        lines += ["", NO_BOUND]
     if "link_edges" in result and "module" in result:
         ratios = [p["link_edges"] / p["module"] for p in result["per_process"]]
         lines.append(f"link_edges / module, median of the per-process ratios: "
@@ -349,10 +362,7 @@ def main(argv: list[str] | None = None) -> dict:
                          for name in CHILD_OPTIONS)]
             done = subprocess.run(command, check=True, capture_output=True, text=True)
             per_process.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            row = per_process[-1]
-            rates = ", ".join(f"{key} {row[key]:,.0f}" for key in (*args.paths.split(","), "bound"))
-            fraction = f", link_edges / bound {row['fraction']:.2f}" if "fraction" in row else ""
-            print(f"process {index + 1}: graphs/s {rates}{fraction}", flush=True)
+            print(f"process {index + 1}: {process_line(per_process[-1])}", flush=True)
     result = summary(per_process, args)
     text = markdown(result, machine())
     print(text)

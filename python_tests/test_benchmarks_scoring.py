@@ -72,3 +72,17 @@ def test_bound_batch_reaches_the_child_and_the_table():
     assert "64 graphs per GEMM, one set between every two scoring batches" in text
     with pytest.raises(SystemExit):
         bench_scoring.parse_args(["--bound-batch", "0"])
+
+
+def test_one_batch_has_no_bound_and_says_so(tmp_path: Path):
+    """All N F-Graphs in one batch leave no gap for the bound: the process line and the table
+    say so instead of failing."""
+    bench_scoring.write_inputs(tmp_path, 40, 8, 5)
+    args = bench_scoring.parse_args(["--child", str(tmp_path), "--gcn-dims", "16", "8", "--batch-size", "64",
+                                     "--passes", "1", "--bound-batch", "16"])
+    row = bench_scoring.child(args)
+    assert "bound" not in row and "fraction" not in row and row["link_edges"] > 0
+    line = bench_scoring.process_line(row)
+    assert line.startswith("graphs/s link_edges ") and line.endswith(bench_scoring.NO_BOUND)
+    parent = bench_scoring.parse_args(["--nodes", "40", "--dim", "8", "--k", "5", "--gcn-dims", "16", "8"])
+    assert bench_scoring.NO_BOUND in bench_scoring.markdown(bench_scoring.summary([row], parent), "here")
